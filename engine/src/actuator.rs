@@ -1,0 +1,214 @@
+//! What actuators see and return: [`ObjectView`], [`Outcome`], and the [`Actuator`] trait.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::ObjectId;
+use crate::schema::Schema;
+use crate::store::Store;
+use crate::value::Value;
+
+/// What an actuation ended with.
+///
+/// Outcomes are data: a failing actuator returns `Failed`, it never panics through the
+/// engine (the executor turns a panic into `Failed` as well).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The backend matches the declarative state; `feedback` fields to record (R9: feedback
+    /// fields only).
+    Ok {
+        /// Feedback field writes, by name.
+        #[serde(default)]
+        feedback: BTreeMap<String, Value>,
+    },
+    /// The actuation failed; the object backs off (R5) and holds its dependents (R3).
+    Failed {
+        /// Why, for the operator.
+        message: String,
+    },
+    /// Not now, try later without counting a failure (R6).
+    Deferred {
+        /// Why, for the operator.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// `Ok` with no feedback.
+    pub fn ok() -> Outcome {
+        Outcome::Ok {
+            feedback: BTreeMap::new(),
+        }
+    }
+
+    /// `Ok` with feedback fields.
+    pub fn ok_with<K: Into<String>, V: Into<Value>>(
+        feedback: impl IntoIterator<Item = (K, V)>,
+    ) -> Outcome {
+        Outcome::Ok {
+            feedback: feedback
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// `Failed` with a message.
+    pub fn failed(message: impl Into<String>) -> Outcome {
+        Outcome::Failed {
+            message: message.into(),
+        }
+    }
+
+    /// `Deferred` with a message.
+    pub fn deferred(message: impl Into<String>) -> Outcome {
+        Outcome::Deferred {
+            message: message.into(),
+        }
+    }
+
+    /// Whether this is `Ok`.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok { .. })
+    }
+}
+
+/// Whether a task syncs an object or deletes it.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Bring the backend to the object's declarative state.
+    Sync,
+    /// Remove the object from the backend.
+    Delete,
+}
+
+/// A read-only view of one object, as an actuator or watcher sees it: declarative fields,
+/// feedback fields, and the objects it links to (with their feedback).
+///
+/// Borrowing the engine, a view costs nothing to make.
+#[derive(Clone, Copy)]
+pub struct ObjectView<'a> {
+    pub(crate) schema: &'a Schema,
+    pub(crate) store: &'a Store,
+    pub(crate) id: ObjectId,
+}
+
+impl<'a> ObjectView<'a> {
+    /// The object's key.
+    pub fn key(&self) -> &'a str {
+        self.store.key(self.id)
+    }
+
+    /// The object's dense id.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    /// The object's model name.
+    pub fn model(&self) -> &'a str {
+        &self.schema.model(self.store.model(self.id)).name
+    }
+
+    /// The object's declarative version.
+    pub fn version(&self) -> u64 {
+        self.store.version(self.id)
+    }
+
+    /// A declarative field by name (`None` if the model has no such field).
+    pub fn field(&self, name: &str) -> Option<&'a Value> {
+        let m = self.schema.model(self.store.model(self.id));
+        match m.slot(name)? {
+            crate::schema::FieldSlot::Declarative(i) => self.store.fields(self.id).get(i as usize),
+            crate::schema::FieldSlot::Feedback(_) => None,
+        }
+    }
+
+    /// A feedback field by name (`None` if the model has no such feedback field).
+    pub fn feedback(&self, name: &str) -> Option<&'a Value> {
+        let m = self.schema.model(self.store.model(self.id));
+        match m.slot(name)? {
+            crate::schema::FieldSlot::Feedback(i) => self.store.feedback(self.id).get(i as usize),
+            crate::schema::FieldSlot::Declarative(_) => None,
+        }
+    }
+
+    /// Declarative fields as (name, value), in schema order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
+        let m = self.schema.model(self.store.model(self.id));
+        m.fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .zip(self.store.fields(self.id).iter())
+    }
+
+    /// Feedback fields as (name, value), in schema order.
+    pub fn feedbacks(&self) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
+        let m = self.schema.model(self.store.model(self.id));
+        m.feedback
+            .iter()
+            .map(|f| f.name.as_str())
+            .zip(self.store.feedback(self.id).iter())
+    }
+
+    /// The objects this one links to (its direct dependencies), in id order.
+    pub fn dependencies(&self) -> impl Iterator<Item = ObjectView<'a>> + 'a {
+        let (schema, store) = (self.schema, self.store);
+        store.deps(self.id).iter().map(move |&d| ObjectView {
+            schema,
+            store,
+            id: crate::graph::target(d),
+        })
+    }
+}
+
+impl std::fmt::Debug for ObjectView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectView")
+            .field("key", &self.key())
+            .field("model", &self.model())
+            .field("version", &self.version())
+            .finish()
+    }
+}
+
+/// Brings objects of one model in sync with the backend.
+///
+/// Actuators are idempotent: the engine may run `sync` again for the same version (retry,
+/// restart). They read declarative state and return feedback only (R9).
+///
+/// # Examples
+/// ```
+/// use syncore::{Actuator, ObjectView, Outcome};
+/// struct Echo;
+/// impl Actuator for Echo {
+///     fn sync(&self, object: &ObjectView<'_>) -> Outcome {
+///         Outcome::ok_with([("seen", object.version() as i64)])
+///     }
+/// }
+/// ```
+pub trait Actuator: Send + Sync {
+    /// Brings the backend to `object`'s declarative state.
+    fn sync(&self, object: &ObjectView<'_>) -> Outcome;
+
+    /// Removes `object` from the backend. Default: nothing to remove, `Ok`.
+    fn delete(&self, object: &ObjectView<'_>) -> Outcome {
+        let _ = object;
+        Outcome::ok()
+    }
+}

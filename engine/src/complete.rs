@@ -1,0 +1,205 @@
+//! Completions: an [`Outcome`] becomes status, backoff and feedback.
+//!
+//! Rules: a completion for a stale version never marks a newer version synced (R8); an
+//! `Ok` that writes a declarative field is refused and recorded as the object's error (R9);
+//! failures back off exponentially (R5); deferrals wait a fixed delay and keep the failure
+//! count (R6); a successful delete removes the object and frees what it held (R7, R17).
+
+use serde::{Deserialize, Serialize};
+
+use crate::actuator::{Outcome, TaskKind};
+use crate::backoff::BackoffPolicy;
+use crate::change::sweep_unreferenced;
+use crate::error::CompleteError;
+use crate::graph;
+use crate::id::Time;
+use crate::plan::Task;
+use crate::schema::{FieldSlot, Schema};
+use crate::store::{Store, DEFERRED, EXTERNAL_FAILED};
+use crate::value::Value;
+
+/// What a completion did to its object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Completion {
+    /// The object is synced at the task's version.
+    Synced,
+    /// The object left the store; `removed` lists passive or external objects freed with it.
+    Deleted {
+        /// Keys removed in addition, sorted.
+        removed: Vec<String>,
+    },
+    /// Counted as a failure: eligible again at `retry_at`.
+    Failed {
+        /// Consecutive failures now.
+        failures: u32,
+        /// When it becomes eligible again.
+        retry_at: Time,
+    },
+    /// Deferred: eligible again at `retry_at` (R6).
+    Deferred {
+        /// When it becomes eligible again.
+        retry_at: Time,
+    },
+    /// An external object was reported failed; it waits for a new report or version.
+    ExternalFailed,
+    /// The task no longer matches the object (newer version, delete requested, already
+    /// done): nothing changed (R8).
+    Stale,
+}
+
+/// A report about an object of an external model (R17).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExternalReport {
+    /// The owner synced this engine's declarative version `version`.
+    Synced {
+        /// The version synced.
+        version: u64,
+    },
+    /// The owner failed to sync it.
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Applies one outcome. Returns what happened and the feedback fields that changed.
+pub(crate) fn complete(
+    schema: &Schema,
+    store: &mut Store,
+    policy: &BackoffPolicy,
+    task: &Task,
+    outcome: Outcome,
+    now: Time,
+) -> Result<(Completion, Vec<String>), CompleteError> {
+    let id = task.object;
+    if !store.alive(id) {
+        return Err(CompleteError::UnknownObject {
+            id: id.0,
+            version: task.version,
+        });
+    }
+    let deleting = store.deleting(id);
+    let kind_matches = match task.kind {
+        TaskKind::Sync => !deleting,
+        TaskKind::Delete => deleting,
+    };
+    // R8: only the current version's task may change the object.
+    if store.version(id) != task.version || !kind_matches || !store.is_unsettled(id) {
+        return Ok((Completion::Stale, Vec::new()));
+    }
+    let model = schema.model(store.model(id));
+    match outcome {
+        Outcome::Ok { feedback } => {
+            if deleting {
+                if !store.rdeps(id).is_empty() {
+                    // Referrers still present: the delete ran out of order (R7).
+                    return Ok((Completion::Stale, Vec::new()));
+                }
+                let deps: Vec<_> = store.deps(id).iter().map(|&e| graph::target(e)).collect();
+                store.remove(id);
+                let removed = sweep_unreferenced(schema, store, deps);
+                return Ok((Completion::Deleted { removed }, Vec::new()));
+            }
+            // R9: validate every write before making any.
+            let n_decl = model.fields.len();
+            let mut writes: Vec<(usize, Value)> = Vec::with_capacity(feedback.len());
+            for (name, value) in feedback {
+                let refused = match model.slot(&name) {
+                    Some(FieldSlot::Feedback(i)) => {
+                        match value.coerce(model.feedback[i as usize].ty) {
+                            Ok(v) => {
+                                writes.push((n_decl + i as usize, v));
+                                continue;
+                            }
+                            Err(e) => format!(
+                                "feedback field {name} wants {}, got {}",
+                                e.expected, e.found
+                            ),
+                        }
+                    }
+                    Some(FieldSlot::Declarative(_)) => {
+                        format!("actuator wrote declarative field {name}; actuators write feedback only (R9)")
+                    }
+                    None => format!("actuator wrote unknown field {name}"),
+                };
+                return Ok((fail(store, policy, id, refused, now), Vec::new()));
+            }
+            let mut changed = Vec::new();
+            let values = store.values_mut(id);
+            for (slot, v) in writes {
+                if values[slot] != v {
+                    values[slot] = v;
+                    changed.push(model.feedback[slot - n_decl].name.clone());
+                }
+            }
+            store.set_enacted(id, task.version);
+            let b = store.backoff_mut(id);
+            b.failures = 0;
+            b.flags &= !(DEFERRED | EXTERNAL_FAILED);
+            store.set_message(id, None);
+            store.refresh_unsettled(id);
+            Ok((Completion::Synced, changed))
+        }
+        Outcome::Failed { message } => Ok((fail(store, policy, id, message, now), Vec::new())),
+        Outcome::Deferred { message } => {
+            let retry_at = now.after(policy.defer_ms());
+            let b = store.backoff_mut(id);
+            b.flags |= DEFERRED;
+            b.retry_at = retry_at;
+            store.set_message(id, Some(message));
+            Ok((Completion::Deferred { retry_at }, Vec::new()))
+        }
+    }
+}
+
+/// Records a failure: one more consecutive failure, backoff from `now` (R5).
+fn fail(
+    store: &mut Store,
+    policy: &BackoffPolicy,
+    id: crate::ObjectId,
+    message: String,
+    now: Time,
+) -> Completion {
+    let failures = store.backoff(id).failures.saturating_add(1);
+    let retry_at = now.after(policy.delay_ms(failures, store.key(id)));
+    let b = store.backoff_mut(id);
+    b.failures = failures;
+    b.retry_at = retry_at;
+    b.flags &= !DEFERRED;
+    store.set_message(id, Some(message));
+    Completion::Failed { failures, retry_at }
+}
+
+/// Applies an external report (R17).
+pub(crate) fn report_external(
+    store: &mut Store,
+    id: crate::ObjectId,
+    report: ExternalReport,
+) -> Completion {
+    if store.deleting(id) {
+        return Completion::Stale;
+    }
+    match report {
+        ExternalReport::Synced { version } => {
+            if version != store.version(id) {
+                return Completion::Stale;
+            }
+            store.set_enacted(id, version);
+            store.backoff_mut(id).flags &= !EXTERNAL_FAILED;
+            store.set_message(id, None);
+            store.refresh_unsettled(id);
+            Completion::Synced
+        }
+        ExternalReport::Failed { message } => {
+            if !store.is_unsettled(id) {
+                // A failure report for a version already synced is stale.
+                return Completion::Stale;
+            }
+            store.backoff_mut(id).flags |= EXTERNAL_FAILED;
+            store.set_message(id, Some(message));
+            Completion::ExternalFailed
+        }
+    }
+}

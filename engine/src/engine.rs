@@ -1,0 +1,603 @@
+//! [`Engine`]: the one public mutating entry point. It sequences schema, store, change
+//! sets, planning and completions, and holds no logic of its own beyond that.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::actuator::{ObjectView, Outcome};
+use crate::backoff::BackoffPolicy;
+use crate::change::{self, ApplyReport, ChangeSet, Stage};
+use crate::complete::{self, Completion, ExternalReport};
+use crate::error::{ChangeError, CompleteError, SnapshotError};
+use crate::id::{ObjectId, Time};
+use crate::plan::{self, HoldReason, Plan, Scratch, Task};
+use crate::policy::{Policy, WatchEvent, WatchKind, Watcher};
+use crate::schema::{ModelKind, Schema};
+use crate::snapshot;
+use crate::store::Store;
+use crate::value::Value;
+
+/// Engine settings. Every option states its default; [`Config::default`] gives them all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Backoff after failures and deferrals (R5, R6). Default: [`BackoffPolicy::default`].
+    pub backoff: BackoffPolicy,
+    /// Policy rounds before a change set is refused as a loop (R10). Default: 16.
+    pub policy_rounds_max: u32,
+    /// Most entries in one change set, policy output included. Default: 10,000,000.
+    pub changes_max: u64,
+    /// Longest key, in bytes. Default: 1,024.
+    pub key_len_max: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            backoff: BackoffPolicy::default(),
+            policy_rounds_max: 16,
+            changes_max: 10_000_000,
+            key_len_max: 1024,
+        }
+    }
+}
+
+/// An object's status (R4): exactly one of these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Status {
+    /// Synced at its current version.
+    Synced,
+    /// Work to do: runnable now, or after dependencies in the same plan.
+    Pending,
+    /// Its last actuation failed.
+    Error {
+        /// The failure message.
+        message: String,
+        /// Consecutive failures.
+        failures: u32,
+        /// When it is eligible again (`None`: an external object waits for a new report).
+        retry_at: Option<Time>,
+    },
+    /// Its actuator deferred (R6).
+    Deferred {
+        /// The actuator's message.
+        message: String,
+        /// When it is eligible again.
+        retry_at: Time,
+    },
+    /// A dependency, transitively, is in error, deferred, blocked or being deleted.
+    Blocked {
+        /// The root cause's key.
+        by: String,
+        /// What happened to it.
+        message: String,
+    },
+    /// Waits for an external object's report (R17).
+    WaitingExternal {
+        /// The external object.
+        key: String,
+    },
+    /// A delete waiting for its referrers to go (R7).
+    WaitingReferrers {
+        /// The referrers, sorted.
+        keys: Vec<String>,
+    },
+}
+
+/// Everything stored about one object, for inspection.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ObjectInfo {
+    /// Key.
+    pub key: String,
+    /// Model name.
+    pub model: String,
+    /// Dense id.
+    pub id: ObjectId,
+    /// Declarative version.
+    pub version: u64,
+    /// Version last synced (`0`: never).
+    pub enacted: u64,
+    /// Declarative fields.
+    pub fields: Vec<(String, Value)>,
+    /// Feedback fields.
+    pub feedback: Vec<(String, Value)>,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// When a failed or deferred object is eligible again.
+    pub retry_at: Option<Time>,
+    /// Last error or deferral message.
+    pub message: Option<String>,
+    /// Whether it is being deleted.
+    pub deleting: bool,
+}
+
+/// Watcher failures, counted (R18).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchStats {
+    /// Notifications delivered.
+    pub delivered: u64,
+    /// Notifications whose watcher returned an error.
+    pub failed: u64,
+    /// The most recent failure messages (at most [`WATCH_LOG_MAX`]).
+    pub log: Vec<String>,
+}
+
+/// Most watcher failure messages kept.
+pub const WATCH_LOG_MAX: usize = 256;
+
+/// The synchronizer core: schema, objects, and the rules that turn change sets into plans.
+///
+/// # Examples
+/// ```
+/// use syncore::{Change, ChangeSet, Config, Engine, Outcome, Schema, Time};
+/// let schema = Schema::from_json(r#"{"models": [
+///   {"name": "Site"},
+///   {"name": "Slice", "fields": [{"name": "site", "type": "ref"}],
+///    "links": [{"field": "site", "target": "Site"}]}]}"#).unwrap();
+/// let mut engine = Engine::new(schema, Config::default());
+/// engine.apply(ChangeSet::new()
+///     .upsert("s1", "Site", [("x", 0i64); 0])
+///     .upsert("sl1", "Slice", [("site", "s1")])).unwrap();
+/// let plan = engine.plan(Time(0));
+/// assert_eq!(plan.wave_count(), 2); // the site first, then the slice
+/// for task in plan.tasks.clone() {
+///     engine.complete(&task, Outcome::ok(), Time(1)).unwrap();
+/// }
+/// assert!(engine.plan(Time(1)).is_empty());
+/// ```
+pub struct Engine {
+    schema: Arc<Schema>,
+    config: Config,
+    store: Store,
+    policies: Vec<Option<Box<dyn Policy>>>,
+    watchers: Vec<Option<Box<dyn Watcher>>>,
+    watch: WatchStats,
+    scratch: Mutex<Scratch>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("objects", &self.len())
+            .field("unsettled", &self.store.d.unsettled.len())
+            .finish()
+    }
+}
+
+/// A registration named a model the schema lacks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no model named {model}")]
+pub struct UnknownModel {
+    /// The name.
+    pub model: String,
+}
+
+impl Engine {
+    /// An empty engine over `schema`.
+    pub fn new(schema: Schema, config: Config) -> Engine {
+        let decl = schema
+            .models()
+            .iter()
+            .map(|m| m.fields.len() as u16)
+            .collect();
+        let n = schema.models().len();
+        Engine {
+            schema: Arc::new(schema),
+            config,
+            store: Store::new(decl),
+            policies: (0..n).map(|_| None).collect(),
+            watchers: (0..n).map(|_| None).collect(),
+            watch: WatchStats::default(),
+            scratch: Mutex::new(Scratch::default()),
+        }
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Registers `model`'s policy (R10), replacing any previous one.
+    ///
+    /// # Errors
+    /// [`UnknownModel`] if the schema has no such model.
+    pub fn register_policy(
+        &mut self,
+        model: &str,
+        policy: Box<dyn Policy>,
+    ) -> Result<(), UnknownModel> {
+        let id = self.schema.model_id(model).ok_or_else(|| UnknownModel {
+            model: model.into(),
+        })?;
+        self.policies[id.index()] = Some(policy);
+        Ok(())
+    }
+
+    /// Registers `model`'s watcher (R18), replacing any previous one.
+    ///
+    /// # Errors
+    /// [`UnknownModel`] if the schema has no such model.
+    pub fn register_watcher(
+        &mut self,
+        model: &str,
+        watcher: Box<dyn Watcher>,
+    ) -> Result<(), UnknownModel> {
+        let id = self.schema.model_id(model).ok_or_else(|| UnknownModel {
+            model: model.into(),
+        })?;
+        self.watchers[id.index()] = Some(watcher);
+        Ok(())
+    }
+
+    /// Applies a change set atomically: all of it, policies' changes included, or nothing.
+    ///
+    /// # Errors
+    /// A [`ChangeError`] naming the offending key, model or field; the engine is unchanged.
+    ///
+    /// # Complexity
+    /// O(changes + their edges), plus the effective ancestors of objects that gain
+    /// dependencies (the cycle check, R11). Never O(store) (R15).
+    pub fn apply(&mut self, set: ChangeSet) -> Result<ApplyReport, ChangeError> {
+        if set.changes.len() as u64 > self.config.changes_max {
+            return Err(ChangeError::TooLarge {
+                what: "change set",
+                max: self.config.changes_max as usize,
+            });
+        }
+        if let Some(c) = set
+            .changes
+            .iter()
+            .find(|c| c.key().len() > self.config.key_len_max as usize)
+        {
+            let _ = c;
+            return Err(ChangeError::TooLarge {
+                what: "key length",
+                max: self.config.key_len_max as usize,
+            });
+        }
+        let checked = Stage::new(&self.schema, &self.store).run(
+            &set,
+            &self.policies,
+            self.config.policy_rounds_max,
+        )?;
+        let (report, events) = change::commit(&self.schema, &mut self.store, checked);
+        let events: Vec<_> = events
+            .into_iter()
+            .map(|(key, fields)| match fields {
+                Some(f) => (key, WatchKind::Declarative, f),
+                None => (key, WatchKind::Deleted, Vec::new()),
+            })
+            .collect();
+        self.notify(&events);
+        Ok(report)
+    }
+
+    /// The plan at `now`: tasks that may run, their edges and waves, held objects and why,
+    /// and the next wake time. Pure: the same state and `now` give the same plan (R12).
+    ///
+    /// # Complexity
+    /// O(unsettled objects + the edges to their nearest unsettled ancestors), walking
+    /// through settled ancestors (R1, R15).
+    pub fn plan(&self, now: Time) -> Plan {
+        match self.scratch.try_lock() {
+            Some(mut s) => plan::plan(&self.schema, &self.store, &mut s, now),
+            None => plan::plan(&self.schema, &self.store, &mut Scratch::default(), now),
+        }
+    }
+
+    /// Feeds back the outcome of `task` at `now`.
+    ///
+    /// # Errors
+    /// [`CompleteError::UnknownObject`] if the task's object is gone.
+    pub fn complete(
+        &mut self,
+        task: &Task,
+        outcome: Outcome,
+        now: Time,
+    ) -> Result<Completion, CompleteError> {
+        let (done, changed) = complete::complete(
+            &self.schema,
+            &mut self.store,
+            &self.config.backoff,
+            task,
+            outcome,
+            now,
+        )?;
+        if !changed.is_empty() {
+            let key = self.store.key(task.object).to_string();
+            self.notify(&[(key, WatchKind::Feedback, changed)]);
+        }
+        Ok(done)
+    }
+
+    /// Records a report about an object of an external model (R17).
+    ///
+    /// # Errors
+    /// [`CompleteError::UnknownKey`] or [`CompleteError::NotExternal`].
+    pub fn report_external(
+        &mut self,
+        key: &str,
+        report: ExternalReport,
+    ) -> Result<Completion, CompleteError> {
+        let id = self
+            .store
+            .id_of(key)
+            .ok_or_else(|| CompleteError::UnknownKey { key: key.into() })?;
+        if self.schema.model(self.store.model(id)).kind != ModelKind::External {
+            return Err(CompleteError::NotExternal { key: key.into() });
+        }
+        Ok(complete::report_external(&mut self.store, id, report))
+    }
+
+    /// Number of objects in the store.
+    pub fn len(&self) -> usize {
+        self.store.live_count
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.store.live_count == 0
+    }
+
+    /// Number of objects with work to do or a reason to wait.
+    pub fn unsettled_count(&self) -> usize {
+        self.store.d.unsettled.len()
+    }
+
+    /// The id of `key`.
+    pub fn id(&self, key: &str) -> Option<ObjectId> {
+        self.store.id_of(key)
+    }
+
+    /// The key of a live object.
+    ///
+    /// # Panics
+    /// If `id` is not a live object's id.
+    pub fn key(&self, id: ObjectId) -> &str {
+        assert!(self.store.alive(id), "no live object with id {}", id.0);
+        self.store.key(id)
+    }
+
+    /// A read-only view of a live object (what actuators get).
+    ///
+    /// # Panics
+    /// If `id` is not a live object's id.
+    pub fn view(&self, id: ObjectId) -> ObjectView<'_> {
+        assert!(self.store.alive(id), "no live object with id {}", id.0);
+        ObjectView {
+            schema: &self.schema,
+            store: &self.store,
+            id,
+        }
+    }
+
+    /// A read-only view of the object with `key`.
+    pub fn view_key(&self, key: &str) -> Option<ObjectView<'_>> {
+        self.store.id_of(key).map(|id| ObjectView {
+            schema: &self.schema,
+            store: &self.store,
+            id,
+        })
+    }
+
+    /// Everything stored about `key`.
+    pub fn object(&self, key: &str) -> Option<ObjectInfo> {
+        let id = self.store.id_of(key)?;
+        let v = self.view(id);
+        let b = self.store.backoff(id);
+        Some(ObjectInfo {
+            key: key.to_string(),
+            model: v.model().to_string(),
+            id,
+            version: self.store.version(id),
+            enacted: self.store.enacted(id),
+            fields: v
+                .fields()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            feedback: v
+                .feedbacks()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            failures: b.failures,
+            retry_at: (b.failures > 0 || b.deferred()).then_some(b.retry_at),
+            message: self.store.message(id).map(str::to_string),
+            deleting: b.deleting(),
+        })
+    }
+
+    /// The status of `key` at `now` (R4), or `None` if there is no such object.
+    ///
+    /// # Complexity
+    /// One [`Engine::plan`]; use [`Engine::status_in`] to read many statuses from one plan.
+    pub fn status(&self, key: &str, now: Time) -> Option<Status> {
+        let id = self.store.id_of(key)?;
+        Some(self.status_in(&self.plan(now), id))
+    }
+
+    /// The status of object `id` according to `plan`, which must be this engine's latest.
+    pub fn status_in(&self, plan: &Plan, id: ObjectId) -> Status {
+        if !self.store.is_unsettled(id) {
+            return Status::Synced;
+        }
+        let b = *self.store.backoff(id);
+        let message = || self.store.message(id).unwrap_or_default().to_string();
+        match plan.hold(id) {
+            None | Some(HoldReason::BackingOff { .. }) => {
+                if b.deferred() {
+                    Status::Deferred {
+                        message: message(),
+                        retry_at: b.retry_at,
+                    }
+                } else if b.failures > 0 {
+                    Status::Error {
+                        message: message(),
+                        failures: b.failures,
+                        retry_at: Some(b.retry_at),
+                    }
+                } else {
+                    Status::Pending
+                }
+            }
+            Some(HoldReason::ExternalFailed) => Status::Error {
+                message: message(),
+                failures: b.failures,
+                retry_at: None,
+            },
+            Some(HoldReason::Blocked { by }) => Status::Blocked {
+                by: self.key(*by).to_string(),
+                message: self.cause(*by),
+            },
+            Some(HoldReason::WaitingExternal { key }) => Status::WaitingExternal {
+                key: self.key(*key).to_string(),
+            },
+            Some(HoldReason::WaitingReferrers { keys }) => Status::WaitingReferrers {
+                keys: keys.iter().map(|k| self.key(*k).to_string()).collect(),
+            },
+        }
+    }
+
+    /// What happened to a root cause, in words.
+    fn cause(&self, root: ObjectId) -> String {
+        let key = self.store.key(root);
+        let b = self.store.backoff(root);
+        let msg = self.store.message(root).unwrap_or_default();
+        if b.deleting() && b.failures == 0 && !b.deferred() {
+            format!("dependency {key} is being deleted")
+        } else if b.deferred() {
+            format!("dependency {key} deferred: {msg}")
+        } else if b.external_failed() {
+            format!("external dependency {key} failed: {msg}")
+        } else {
+            format!("dependency {key} failed: {msg}")
+        }
+    }
+
+    /// Watcher delivery counters (R18).
+    pub fn watch_stats(&self) -> &WatchStats {
+        &self.watch
+    }
+
+    /// Pretend mode (R13): the waves that would run, round after round, if every task
+    /// succeeded at `now`, without calling any actuator, policy or watcher and without
+    /// changing this engine. Rounds stop when nothing runnable is left (or after
+    /// `rounds_max`).
+    pub fn pretend(&self, now: Time, rounds_max: usize) -> Vec<Plan> {
+        let mut store = self.store.clone();
+        let mut scratch = Scratch::default();
+        let mut rounds = Vec::new();
+        while rounds.len() < rounds_max {
+            let p = plan::plan(&self.schema, &store, &mut scratch, now);
+            if p.tasks.is_empty() {
+                break;
+            }
+            for t in &p.tasks {
+                // Every outcome here is Ok; a completion can only fail on a vanished task.
+                let _ = complete::complete(
+                    &self.schema,
+                    &mut store,
+                    &self.config.backoff,
+                    t,
+                    Outcome::ok(),
+                    now,
+                );
+            }
+            rounds.push(p);
+        }
+        rounds
+    }
+
+    /// Serialises the whole state, backoff included (R14): a format header, the schema,
+    /// the configuration, the store, and a checksum. Policies and watchers are code and
+    /// must be registered again after [`Engine::restore`].
+    pub fn snapshot(&self) -> Vec<u8> {
+        snapshot::encode(&self.schema, &self.config, &self.store.d)
+    }
+
+    /// Rebuilds an engine from [`Engine::snapshot`] bytes.
+    ///
+    /// # Errors
+    /// A [`SnapshotError`] for foreign, truncated, corrupt or inconsistent bytes; never panics.
+    pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        let (schema, config, data) = snapshot::decode(bytes)?;
+        let mut engine = Engine::new(schema, config);
+        let decl = std::mem::take(&mut engine.store.decl_counts);
+        engine.store = Store::from_data(data, decl);
+        Ok(engine)
+    }
+
+    /// A 64-bit hash of [`Engine::snapshot`]: equal states hash equal.
+    pub fn state_hash(&self) -> u64 {
+        snapshot::fnv1a(&self.snapshot())
+    }
+
+    /// Approximate heap bytes held by the store and its indexes (field data included).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.memory_bytes()
+    }
+
+    /// Delivers watch events in (watcher, key) order (R18); `events` are in key order.
+    fn notify(&mut self, events: &[(String, WatchKind, Vec<String>)]) {
+        if events.is_empty() || self.watchers.iter().all(Option::is_none) {
+            return;
+        }
+        let mut failures = Vec::new();
+        let mut delivered = 0;
+        for (w, watcher) in self.watchers.iter().enumerate() {
+            let Some(watcher) = watcher else { continue };
+            let wm = &self.schema.models()[w];
+            for (key, kind, changed) in events {
+                let Some(id) = self.store.id_of(key) else {
+                    continue;
+                };
+                let model = self.store.model(id);
+                let Some((_, filter)) = wm.watches.iter().find(|(m, _)| *m == model) else {
+                    continue;
+                };
+                let fields: Vec<String> = match filter {
+                    Some(set) => changed
+                        .iter()
+                        .filter(|f| set.contains(*f))
+                        .cloned()
+                        .collect(),
+                    None => changed.clone(),
+                };
+                if fields.is_empty() && *kind != WatchKind::Deleted {
+                    continue;
+                }
+                let event = WatchEvent {
+                    watcher_model: &wm.name,
+                    key,
+                    model: &self.schema.model(model).name,
+                    kind: *kind,
+                    changed: &fields,
+                    object: Some(ObjectView {
+                        schema: &self.schema,
+                        store: &self.store,
+                        id,
+                    }),
+                };
+                delivered += 1;
+                if let Err(e) = watcher.notify(&event) {
+                    failures.push(format!("watcher of {} on {key}: {e}", wm.name));
+                }
+            }
+        }
+        self.watch.delivered += delivered;
+        self.watch.failed += failures.len() as u64;
+        for f in failures {
+            if self.watch.log.len() == WATCH_LOG_MAX {
+                self.watch.log.remove(0);
+            }
+            self.watch.log.push(f);
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The snapshot byte format (R14).
+//!
+//! ```text
+//! magic "SYNCORE\0" | format version u32 LE | payload length u64 LE | payload | FNV-1a-64 of payload, u64 LE
+//! ```
+//! The payload is bincode 2 (standard configuration, with a size limit equal to the payload
+//! length, so a forged length prefix cannot allocate beyond the input). After decoding, the
+//! whole state is checked for consistency (ids, field counts, edges against field values,
+//! acyclicity, the unsettled set), so well-formed but inconsistent bytes are refused too.
+
+use crate::engine::Config;
+use crate::error::SnapshotError;
+use crate::graph::{self, Edge, PROXY};
+use crate::id::ObjectId;
+use crate::schema::{Schema, SchemaDef};
+use crate::store::{StoreData, DEAD};
+
+/// The magic bytes that open a snapshot.
+pub const MAGIC: &[u8; 8] = b"SYNCORE\0";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(bincode::Encode, bincode::Decode)]
+struct Body {
+    schema_json: String,
+    config: Config,
+    store: StoreData,
+}
+
+/// 64-bit FNV-1a.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+pub(crate) fn encode(schema: &Schema, config: &Config, store: &StoreData) -> Vec<u8> {
+    let body = BodyRef {
+        schema_json: serde_json::to_string(schema.def()).unwrap_or_default(),
+        config,
+        store,
+    };
+    let payload = bincode::encode_to_vec(&body, bincode::config::standard()).unwrap_or_default();
+    let mut out = Vec::with_capacity(payload.len() + 28);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&fnv1a(&payload).to_le_bytes());
+    out
+}
+
+/// Encodes like [`Body`] without cloning the store.
+struct BodyRef<'a> {
+    schema_json: String,
+    config: &'a Config,
+    store: &'a StoreData,
+}
+
+impl bincode::Encode for BodyRef<'_> {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.schema_json.encode(e)?;
+        self.config.encode(e)?;
+        self.store.encode(e)
+    }
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<(Schema, Config, StoreData), SnapshotError> {
+    if bytes.len() < 8 || &bytes[..8] != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let corrupt = |m: &str| SnapshotError::Corrupt(m.to_string());
+    let header = bytes
+        .get(8..20)
+        .ok_or_else(|| corrupt("truncated header"))?;
+    let version = u32::from_le_bytes(header[..4].try_into().map_err(|_| corrupt("header"))?);
+    if version != FORMAT_VERSION {
+        return Err(SnapshotError::Version {
+            found: version,
+            expected: FORMAT_VERSION,
+        });
+    }
+    let len = u64::from_le_bytes(header[4..12].try_into().map_err(|_| corrupt("header"))?);
+    let rest = &bytes[20..];
+    if (rest.len() as u64) < 8 || len != rest.len() as u64 - 8 {
+        return Err(corrupt("length does not match (truncated or extended)"));
+    }
+    let (payload, sum) = rest.split_at(len as usize);
+    if fnv1a(payload).to_le_bytes() != sum {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let config = bincode::config::standard().with_limit::<{ 1 << 40 }>();
+    let (body, used): (Body, usize) = bincode::decode_from_slice(payload, config)
+        .map_err(|e| SnapshotError::Corrupt(format!("payload: {e}")))?;
+    if used != payload.len() {
+        return Err(corrupt("trailing bytes in payload"));
+    }
+    let def: SchemaDef = serde_json::from_str(&body.schema_json)
+        .map_err(|e| SnapshotError::Corrupt(format!("schema: {e}")))?;
+    let schema = Schema::new(def)?;
+    validate(&schema, &body.store).map_err(SnapshotError::Corrupt)?;
+    Ok((schema, body.config, body.store))
+}
+
+/// Checks every invariant the engine relies on, so that no later call can panic.
+fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
+    let n = d.keys.len();
+    if [
+        d.model.len(),
+        d.version.len(),
+        d.enacted.len(),
+        d.values.len(),
+        d.backoff.len(),
+        d.deps.len(),
+    ]
+    .iter()
+    .any(|&l| l != n)
+    {
+        return Err("array lengths differ".into());
+    }
+    if n > graph::OBJECTS_MAX {
+        return Err("too many objects".into());
+    }
+    let mut index = std::collections::HashMap::with_capacity(n);
+    let mut free = vec![false; n];
+    for &f in &d.free {
+        let f = f as usize;
+        if f >= n || free[f] || d.model[f] != DEAD {
+            return Err(format!("free slot {f} is invalid"));
+        }
+        free[f] = true;
+    }
+    for id in 0..n {
+        let m = d.model[id];
+        if m == DEAD {
+            if !free[id] {
+                return Err(format!("slot {id} is neither live nor free"));
+            }
+            continue;
+        }
+        let Some(model) = schema.models().get(m.index()) else {
+            return Err(format!("object {id}: unknown model {}", m.0));
+        };
+        if d.keys[id].is_empty() || index.insert(d.keys[id].clone(), id as u32).is_some() {
+            return Err(format!("object {id}: empty or duplicate key"));
+        }
+        if d.values[id].len() != model.fields.len() + model.feedback.len() {
+            return Err(format!("object {}: wrong number of values", d.keys[id]));
+        }
+        if d.version[id] == 0 || d.version[id] >= d.next_version || d.enacted[id] > d.version[id] {
+            return Err(format!("object {}: bad version", d.keys[id]));
+        }
+        let fields = model.fields.iter().chain(model.feedback.iter());
+        for (f, v) in fields.zip(d.values[id].iter()) {
+            if v.clone().coerce(f.ty).as_ref() != Ok(v) {
+                return Err(format!(
+                    "object {}: field {} has a {} value",
+                    d.keys[id],
+                    f.name,
+                    v.kind_name()
+                ));
+            }
+        }
+    }
+    // Edges must be exactly what the field values say.
+    for id in 0..n {
+        let m = d.model[id];
+        if m == DEAD {
+            continue;
+        }
+        let model = schema.model(m);
+        let mut want: Vec<Edge> = Vec::new();
+        for l in &model.links {
+            for t in d.values[id][l.field as usize].refs() {
+                let Some(&tid) = index.get(t.as_str()) else {
+                    return Err(format!("object {}: dangling reference {t}", d.keys[id]));
+                };
+                if d.model[tid as usize] != l.target {
+                    return Err(format!(
+                        "object {}: reference {t} has the wrong model",
+                        d.keys[id]
+                    ));
+                }
+                want.push(tid | if l.proxy { PROXY } else { 0 });
+            }
+        }
+        want.sort_unstable();
+        want.dedup();
+        if *d.deps[id] != *want {
+            return Err(format!(
+                "object {}: edges do not match its fields",
+                d.keys[id]
+            ));
+        }
+    }
+    // Acyclic effective graph (R11): Kahn over link edges plus proxy implications.
+    let store = crate::store::Store::from_data(
+        d.clone(),
+        schema
+            .models()
+            .iter()
+            .map(|m| m.fields.len() as u16)
+            .collect(),
+    );
+    let mut indeg = vec![0u32; n];
+    let mut adj: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for id in 0..n {
+        if d.model[id] == DEAD {
+            continue;
+        }
+        let mut out = Vec::new();
+        graph::for_each_effective_dep(&store, ObjectId(id as u32), |t| out.push(t.0));
+        out.sort_unstable();
+        out.dedup();
+        for &t in &out {
+            indeg[t as usize] += 1;
+        }
+        adj[id] = out;
+    }
+    let mut queue: Vec<usize> = (0..n)
+        .filter(|&i| d.model[i] != DEAD && indeg[i] == 0)
+        .collect();
+    let mut seen = 0;
+    while let Some(u) = queue.pop() {
+        seen += 1;
+        for &t in &adj[u] {
+            indeg[t as usize] -= 1;
+            if indeg[t as usize] == 0 {
+                queue.push(t as usize);
+            }
+        }
+    }
+    if seen != store.live_count {
+        return Err("object graph has a cycle".into());
+    }
+    for id in 0..n {
+        let live = d.model[id] != DEAD;
+        let want = live && (d.enacted[id] != d.version[id] || d.backoff[id].deleting());
+        if want != d.unsettled.contains(&(id as u32)) {
+            return Err(format!("unsettled set disagrees at slot {id}"));
+        }
+    }
+    if d.unsettled.iter().any(|&u| u as usize >= n)
+        || d.messages
+            .keys()
+            .any(|&k| k as usize >= n || d.model[k as usize] == DEAD)
+    {
+        return Err("index out of range".into());
+    }
+    Ok(())
+}

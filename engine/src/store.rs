@@ -1,0 +1,333 @@
+//! The object store: dense arrays indexed by [`ObjectId`].
+//!
+//! Every object has a key, a model, a declarative version, the version last enacted, its
+//! field values (declarative then feedback), its backoff state and its dependency edges.
+//! The arrays are struct-of-arrays so that planning touches only what it reads. Setters are
+//! `pub(crate)`: only `change` (apply) and `complete` write.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::graph::{self, Edge};
+use crate::id::{ModelId, ObjectId, Time};
+use crate::value::Value;
+
+/// The model id of a free slot.
+pub(crate) const DEAD: ModelId = ModelId(u16::MAX);
+
+/// Per-object outcome state: backoff (R5, R6), external reports (R17), deletion (R7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub(crate) struct Backoff {
+    /// When the object is eligible again (meaningful while `failures > 0` or `deferred`).
+    pub retry_at: Time,
+    /// Consecutive failures of the current version (sync or delete); reset on success and on
+    /// a new declarative version.
+    pub failures: u32,
+    /// Flags: [`DELETING`], [`DEFERRED`], [`EXTERNAL_FAILED`].
+    pub flags: u8,
+}
+
+/// The object is being deleted (R7).
+pub(crate) const DELETING: u8 = 1;
+/// The last outcome was `Deferred` (R6).
+pub(crate) const DEFERRED: u8 = 2;
+/// The embedder reported an external object failed (R17).
+pub(crate) const EXTERNAL_FAILED: u8 = 4;
+
+impl Backoff {
+    pub(crate) fn deleting(&self) -> bool {
+        self.flags & DELETING != 0
+    }
+    pub(crate) fn deferred(&self) -> bool {
+        self.flags & DEFERRED != 0
+    }
+    pub(crate) fn external_failed(&self) -> bool {
+        self.flags & EXTERNAL_FAILED != 0
+    }
+    /// Whether the object waits on its own timer at `now`.
+    pub(crate) fn backing_off(&self, now: Time) -> bool {
+        (self.failures > 0 || self.deferred()) && self.retry_at > now
+    }
+}
+
+/// The persistent part of the store (what a snapshot carries).
+#[derive(Clone, Debug, Default, PartialEq, bincode::Encode, bincode::Decode)]
+pub(crate) struct StoreData {
+    pub keys: Vec<Box<str>>,
+    pub model: Vec<ModelId>,
+    /// Declarative version; globally unique across the engine, so a reused id never
+    /// matches a stale task (R8).
+    pub version: Vec<u64>,
+    /// The version last synced; `0`: never.
+    pub enacted: Vec<u64>,
+    /// Declarative values then feedback values, as many as the model has.
+    pub values: Vec<Box<[Value]>>,
+    pub backoff: Vec<Backoff>,
+    /// Dependencies (link targets), sorted, deduplicated, tagged with [`graph::PROXY`].
+    pub deps: Vec<Box<[Edge]>>,
+    /// Messages of objects in error or deferred.
+    pub messages: BTreeMap<u32, String>,
+    /// Free slots, reused last-freed first.
+    pub free: Vec<u32>,
+    /// Live objects with work: `enacted != version`, or deleting.
+    pub unsettled: BTreeSet<u32>,
+    /// The next declarative version to hand out.
+    pub next_version: u64,
+}
+
+/// The store: persistent data plus indexes derived from it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Store {
+    pub d: StoreData,
+    /// Referrers of each object (who links to it), tagged with [`graph::PROXY`] when the
+    /// referrer's link is a proxy (it extends this object). Derived from `deps`.
+    pub rdeps: Vec<Vec<Edge>>,
+    /// Key -> id. Lookups only: never iterated, so its order cannot leak.
+    pub index: std::collections::HashMap<Box<str>, u32>,
+    /// Live objects.
+    pub live_count: usize,
+    /// Declarative field count per model (from the schema).
+    pub decl_counts: Vec<u16>,
+}
+
+impl Store {
+    pub(crate) fn new(decl_counts: Vec<u16>) -> Store {
+        Store {
+            d: StoreData {
+                next_version: 1,
+                ..Default::default()
+            },
+            decl_counts,
+            ..Default::default()
+        }
+    }
+
+    /// Rebuilds derived indexes from persistent data (after restore).
+    pub(crate) fn from_data(d: StoreData, decl_counts: Vec<u16>) -> Store {
+        let n = d.keys.len();
+        let mut rdeps: Vec<Vec<Edge>> = vec![Vec::new(); n];
+        let mut index = std::collections::HashMap::with_capacity(n);
+        let mut live_count = 0;
+        for id in 0..n {
+            if d.model[id] == DEAD {
+                continue;
+            }
+            live_count += 1;
+            index.insert(d.keys[id].clone(), id as u32);
+            for &e in d.deps[id].iter() {
+                rdeps[graph::target(e).index()].push(graph::retag(id as u32, e));
+            }
+        }
+        Store {
+            d,
+            rdeps,
+            index,
+            live_count,
+            decl_counts,
+        }
+    }
+
+    /// Slots in the arrays (live and free).
+    pub(crate) fn capacity(&self) -> usize {
+        self.d.keys.len()
+    }
+    pub(crate) fn alive(&self, id: ObjectId) -> bool {
+        id.index() < self.d.model.len() && self.d.model[id.index()] != DEAD
+    }
+    pub(crate) fn id_of(&self, key: &str) -> Option<ObjectId> {
+        self.index.get(key).map(|&i| ObjectId(i))
+    }
+    pub(crate) fn key(&self, id: ObjectId) -> &str {
+        &self.d.keys[id.index()]
+    }
+    pub(crate) fn model(&self, id: ObjectId) -> ModelId {
+        self.d.model[id.index()]
+    }
+    pub(crate) fn version(&self, id: ObjectId) -> u64 {
+        self.d.version[id.index()]
+    }
+    pub(crate) fn enacted(&self, id: ObjectId) -> u64 {
+        self.d.enacted[id.index()]
+    }
+    pub(crate) fn backoff(&self, id: ObjectId) -> &Backoff {
+        &self.d.backoff[id.index()]
+    }
+    pub(crate) fn deleting(&self, id: ObjectId) -> bool {
+        self.d.backoff[id.index()].deleting()
+    }
+    /// Declarative values (the first `n_decl` values).
+    pub(crate) fn fields(&self, id: ObjectId) -> &[Value] {
+        self.d.values[id.index()]
+            .get(..self.n_decl(id))
+            .unwrap_or(&[])
+    }
+    /// Feedback values.
+    pub(crate) fn feedback(&self, id: ObjectId) -> &[Value] {
+        self.d.values[id.index()]
+            .get(self.n_decl(id)..)
+            .unwrap_or(&[])
+    }
+    fn n_decl(&self, id: ObjectId) -> usize {
+        self.decl_counts
+            .get(self.model(id).index())
+            .copied()
+            .unwrap_or(0) as usize
+    }
+    pub(crate) fn deps(&self, id: ObjectId) -> &[Edge] {
+        &self.d.deps[id.index()]
+    }
+    pub(crate) fn rdeps(&self, id: ObjectId) -> &[Edge] {
+        &self.rdeps[id.index()]
+    }
+    pub(crate) fn message(&self, id: ObjectId) -> Option<&str> {
+        self.d.messages.get(&id.0).map(String::as_str)
+    }
+    pub(crate) fn is_unsettled(&self, id: ObjectId) -> bool {
+        self.d.enacted[id.index()] != self.d.version[id.index()] || self.deleting(id)
+    }
+
+    // ---- writers (apply / complete) ----
+
+    /// The id the next new object gets, `nth` new objects from now (pure: for staging).
+    pub(crate) fn peek_new_id(&self, nth: usize) -> u32 {
+        let free = self.d.free.len();
+        if nth < free {
+            self.d.free[free - 1 - nth]
+        } else {
+            (self.d.keys.len() + (nth - free)) as u32
+        }
+    }
+
+    /// Allocates a slot for a new object; matches [`Store::peek_new_id`]`(0)`.
+    pub(crate) fn insert(&mut self, key: &str, model: ModelId, values: Box<[Value]>) -> ObjectId {
+        let id = match self.d.free.pop() {
+            Some(id) => {
+                let i = id as usize;
+                self.d.keys[i] = key.into();
+                self.d.model[i] = model;
+                self.d.version[i] = 0;
+                self.d.enacted[i] = 0;
+                self.d.values[i] = values;
+                self.d.backoff[i] = Backoff::default();
+                self.d.deps[i] = Box::new([]);
+                debug_assert!(self.rdeps[i].is_empty());
+                id
+            }
+            None => {
+                let id = self.d.keys.len() as u32;
+                self.d.keys.push(key.into());
+                self.d.model.push(model);
+                self.d.version.push(0);
+                self.d.enacted.push(0);
+                self.d.values.push(values);
+                self.d.backoff.push(Backoff::default());
+                self.d.deps.push(Box::new([]));
+                self.rdeps.push(Vec::new());
+                id
+            }
+        };
+        self.index.insert(key.into(), id);
+        self.live_count += 1;
+        ObjectId(id)
+    }
+
+    /// Replaces an object's dependencies, keeping referrer lists in step (pair assertion:
+    /// every edge is present on both sides).
+    pub(crate) fn set_deps(&mut self, id: ObjectId, deps: Box<[Edge]>) {
+        let old = std::mem::replace(&mut self.d.deps[id.index()], Box::new([]));
+        for &e in old.iter() {
+            let list = &mut self.rdeps[graph::target(e).index()];
+            let me = graph::retag(id.0, e);
+            if let Some(pos) = list.iter().position(|&r| r == me) {
+                list.swap_remove(pos);
+            } else {
+                debug_assert!(false, "edge {id:?} -> {e:#x} missing on the referrer side");
+            }
+        }
+        for &e in deps.iter() {
+            self.rdeps[graph::target(e).index()].push(graph::retag(id.0, e));
+        }
+        self.d.deps[id.index()] = deps;
+    }
+
+    /// A fresh declarative version.
+    pub(crate) fn bump_version(&mut self, id: ObjectId) {
+        let v = self.d.next_version;
+        self.d.next_version += 1;
+        self.d.version[id.index()] = v;
+    }
+
+    pub(crate) fn values_mut(&mut self, id: ObjectId) -> &mut [Value] {
+        &mut self.d.values[id.index()]
+    }
+    pub(crate) fn backoff_mut(&mut self, id: ObjectId) -> &mut Backoff {
+        &mut self.d.backoff[id.index()]
+    }
+    pub(crate) fn set_enacted(&mut self, id: ObjectId, v: u64) {
+        self.d.enacted[id.index()] = v;
+    }
+    pub(crate) fn set_message(&mut self, id: ObjectId, message: Option<String>) {
+        match message {
+            Some(m) => {
+                self.d.messages.insert(id.0, m);
+            }
+            None => {
+                self.d.messages.remove(&id.0);
+            }
+        }
+    }
+
+    /// Recomputes membership of the unsettled set after a write.
+    pub(crate) fn refresh_unsettled(&mut self, id: ObjectId) {
+        if self.alive(id) && self.is_unsettled(id) {
+            self.d.unsettled.insert(id.0);
+        } else {
+            self.d.unsettled.remove(&id.0);
+        }
+    }
+
+    /// Removes an object: unlinks it and frees its slot. Its referrers must be gone.
+    pub(crate) fn remove(&mut self, id: ObjectId) {
+        debug_assert!(
+            self.rdeps[id.index()].is_empty(),
+            "removing a referenced object"
+        );
+        self.set_deps(id, Box::new([]));
+        let i = id.index();
+        let key = std::mem::take(&mut self.d.keys[i]);
+        self.index.remove(&key);
+        self.d.model[i] = DEAD;
+        self.d.version[i] = 0;
+        self.d.enacted[i] = 0;
+        self.d.values[i] = Box::new([]);
+        self.d.backoff[i] = Backoff::default();
+        self.d.messages.remove(&id.0);
+        self.d.unsettled.remove(&id.0);
+        self.d.free.push(id.0);
+        self.live_count -= 1;
+    }
+
+    /// Approximate heap bytes of the store and its indexes.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let d = &self.d;
+        let n = d.keys.capacity();
+        let mut bytes = n
+            * (size_of::<Box<str>>()
+                + size_of::<ModelId>()
+                + 2 * size_of::<u64>()
+                + size_of::<Box<[Value]>>()
+                + size_of::<Backoff>()
+                + size_of::<Box<[Edge]>>()
+                + size_of::<Vec<Edge>>());
+        for i in 0..d.keys.len() {
+            bytes += d.keys[i].len() + d.values[i].len() * size_of::<Value>() + d.deps[i].len() * 4;
+            bytes += self.rdeps[i].capacity() * 4;
+        }
+        // Hash index: key box, id, and a control byte per bucket (about 8/7 load).
+        bytes += self.index.capacity() * (size_of::<Box<str>>() + 4 + 1);
+        bytes += self.index.keys().map(|k| k.len()).sum::<usize>();
+        // Unsettled set: a B-tree of u32, about 12 bytes per entry with node overhead.
+        bytes += d.unsettled.len() * 12;
+        bytes
+    }
+}
