@@ -112,6 +112,10 @@ pub struct ObjectInfo {
     pub message: Option<String>,
     /// Whether it is being deleted.
     pub deleting: bool,
+    /// Whether its last outcome was `Deferred` (R6).
+    pub deferred: bool,
+    /// Whether the embedder reported this external object failed (R17).
+    pub external_failed: bool,
 }
 
 /// Watcher failures, counted (R18).
@@ -352,6 +356,11 @@ impl Engine {
         self.store.d.unsettled.len()
     }
 
+    /// Keys of all objects, in id order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.store.capacity() as u32).map(ObjectId).filter(|&id| self.store.alive(id)).map(|id| self.store.key(id))
+    }
+
     /// The id of `key`.
     pub fn id(&self, key: &str) -> Option<ObjectId> {
         self.store.id_of(key)
@@ -411,6 +420,8 @@ impl Engine {
             retry_at: (b.failures > 0 || b.deferred()).then_some(b.retry_at),
             message: self.store.message(id).map(str::to_string),
             deleting: b.deleting(),
+            deferred: b.deferred(),
+            external_failed: b.external_failed(),
         })
     }
 
