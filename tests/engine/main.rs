@@ -1,0 +1,8 @@
+//! Integration tests of the core engine, through the public API only: one test binary with
+//! a module per area.
+
+mod cord;
+mod graphs;
+mod props;
+mod reference;
+mod rules;

@@ -1,0 +1,640 @@
+//! Property tests: the engine against the reference planner on random schemas, object
+//! graphs, change sets, outcomes and times, checking after every step; plus determinism,
+//! snapshot and convergence properties.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use syncore::{
+    BackoffPolicy, Change, ChangeError, ChangeSet, Completion, Config, Engine, ExternalReport,
+    ModelKind, Outcome, Schema, TaskKind, Time, Value,
+};
+
+use crate::reference::{compare, Reference};
+
+/// Keys objects are drawn from: a small pool, so updates, deletes and clashes happen.
+const KEYS: u8 = 12;
+
+#[derive(Clone, Debug)]
+pub struct GModel {
+    kind: ModelKind,
+    /// (target model, many, proxy)
+    links: Vec<(usize, bool, bool)>,
+    depends_on: Option<usize>,
+}
+
+pub fn schema_strategy() -> impl Strategy<Value = Vec<GModel>> {
+    let model = (
+        0u8..10,
+        prop::collection::vec((any::<u8>(), any::<bool>(), 0u8..10), 0..=2),
+        0u8..10,
+        any::<u8>(),
+    );
+    prop::collection::vec(model, 1..=4).prop_map(|raw| {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (kind, links, dep, dep_t))| GModel {
+                kind: match kind {
+                    0 => ModelKind::Passive,
+                    1 => ModelKind::External,
+                    _ => ModelKind::Actuated,
+                },
+                links: links
+                    .into_iter()
+                    .map(|(t, many, p)| {
+                        let target = t as usize % (i + 1);
+                        (target, many, p < 3 && target < i)
+                    })
+                    .collect(),
+                depends_on: (dep < 2 && i > 0).then(|| dep_t as usize % i),
+            })
+            .collect()
+    })
+}
+
+pub fn schema_json(models: &[GModel]) -> String {
+    let ms: Vec<serde_json::Value> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut fields = vec![serde_json::json!({"name": "v", "type": "int"})];
+            let mut links = Vec::new();
+            for (j, (t, many, proxy)) in m.links.iter().enumerate() {
+                fields.push(serde_json::json!({"name": format!("l{j}"), "type": if *many { "refs" } else { "ref" }}));
+                links.push(serde_json::json!({"field": format!("l{j}"), "target": format!("M{t}"), "proxy": proxy}));
+            }
+            let kind = match m.kind {
+                ModelKind::Passive => "passive",
+                ModelKind::External => "external",
+                _ => "actuated",
+            };
+            serde_json::json!({
+                "name": format!("M{i}"), "kind": kind, "fields": fields,
+                "feedback": [{"name": "fb", "type": "string"}], "links": links,
+                "depends_on_models": m.depends_on.iter().map(|d| format!("M{d}")).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "models": ms }).to_string()
+}
+
+#[derive(Clone, Debug)]
+pub struct GChange {
+    key: u8,
+    delete: bool,
+    model: u8,
+    v: i8,
+    refs: Vec<Vec<u8>>,
+}
+
+fn change_strategy() -> impl Strategy<Value = GChange> {
+    (
+        0..KEYS,
+        0u8..10,
+        any::<u8>(),
+        any::<i8>(),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 0..=2), 2),
+    )
+        .prop_map(|(key, d, model, v, refs)| GChange {
+            key,
+            delete: d < 2,
+            model,
+            v,
+            refs,
+        })
+}
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    Apply(Vec<GChange>),
+    Run(Vec<u8>),
+    Advance(u16),
+    External(u8, bool),
+    Restore,
+    Stale,
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => prop::collection::vec(change_strategy(), 1..6).prop_map(Op::Apply),
+        4 => prop::collection::vec(any::<u8>(), 1..8).prop_map(Op::Run),
+        2 => (0u16..3000).prop_map(Op::Advance),
+        1 => (0..KEYS, any::<bool>()).prop_map(|(k, ok)| Op::External(k, ok)),
+        1 => Just(Op::Restore),
+        1 => Just(Op::Stale),
+    ]
+}
+
+fn key(k: u8) -> String {
+    format!("k{k:02}")
+}
+
+/// Builds a change set against the engine's current state: references mostly pick live
+/// objects of the right model (or objects upserted in the same set), sometimes a raw key
+/// (which may dangle or have the wrong model); keys are deduplicated unless the first
+/// change asks for a clash.
+pub fn materialize(models: &[GModel], engine: &Engine, gs: &[GChange]) -> ChangeSet {
+    let live: Vec<(String, String)> = engine
+        .keys()
+        .filter_map(|k| {
+            engine
+                .object(k)
+                .filter(|o| !o.deleting)
+                .map(|o| (k.to_string(), o.model))
+        })
+        .collect();
+    // Deletes mostly hit live objects; upserts of existing keys mostly keep their model.
+    let gs: Vec<GChange> = gs
+        .iter()
+        .map(|g| {
+            let mut g = g.clone();
+            if g.delete && live.is_empty() && g.v % 5 != 0 {
+                g.delete = false;
+            } else if g.delete && !live.is_empty() && g.v % 5 != 0 {
+                let k = &live[g.key as usize % live.len()].0;
+                g.key = k[1..].parse().unwrap();
+            } else if let Some((_, m)) = live.iter().find(|(k, _)| *k == key(g.key)) {
+                if g.v % 7 != 0 {
+                    g.model = m[1..].parse().unwrap();
+                }
+            }
+            g
+        })
+        .collect();
+    let upserted: Vec<(String, String)> = gs
+        .iter()
+        .filter(|g| !g.delete)
+        .map(|g| (key(g.key), format!("M{}", g.model as usize % models.len())))
+        .collect();
+    let mut changes = Vec::new();
+    for g in &gs {
+        let mut c = to_change(models, g);
+        if let Change::Upsert {
+            key: own,
+            fields,
+            model,
+        } = &mut c
+        {
+            let mi: usize = model[1..].parse().unwrap();
+            for (j, (t, many, _)) in models[mi].links.iter().enumerate() {
+                let target = format!("M{t}");
+                // Mostly point "down" (smaller keys), so most sets are acyclic.
+                let mut candidates: Vec<String> = live
+                    .iter()
+                    .chain(upserted.iter())
+                    .filter(|(k, m)| *m == target && (g.v % 3 == 0 || k < own))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                candidates.sort();
+                candidates.dedup();
+                let picks: Vec<String> = g.refs[j % g.refs.len()]
+                    .iter()
+                    .filter_map(|&r| {
+                        if r >= 245 {
+                            Some(key(r % KEYS))
+                        } else if candidates.is_empty() {
+                            None
+                        } else {
+                            Some(candidates[r as usize % candidates.len()].clone())
+                        }
+                    })
+                    .collect();
+                let v = match (many, picks.first()) {
+                    (true, _) => Value::Refs(picks),
+                    (false, Some(k)) => Value::Ref(k.clone()),
+                    (false, None) => Value::Null,
+                };
+                fields.insert(format!("l{j}"), v);
+            }
+        }
+        changes.push(c);
+    }
+    // Keys are deduplicated unless the first entry asks for a clash.
+    if gs.first().is_none_or(|g| g.v % 8 != 0) {
+        let mut seen = BTreeSet::new();
+        changes.retain(|c| seen.insert(c.key().to_string()));
+    }
+    ChangeSet { changes }
+}
+
+pub fn to_change(models: &[GModel], g: &GChange) -> Change {
+    if g.delete {
+        return Change::delete(key(g.key));
+    }
+    let mi = g.model as usize % models.len();
+    let m = &models[mi];
+    let mut fields: BTreeMap<String, Value> = BTreeMap::new();
+    fields.insert("v".into(), Value::Int(i64::from(g.v)));
+    for (j, (_, many, _)) in m.links.iter().enumerate() {
+        let keys: Vec<String> = g.refs[j % g.refs.len()].iter().map(|&k| key(k)).collect();
+        let v = match (many, keys.first()) {
+            (true, _) => Value::Refs(keys),
+            (false, Some(k)) => Value::Ref(k.clone()),
+            (false, None) => Value::Null,
+        };
+        fields.insert(format!("l{j}"), v);
+    }
+    Change::Upsert {
+        key: key(g.key),
+        model: format!("M{mi}"),
+        fields,
+    }
+}
+
+pub fn config() -> Config {
+    Config {
+        backoff: BackoffPolicy {
+            base_ms: 100,
+            factor: 2,
+            cap_ms: 2_000,
+            jitter_permille: 100,
+            seed: 7,
+            growth: true,
+            defer_delay_ms: Some(250),
+        },
+        ..Config::default()
+    }
+}
+
+/// The state a change set would leave, naively: pre-state plus the upserts' links.
+fn post_state(engine: &Engine, set: &ChangeSet, now: Time) -> Reference {
+    let mut r = Reference::new(engine, now);
+    let schema = engine.schema();
+    for c in &set.changes {
+        if let Change::Upsert { key, model, fields } = c {
+            let Some(mid) = schema.model_id(model) else {
+                continue;
+            };
+            let m = schema.model(mid);
+            let mut deps = BTreeSet::new();
+            let existing = r.objs.get(key).cloned();
+            for link in &m.links {
+                let name = &m.fields[link.field as usize].name;
+                match fields.get(name) {
+                    Some(v) => deps.extend(v.refs().iter().map(|t| (t.clone(), link.proxy))),
+                    None => {
+                        if let Some(e) = &existing {
+                            deps.extend(e.deps.iter().filter(|(_, p)| *p == link.proxy).cloned());
+                        }
+                    }
+                }
+            }
+            let entry = r
+                .objs
+                .entry(key.clone())
+                .or_insert_with(|| crate::reference::RObj {
+                    model: model.clone(),
+                    kind: m.kind,
+                    version: 1,
+                    enacted: 0,
+                    deleting: false,
+                    backing_off_until: None,
+                    external_failed: false,
+                    deps: BTreeSet::new(),
+                });
+            entry.deps = deps;
+        }
+    }
+    r
+}
+
+/// Checks a refusal is justified by the naive post-state.
+fn justify(engine: &Engine, set: &ChangeSet, err: &ChangeError, now: Time) -> Result<(), String> {
+    let count = |k: &str| set.changes.iter().filter(|c| c.key() == k).count();
+    let deleted_here = |k: &str| {
+        set.changes
+            .iter()
+            .any(|c| matches!(c, Change::Delete { key } if key == k))
+    };
+    let upserted = |k: &str| {
+        set.changes.iter().find_map(|c| match c {
+            Change::Upsert { key, model, .. } if key == k => Some(model.clone()),
+            _ => None,
+        })
+    };
+    let ok = match err {
+        ChangeError::DuplicateKey { key } => count(key) >= 2,
+        ChangeError::UnknownKey { key } => engine.object(key).is_none() && upserted(key).is_none(),
+        ChangeError::Deleting { key } => engine.object(key).is_some_and(|o| o.deleting),
+        ChangeError::ModelMismatch { key, model, .. } => {
+            engine.object(key).is_some_and(|o| &o.model != model)
+        }
+        ChangeError::DanglingReference { target, .. } => {
+            deleted_here(target) || (engine.object(target).is_none() && upserted(target).is_none())
+        }
+        ChangeError::WrongTargetModel {
+            target,
+            found,
+            expected,
+            ..
+        } => {
+            let model = upserted(target).or_else(|| engine.object(target).map(|o| o.model));
+            model.as_deref() == Some(found.as_str()) && found != expected
+        }
+        ChangeError::Cycle { keys } => {
+            let post = post_state(engine, set, now);
+            (0..keys.len()).all(|i| {
+                let (a, b) = (&keys[i], &keys[(i + 1) % keys.len()]);
+                post.objs.contains_key(a) && post.effdeps(a).contains(b)
+            })
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("unjustified refusal {err:?} of {set:?}"))
+    }
+}
+
+/// Runs an op sequence, checking the engine against the reference after every step.
+pub fn run_ops(models: &[GModel], ops: &[Op]) -> Result<(), String> {
+    let schema = Schema::from_json(&schema_json(models)).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(schema, config());
+    let mut now = Time(0);
+    let mut last_tasks = Vec::new();
+    for op in ops {
+        match op {
+            Op::Apply(gs) => {
+                let set = materialize(models, &engine, gs);
+                let before = engine.snapshot();
+                match engine.apply(set.clone()) {
+                    Ok(_) => {
+                        let r = Reference::new(&engine, now);
+                        for k in r.objs.keys() {
+                            if r.ancestors(k).contains(k) {
+                                return Err(format!("accepted a cycle through {k}"));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if engine.snapshot() != before {
+                            return Err(format!("refused change set {e} changed the state"));
+                        }
+                        justify(&engine, &set, &e, now)?;
+                    }
+                }
+            }
+            Op::Run(choices) => {
+                let plan = compare(&engine, now)?;
+                let mut ok = vec![false; plan.tasks.len()];
+                for (i, t) in plan.tasks.iter().enumerate() {
+                    if plan.deps(i).iter().any(|&d| !ok[d as usize]) {
+                        continue; // the executor would not run it (R3)
+                    }
+                    let key = engine.key(t.object).to_string();
+                    let before = engine.object(&key).unwrap();
+                    let choice = choices[i % choices.len()];
+                    let outcome = match choice % 10 {
+                        0 => Outcome::failed("boom"),
+                        1 => Outcome::deferred("later"),
+                        2 => Outcome::ok_with([("v", 1i64)]),
+                        3 => continue,
+                        _ => Outcome::ok_with([("fb", format!("at {}", now.0))]),
+                    };
+                    let done = engine
+                        .complete(t, outcome, now)
+                        .map_err(|e| e.to_string())?;
+                    let after = engine.object(&key);
+                    let policy = &engine.config().backoff;
+                    match (choice % 10, &done) {
+                        (0 | 2, Completion::Failed { failures, retry_at }) => {
+                            let a = after.unwrap();
+                            let want = now.after(policy.delay_ms(before.failures + 1, &key));
+                            if *failures != before.failures + 1
+                                || *retry_at != want
+                                || a.failures != *failures
+                            {
+                                return Err(format!("R5: {key} failure {failures} retry {retry_at:?}, want {want:?}"));
+                            }
+                            if choice % 10 == 2
+                                && !a
+                                    .message
+                                    .unwrap_or_default()
+                                    .contains("declarative field v")
+                            {
+                                return Err("R9 refusal not recorded".into());
+                            }
+                        }
+                        (1, Completion::Deferred { retry_at }) => {
+                            let a = after.unwrap();
+                            if a.failures != before.failures
+                                || *retry_at != now.after(250)
+                                || !a.deferred
+                            {
+                                return Err(format!("R6: {key} deferred wrongly"));
+                            }
+                        }
+                        (_, Completion::Synced) => {
+                            let a = after.unwrap();
+                            if a.enacted != t.version || a.failures != 0 || t.kind != TaskKind::Sync
+                            {
+                                return Err(format!("{key} synced wrongly"));
+                            }
+                            ok[i] = true;
+                        }
+                        (_, Completion::Deleted { .. }) => {
+                            if after.is_some() || t.kind != TaskKind::Delete {
+                                return Err(format!("{key} not removed by its delete"));
+                            }
+                            ok[i] = true;
+                        }
+                        other => return Err(format!("{key}: unexpected completion {other:?}")),
+                    }
+                }
+                last_tasks = plan.tasks.clone();
+            }
+            Op::Advance(dt) => now = now.after(u64::from(*dt)),
+            Op::External(k, ok) => {
+                let key = key(*k);
+                if let Some(o) = engine.object(&key) {
+                    let report = if *ok {
+                        ExternalReport::Synced { version: o.version }
+                    } else {
+                        ExternalReport::Failed {
+                            message: "owner says no".into(),
+                        }
+                    };
+                    let external = engine
+                        .schema()
+                        .model(engine.schema().model_id(&o.model).unwrap())
+                        .kind
+                        == ModelKind::External;
+                    match engine.report_external(&key, report) {
+                        Ok(_) if external => {}
+                        Err(_) if !external => {}
+                        other => return Err(format!("external report on {key}: {other:?}")),
+                    }
+                }
+            }
+            Op::Restore => {
+                let bytes = engine.snapshot();
+                let restored = Engine::restore(&bytes).map_err(|e| e.to_string())?;
+                if restored.snapshot() != bytes {
+                    return Err("R14: snapshot round trip changed bytes".into());
+                }
+                if serde_json::to_string(&restored.plan(now)).unwrap()
+                    != serde_json::to_string(&engine.plan(now)).unwrap()
+                {
+                    return Err("R14: restored engine plans differently".into());
+                }
+                engine = restored;
+            }
+            Op::Stale => {
+                for t in &last_tasks {
+                    let key = engine.view_key_of(t);
+                    let before = key.as_ref().and_then(|k| engine.object(k));
+                    match engine.complete(t, Outcome::ok(), now) {
+                        Ok(Completion::Stale) | Err(_) => {}
+                        Ok(Completion::Synced) => {
+                            let b = before.ok_or("synced a vanished object")?;
+                            if b.version != t.version || b.enacted == b.version {
+                                return Err("R8: a stale completion marked a version synced".into());
+                            }
+                        }
+                        Ok(Completion::Deleted { .. }) => {}
+                        Ok(other) => return Err(format!("stale completion gave {other:?}")),
+                    }
+                }
+            }
+        }
+        compare(&engine, now)?;
+    }
+    Ok(())
+}
+
+/// The key of a task's object, if it is still alive and the same object.
+trait TaskKey {
+    fn view_key_of(&self, t: &syncore::Task) -> Option<String>;
+}
+impl TaskKey for Engine {
+    fn view_key_of(&self, t: &syncore::Task) -> Option<String> {
+        self.keys()
+            .find(|k| self.id(k) == Some(t.object))
+            .map(str::to_string)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Same tasks, same holds, same reasons, same waves and edges as the reference, after
+    /// every step of random apply/plan/complete/time/external/restore sequences.
+    #[test]
+    fn engine_matches_reference_planner(models in schema_strategy(), ops in prop::collection::vec(op_strategy(), 1..40)) {
+        if let Err(e) = run_ops(&models, &ops) {
+            prop_assert!(false, "{}", e);
+        }
+    }
+
+    /// R12: the order of entries inside a change set changes neither state nor plan, and a
+    /// refused set is refused the same way.
+    #[test]
+    fn r12_permutation_invariance(models in schema_strategy(), setup in prop::collection::vec(change_strategy(), 0..10),
+                                  set in prop::collection::vec(change_strategy(), 1..8), seed: u64) {
+        let schema = Schema::from_json(&schema_json(&models)).unwrap();
+        let mut base = Engine::new(schema, config());
+        let setup = materialize(&models, &base, &setup);
+        let _ = base.apply(setup);
+        let changes: Vec<Change> = materialize(&models, &base, &set).changes;
+        let mut shuffled = changes.clone();
+        let mut s = seed;
+        for i in (1..shuffled.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        let mut a = Engine::restore(&base.snapshot()).unwrap();
+        let mut b = Engine::restore(&base.snapshot()).unwrap();
+        let ra = a.apply(ChangeSet { changes });
+        let rb = b.apply(ChangeSet { changes: shuffled });
+        prop_assert_eq!(ra, rb);
+        prop_assert_eq!(a.snapshot(), b.snapshot());
+        prop_assert_eq!(serde_json::to_string(&a.plan(Time(5))).unwrap(), serde_json::to_string(&b.plan(Time(5))).unwrap());
+    }
+
+    /// With every outcome Ok (and external objects reported synced), the engine converges
+    /// within depth + 1 rounds.
+    #[test]
+    fn all_ok_converges_within_depth_plus_one_rounds(models in schema_strategy(), set in prop::collection::vec(change_strategy(), 1..12)) {
+        let schema = Schema::from_json(&schema_json(&models)).unwrap();
+        let mut engine = Engine::new(schema, config());
+        let set = materialize(&models, &engine, &set);
+        if engine.apply(set).is_err() {
+            return Ok(());
+        }
+        let r = Reference::new(&engine, Time(0));
+        let depth = r.objs.keys().map(|k| r.ancestors(k).len()).max().unwrap_or(0);
+        let mut rounds = 0;
+        loop {
+            let keys: Vec<String> = engine.keys().map(str::to_string).collect();
+            for k in keys {
+                let o = engine.object(&k).unwrap();
+                let _ = engine.report_external(&k, ExternalReport::Synced { version: o.version });
+            }
+            let plan = engine.plan(Time(0));
+            if plan.tasks.is_empty() {
+                prop_assert!(plan.holds.is_empty(), "stuck: {:?}", plan.holds);
+                break;
+            }
+            rounds += 1;
+            prop_assert!(rounds <= depth + 1, "more than depth+1 = {} rounds", depth + 1);
+            for t in &plan.tasks {
+                engine.complete(t, Outcome::ok(), Time(0)).unwrap();
+            }
+        }
+    }
+}
+
+/// The generators reach the interesting states: most change sets apply, some are
+/// refused, and plans hold objects behind failures (otherwise the reference comparison
+/// would prove little).
+#[test]
+fn generators_cover_accepts_refusals_and_holds() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut applied, mut refused, mut tasks, mut blocked) = (0, 0, 0, 0);
+    for _ in 0..200 {
+        let models = schema_strategy().new_tree(&mut runner).unwrap().current();
+        let ops = prop::collection::vec(op_strategy(), 1..40)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let mut e = Engine::new(Schema::from_json(&schema_json(&models)).unwrap(), config());
+        for op in &ops {
+            match op {
+                Op::Apply(gs) => match e.apply(materialize(&models, &e, gs)) {
+                    Ok(_) => applied += 1,
+                    Err(_) => refused += 1,
+                },
+                Op::Run(_) => {
+                    let p = e.plan(Time(0));
+                    tasks += p.tasks.len();
+                    blocked += p
+                        .holds
+                        .iter()
+                        .filter(|h| matches!(h.reason, syncore::HoldReason::Blocked { .. }))
+                        .count();
+                    for t in &p.tasks {
+                        let failed = t.object.0 % 3 == 0;
+                        let _ = e.complete(
+                            t,
+                            if failed {
+                                Outcome::failed("x")
+                            } else {
+                                Outcome::ok()
+                            },
+                            Time(0),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(applied > refused, "applied {applied}, refused {refused}");
+    assert!(
+        refused > 50 && tasks > 300 && blocked > 100,
+        "refused {refused}, tasks {tasks}, blocked {blocked}"
+    );
+}
