@@ -374,8 +374,8 @@ fn dup_field(m: &ModelDef, f: &FieldDef) -> SchemaError {
 
 /// R11: a cycle of two or more models through non-proxy links or `depends_on_models` is
 /// refused; a model linking to itself is allowed (its objects are checked one by one).
-/// A `depends_on_models` edge may not sit on any cycle at all, proxies included, because
-/// model-level waits are not checked object by object.
+/// A `depends_on_models` edge may not sit on any cycle at all, proxies and the edges they
+/// imply included, because model-level waits are not checked object by object.
 fn check_model_cycles(def: &SchemaDef, models: &[Model]) -> Result<(), SchemaError> {
     let n = models.len();
     let mut strict: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -394,6 +394,16 @@ fn check_model_cycles(def: &SchemaDef, models: &[Model]) -> Result<(), SchemaErr
         for d in &m.depends_on {
             strict[a].push(d.index());
             all[a].push(d.index());
+        }
+    }
+    // R16 implies edges too: a non-proxy link A -> B makes A wait for every extension E of B.
+    for (a, m) in models.iter().enumerate() {
+        for l in m.links.iter().filter(|l| !l.proxy) {
+            for (e, em) in models.iter().enumerate() {
+                if e != a && em.links.iter().any(|pl| pl.proxy && pl.target == l.target) {
+                    all[a].push(e);
+                }
+            }
         }
     }
     if let Some(cycle) = find_cycle(&strict) {
@@ -668,6 +678,22 @@ mod tests {
             err(dep),
             SchemaError::ModelCycle {
                 models: vec!["A".into(), "B".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn r11_model_dependency_may_not_close_a_loop_through_a_proxy_extension() {
+        // X links P; E extends P, so X waits for E (R16); E waiting for all X would loop.
+        let json = r#"{"models":[
+            {"name":"P"},
+            {"name":"X","fields":[{"name":"p","type":"ref"}],"links":[{"field":"p","target":"P"}]},
+            {"name":"E","fields":[{"name":"p","type":"ref"}],"links":[{"field":"p","target":"P","proxy":true}],
+             "depends_on_models":["X"]}]}"#;
+        assert_eq!(
+            err(json),
+            SchemaError::ModelCycle {
+                models: vec!["E".into(), "X".into()]
             }
         );
     }
