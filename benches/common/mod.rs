@@ -87,14 +87,19 @@ pub fn read_dag1(bytes: &[u8]) -> Option<Dag> {
     let body = bytes.get(20..20 + e * 8)?;
     let edges = body
         .chunks_exact(8)
-        .map(|c| (u32::from_le_bytes(c[..4].try_into().unwrap()), u32::from_le_bytes(c[4..].try_into().unwrap())))
+        .map(|c| {
+            (
+                u32::from_le_bytes(c[..4].try_into().unwrap()),
+                u32::from_le_bytes(c[4..].try_into().unwrap()),
+            )
+        })
         .collect();
     Some(Dag { n, edges })
 }
 
 /// The one-model schema benches use: `Node` with a `deps` list of references to `Node`.
 pub const NODE_SCHEMA: &str = r#"{"models": [{"name": "Node",
-  "fields": [{"name": "deps", "type": "refs"}],
+  "fields": [{"name": "deps", "type": "refs"}, {"name": "v", "type": "int"}],
   "links": [{"field": "deps", "target": "Node"}]}]}"#;
 
 /// Object key of node `i`.
@@ -118,7 +123,10 @@ pub fn change_set(dag: &Dag) -> ChangeSet {
 
 /// An engine holding every node of `dag`, all pending.
 pub fn load_engine(dag: &Dag) -> Engine {
-    let mut engine = Engine::new(Schema::from_json(NODE_SCHEMA).expect("schema"), Config::default());
+    let mut engine = Engine::new(
+        Schema::from_json(NODE_SCHEMA).expect("schema"),
+        Config::default(),
+    );
     engine.apply(change_set(dag)).expect("bench graph applies");
     engine
 }

@@ -37,20 +37,26 @@
 //! has a test named after it.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod actuator;
 mod backoff;
 mod change;
+mod clock;
 mod complete;
 mod engine;
+mod engine_run;
 mod error;
+pub mod exec;
 mod graph;
 mod id;
 mod plan;
 mod policy;
+mod runner;
 mod schema;
 mod snapshot;
 mod store;
+pub mod trace;
 mod value;
 
 #[cfg(feature = "wasm")]
@@ -59,13 +65,22 @@ pub mod wasm;
 pub use actuator::{Actuator, ObjectView, Outcome, TaskKind};
 pub use backoff::BackoffPolicy;
 pub use change::{ApplyReport, Change, ChangeSet};
+pub use clock::{Clock, RealClock, VirtualClock};
 pub use complete::{Completion, ExternalReport};
 pub use engine::{Config, Engine, ObjectInfo, Status, UnknownModel, WatchStats, WATCH_LOG_MAX};
 pub use error::{ChangeError, CompleteError, SchemaError, SnapshotError};
+pub use exec::{
+    Actuators, CancelToken, ExecConfig, ExecError, Executor, RunCounts, RunReport, Span, TaskState,
+    THREADS_MAX,
+};
 pub use graph::OBJECTS_MAX;
 pub use id::{ModelId, ObjectId, Time};
 pub use plan::{Hold, HoldReason, Plan, PlanStats, Task};
 pub use policy::{Policy, PolicyInput, StagedObject, StateView, WatchEvent, WatchKind, Watcher};
+pub use runner::{
+    Disconnected, Input, RunSummary, Runner, RunnerConfig, RunnerError, RunnerSender, Step,
+    StopReason,
+};
 pub use schema::{
     FieldDef, FieldSlot, Link, LinkDef, Model, ModelDef, ModelKind, Schema, SchemaDef, FIELDS_MAX,
     MODELS_MAX,

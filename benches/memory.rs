@@ -1,0 +1,87 @@
+//! Engine memory at 1M objects / 4M edges (g1m_shuf): heap bytes per object, measured with
+//! a counting allocator around loading the graph (field data included: each object holds
+//! its `deps` list value as well as the edges derived from it).
+//!
+//! Run: `cargo bench --bench memory`
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts bytes.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let dag = common::layered(1000, 1000, 4, 42, true, 1);
+    let set = common::change_set(&dag);
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut engine = syncore::Engine::new(
+        syncore::Schema::from_json(common::NODE_SCHEMA).unwrap(),
+        syncore::Config::default(),
+    );
+    engine.apply(set).unwrap();
+    let total = LIVE.load(Ordering::Relaxed) - before;
+    let plan = engine.plan(syncore::Time(0));
+    let with_scratch = LIVE.load(Ordering::Relaxed) - before - plan_bytes(&plan);
+    let (n, e) = (f64::from(dag.n), dag.edges.len() as f64);
+    // Field data: each object's `deps` value holds its predecessors' keys as Strings.
+    let field_bytes: usize = (0..engine.len())
+        .map(|i| engine.view(syncore::ObjectId(i as u32)))
+        .flat_map(|v| v.fields().map(|(_, v)| v.clone()).collect::<Vec<_>>())
+        .map(|v| match v {
+            syncore::Value::Refs(ks) => {
+                ks.capacity() * 24 + ks.iter().map(|k| k.capacity()).sum::<usize>()
+            }
+            _ => 0,
+        })
+        .sum();
+    println!("objects {n}, edges {e}");
+    println!(
+        "engine heap after apply: {total} bytes = {:.1} B/object",
+        total as f64 / n
+    );
+    println!(
+        "  of which field data (refs lists): {field_bytes} bytes = {:.1} B/object",
+        field_bytes as f64 / n
+    );
+    let core = total as f64 - field_bytes as f64;
+    println!(
+        "  engine without field data: {:.1} B/object, or {:.1} B/object + 16 B/edge",
+        core / n,
+        (core - 16.0 * e) / n
+    );
+    println!(
+        "engine heap incl. plan scratch: {:.1} B/object",
+        with_scratch as f64 / n
+    );
+    println!(
+        "engine.memory_bytes() estimate: {:.1} B/object",
+        engine.memory_bytes() as f64 / n
+    );
+}
+
+fn plan_bytes(plan: &syncore::Plan) -> isize {
+    (plan.tasks.capacity() * std::mem::size_of::<syncore::Task>()
+        + plan.edge_count() * 4
+        + plan.tasks.len() * 4) as isize
+}

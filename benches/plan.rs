@@ -1,0 +1,134 @@
+//! Planning throughput, side by side with petgraph's toposort and a bare Kahn pass on the
+//! same graphs (BENCH-GRAPHS.md), and the cost of one upsert in a 1M-object forest (R15).
+//!
+//! Run: `cargo bench --bench plan -- --warm-up-time 1 --measurement-time 5`
+
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
+mod common;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use petgraph::graph::{DiGraph, NodeIndex};
+use syncore::{ChangeSet, Outcome, Time, Value};
+
+/// Kahn's algorithm over a compact u32 CSR: the floor any scheduler pays.
+fn kahn(n: usize, offsets: &[u32], targets: &[u32]) -> usize {
+    let mut indeg = vec![0u32; n];
+    for &t in targets {
+        indeg[t as usize] += 1;
+    }
+    let mut queue: Vec<u32> = (0..n as u32).filter(|&i| indeg[i as usize] == 0).collect();
+    let mut head = 0;
+    while head < queue.len() {
+        let u = queue[head] as usize;
+        head += 1;
+        for &v in &targets[offsets[u] as usize..offsets[u + 1] as usize] {
+            indeg[v as usize] -= 1;
+            if indeg[v as usize] == 0 {
+                queue.push(v);
+            }
+        }
+    }
+    queue.len()
+}
+
+fn csr(dag: &common::Dag) -> (Vec<u32>, Vec<u32>) {
+    let n = dag.n as usize;
+    let mut offsets = vec![0u32; n + 1];
+    for &(s, _) in &dag.edges {
+        offsets[s as usize + 1] += 1;
+    }
+    for i in 0..n {
+        offsets[i + 1] += offsets[i];
+    }
+    let mut fill = offsets.clone();
+    let mut targets = vec![0u32; dag.edges.len()];
+    for &(s, d) in &dag.edges {
+        targets[fill[s as usize] as usize] = d;
+        fill[s as usize] += 1;
+    }
+    (offsets, targets)
+}
+
+fn full_plan(c: &mut Criterion) {
+    let mut group = c.benchmark_group("full_plan");
+    for (name, w, l, seed) in [
+        ("g10k_shuf", 100, 100, 7),
+        ("g100k_shuf", 1000, 100, 7),
+        ("g1m_shuf", 1000, 1000, 42),
+    ] {
+        let dag = common::layered(w, l, 4, seed, true, 1);
+        if name == "g1m_shuf" {
+            assert_eq!(
+                common::checksum(&dag),
+                0xb0e16571f1241168,
+                "BENCH-GRAPHS.md checksum"
+            );
+            group.sample_size(10);
+        }
+        group.throughput(Throughput::Elements(u64::from(dag.n)));
+        let engine = common::load_engine(&dag);
+        let plan = engine.plan(Time(0));
+        assert_eq!(plan.tasks.len(), dag.n as usize);
+        assert_eq!(plan.wave_count(), l as usize);
+        group.bench_function(BenchmarkId::new("syncore_plan", name), |b| {
+            b.iter(|| engine.plan(Time(0)))
+        });
+        drop(engine);
+        let mut g: DiGraph<(), ()> = DiGraph::with_capacity(dag.n as usize, dag.edges.len());
+        for _ in 0..dag.n {
+            g.add_node(());
+        }
+        for &(s, d) in &dag.edges {
+            g.add_edge(NodeIndex::new(s as usize), NodeIndex::new(d as usize), ());
+        }
+        group.bench_function(BenchmarkId::new("petgraph_toposort", name), |b| {
+            b.iter(|| petgraph::algo::toposort(&g, None).unwrap())
+        });
+        drop(g);
+        let (offsets, targets) = csr(&dag);
+        group.bench_function(BenchmarkId::new("bare_kahn_u32", name), |b| {
+            b.iter(|| kahn(dag.n as usize, &offsets, &targets))
+        });
+    }
+    group.finish();
+}
+
+/// One upsert in a settled 1M-object forest of 10,000 small components, then plan (and
+/// complete the one task, so every iteration starts from the same state).
+fn one_upsert(c: &mut Criterion) {
+    let dag = common::layered(10, 10, 2, 99, true, 10_000);
+    assert_eq!(
+        common::checksum(&dag),
+        0xccff4ce08551eb44,
+        "BENCH-GRAPHS.md checksum"
+    );
+    let mut engine = common::load_engine(&dag);
+    for t in engine.plan(Time(0)).tasks.clone() {
+        engine.complete(&t, Outcome::ok(), Time(0)).unwrap();
+    }
+    let key = common::key(dag.edges[dag.edges.len() / 2].1);
+    let mut v = 0i64;
+    let mut group = c.benchmark_group("incremental");
+    group.bench_function("upsert_plan_complete_1m_forest", |b| {
+        b.iter_batched(
+            || {
+                v += 1;
+                ChangeSet::new().upsert(key.clone(), "Node", [("v", Value::Int(v))])
+            },
+            |set| {
+                engine.apply(set).unwrap();
+                let plan = engine.plan(Time(0));
+                assert_eq!(plan.tasks.len(), 1);
+                engine
+                    .complete(&plan.tasks[0], Outcome::ok(), Time(0))
+                    .unwrap();
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, full_plan, one_upsert);
+criterion_main!(benches);
