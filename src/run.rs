@@ -1,0 +1,492 @@
+//! Running a scenario in simulated time: plan, start what may run on free workers, complete
+//! at the end of each actuation, apply the timeline's change sets when they are due, jump
+//! over idle time to the next backoff expiry. Everything is deterministic: the same scenario
+//! gives the same events.
+//!
+//! Workers are lanes of a discrete-event simulation, not threads: an actuator is called when
+//! its task starts (it sees the state of that moment) and its outcome is completed at
+//! `start + duration` (from the scenario), so a change set applied in between makes the
+//! completion stale (R8), as in a real deployment.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use syncore::{
+    Completion, Engine, ExternalReport, HoldReason, ObjectId, Outcome, Status, Task, TaskKind, Time,
+};
+
+use crate::check::Setup;
+
+/// Something that happened during a run, in time order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum Event {
+    /// A change set was applied.
+    Applied {
+        /// Logical time, ms.
+        at: u64,
+        /// Which set.
+        label: String,
+        /// Keys with a new version, the set's own and policies' (sorted).
+        changed: Vec<String>,
+        /// Of those, keys a model policy created or changed (not in the set itself).
+        by_policy: Vec<String>,
+        /// Keys marked for deletion.
+        deleted: Vec<String>,
+        /// Keys removed at once (passive, unreferenced).
+        removed: Vec<String>,
+    },
+    /// A change set was refused by the engine.
+    Refused {
+        /// Logical time, ms.
+        at: u64,
+        /// Which set.
+        label: String,
+        /// The engine's error.
+        error: String,
+    },
+    /// An external object was reported synced or failed.
+    Reported {
+        /// Logical time, ms.
+        at: u64,
+        /// The object.
+        key: String,
+        /// The failure, if it failed.
+        failed: Option<String>,
+    },
+    /// An actuation started on a worker.
+    Started {
+        /// Logical time, ms.
+        at: u64,
+        /// The worker lane (0-based).
+        worker: usize,
+        /// The object.
+        key: String,
+        /// Its model.
+        model: String,
+        /// Sync or delete.
+        kind: TaskKind,
+        /// The version it enacts.
+        version: u64,
+        /// Actuations running now, this one included.
+        running: usize,
+    },
+    /// An actuation ended and was completed.
+    Finished {
+        /// When it started, ms.
+        start: u64,
+        /// When it ended, ms.
+        at: u64,
+        /// The worker lane.
+        worker: usize,
+        /// The object.
+        key: String,
+        /// Its model.
+        model: String,
+        /// Sync or delete.
+        kind: TaskKind,
+        /// The version it enacted.
+        version: u64,
+        /// What the actuator returned.
+        outcome: Outcome,
+        /// What the engine made of it.
+        completion: Option<Completion>,
+    },
+    /// An object is held (newly, or for a new reason).
+    Held {
+        /// Logical time, ms.
+        at: u64,
+        /// The object.
+        key: String,
+        /// Its status (R4).
+        status: Status,
+    },
+    /// Nothing can run until `until`: every remaining object is backing off.
+    Waiting {
+        /// Logical time, ms.
+        at: u64,
+        /// When something becomes due.
+        until: u64,
+        /// The objects backing off (sorted), with their retry times.
+        backing_off: Vec<(String, u64)>,
+    },
+    /// A watcher's line.
+    Watch {
+        /// Logical time, ms.
+        at: u64,
+        /// What the watcher said.
+        line: String,
+    },
+    /// The run ended.
+    End {
+        /// Logical time, ms.
+        at: u64,
+        /// Whether every object is synced and the timeline is done.
+        converged: bool,
+        /// Why it ended, in words.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The event's logical time, ms.
+    pub fn at(&self) -> u64 {
+        match self {
+            Event::Applied { at, .. }
+            | Event::Refused { at, .. }
+            | Event::Reported { at, .. }
+            | Event::Started { at, .. }
+            | Event::Finished { at, .. }
+            | Event::Held { at, .. }
+            | Event::Waiting { at, .. }
+            | Event::Watch { at, .. }
+            | Event::End { at, .. } => *at,
+        }
+    }
+}
+
+/// An object's final state, for the summary and the graph.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FinalObject {
+    /// Key.
+    pub key: String,
+    /// Model.
+    pub model: String,
+    /// Keys it depends on (last known), sorted.
+    pub deps: Vec<String>,
+    /// Its status, or `None` once deleted.
+    pub status: Option<Status>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Every event, in order.
+    pub events: Vec<Event>,
+    /// Whether it converged.
+    pub converged: bool,
+    /// The logical time it ended at, ms.
+    pub end: u64,
+    /// Every object that existed, in key order.
+    pub objects: Vec<FinalObject>,
+    /// Worker lanes.
+    pub workers: usize,
+    /// The engine's final state hash.
+    pub state_hash: u64,
+}
+
+impl RunResult {
+    /// Objects not synced at the end (deleted ones excluded), in key order.
+    pub fn unsettled(&self) -> Vec<&FinalObject> {
+        self.objects
+            .iter()
+            .filter(|o| matches!(&o.status, Some(s) if *s != Status::Synced))
+            .collect()
+    }
+}
+
+struct Running {
+    task: Task,
+    key: String,
+    model: String,
+    start: u64,
+    end: u64,
+    outcome: Outcome,
+}
+
+/// Runs `setup` to convergence, to its end time, or until nothing can progress; `observe`
+/// sees every event as it happens (for progress display).
+///
+/// # Errors
+/// A message if a plugin cannot be loaded.
+pub fn simulate(setup: &Setup, observe: &mut dyn FnMut(&Event)) -> Result<RunResult, String> {
+    let mut engine = setup.engine()?;
+    let workers = setup.settings.workers.max(1);
+    let mut sim = Sim {
+        setup,
+        events: Vec::new(),
+        observe,
+        deps: BTreeMap::new(),
+    };
+    let mut now = 0u64;
+    let mut next_set = 0usize;
+    let mut running: Vec<Option<Running>> = (0..workers).map(|_| None).collect();
+    let mut held: BTreeMap<ObjectId, String> = BTreeMap::new();
+    let mut actuations = 0u64;
+    let (converged, reason) = loop {
+        while next_set < setup.sets.len() && setup.sets[next_set].at <= now {
+            sim.apply(&mut engine, next_set, now);
+            next_set += 1;
+        }
+        let plan = engine.plan(Time(now));
+
+        // Holds that are new or have a new reason (R3, R4, R7, R17); an object's own backoff
+        // shows in its Finished event. A hold is forgotten when its object starts, so the
+        // same hold after a retry of its cause is shown again.
+        for h in &plan.holds {
+            if matches!(h.reason, HoldReason::BackingOff { .. }) {
+                continue;
+            }
+            let status = engine.status_in(&plan, h.object);
+            let text = format!("{status:?}");
+            if held.get(&h.object) != Some(&text) {
+                sim.emit(Event::Held {
+                    at: now,
+                    key: engine.key(h.object).to_string(),
+                    status,
+                });
+                held.insert(h.object, text);
+            }
+        }
+
+        // Start what may run: tasks whose prerequisites are all done, on free workers.
+        let busy = |running: &[Option<Running>], id: ObjectId| {
+            running.iter().flatten().any(|r| r.task.object == id)
+        };
+        for (i, t) in plan.tasks.iter().enumerate() {
+            if !plan.deps(i).is_empty() || busy(&running, t.object) {
+                continue;
+            }
+            let Some(w) = running.iter().position(Option::is_none) else {
+                break;
+            };
+            if actuations >= setup.settings.actuations_max {
+                break;
+            }
+            actuations += 1;
+            let view = engine.view(t.object);
+            let key = view.key().to_string();
+            let model = view.model().to_string();
+            let outcome = match &setup.actuators[t.model.index()] {
+                Some(a) => {
+                    let call = std::panic::AssertUnwindSafe(|| match t.kind {
+                        TaskKind::Sync => a.sync(&view),
+                        TaskKind::Delete => a.delete(&view),
+                    });
+                    std::panic::catch_unwind(call).unwrap_or_else(|p| {
+                        let msg = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        Outcome::failed(format!("actuator panicked: {msg}"))
+                    })
+                }
+                None => Outcome::failed(format!("model {model} has no actuator")),
+            };
+            let end = now.saturating_add(setup.duration(&key, &model, t.kind));
+            held.remove(&t.object);
+            let count = running.iter().flatten().count() + 1;
+            sim.emit(Event::Started {
+                at: now,
+                worker: w,
+                key: key.clone(),
+                model: model.clone(),
+                kind: t.kind,
+                version: t.version,
+                running: count,
+            });
+            running[w] = Some(Running {
+                task: *t,
+                key,
+                model,
+                start: now,
+                end,
+                outcome,
+            });
+        }
+
+        let running_count = running.iter().flatten().count();
+        if running_count == 0 {
+            if plan.is_empty() && next_set == setup.sets.len() {
+                break (true, "every object is synced".to_string());
+            }
+            if actuations >= setup.settings.actuations_max && !plan.tasks.is_empty() {
+                break (
+                    false,
+                    format!(
+                        "stopped after {} actuations (settings.actuations_max)",
+                        setup.settings.actuations_max
+                    ),
+                );
+            }
+            let wake = plan.next_wake.map(|t| t.0).filter(|&t| t > now);
+            let set_at = setup.sets.get(next_set).map(|s| s.at);
+            let next = match (wake, set_at) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break (false, "stuck: nothing can make progress".to_string()),
+                },
+            };
+            if next > setup.settings.end_ms {
+                now = setup.settings.end_ms.max(now);
+                break (
+                    false,
+                    format!("reached the end time t={}ms", setup.settings.end_ms),
+                );
+            }
+            if wake == Some(next) {
+                let backing_off = plan
+                    .holds
+                    .iter()
+                    .filter_map(|h| match h.reason {
+                        HoldReason::BackingOff { until } => {
+                            Some((engine.key(h.object).to_string(), until.0))
+                        }
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>();
+                sim.emit(Event::Waiting {
+                    at: now,
+                    until: next,
+                    backing_off,
+                });
+            }
+            now = next;
+            continue;
+        }
+
+        // Advance to the next completion, or earlier to a due change set or a backoff
+        // expiry when a worker is free to take it.
+        let mut next = running.iter().flatten().map(|r| r.end).min().unwrap_or(now);
+        if let Some(s) = setup.sets.get(next_set) {
+            next = next.min(s.at.max(now));
+        }
+        if running_count < workers {
+            if let Some(w) = plan.next_wake.filter(|w| w.0 > now) {
+                next = next.min(w.0);
+            }
+        }
+        now = next;
+        for w in 0..workers {
+            if running[w].as_ref().is_some_and(|r| r.end == now) {
+                if let Some(r) = running[w].take() {
+                    sim.finish(&mut engine, r, w, now);
+                }
+            }
+        }
+        if now > setup.settings.end_ms {
+            break (
+                false,
+                format!("reached the end time t={}ms", setup.settings.end_ms),
+            );
+        }
+    };
+    sim.emit(Event::End {
+        at: now,
+        converged,
+        reason,
+    });
+    let plan = engine.plan(Time(now));
+    let objects = sim
+        .deps
+        .iter()
+        .map(|(key, (model, deps))| FinalObject {
+            key: key.clone(),
+            model: model.clone(),
+            deps: deps.clone(),
+            status: engine.id(key).map(|id| engine.status_in(&plan, id)),
+        })
+        .collect();
+    Ok(RunResult {
+        events: sim.events,
+        converged,
+        end: now,
+        objects,
+        workers,
+        state_hash: engine.state_hash(),
+    })
+}
+
+struct Sim<'a> {
+    setup: &'a Setup,
+    events: Vec<Event>,
+    observe: &'a mut dyn FnMut(&Event),
+    /// Every key seen: model and last known dependencies.
+    deps: BTreeMap<String, (String, Vec<String>)>,
+}
+
+impl Sim<'_> {
+    fn emit(&mut self, e: Event) {
+        (self.observe)(&e);
+        self.events.push(e);
+    }
+
+    fn watch_lines(&mut self, at: u64) {
+        for line in self.setup.drain_watch_lines() {
+            self.emit(Event::Watch { at, line });
+        }
+    }
+
+    fn apply(&mut self, engine: &mut Engine, n: usize, now: u64) {
+        let set = &self.setup.sets[n];
+        match engine.apply(set.changes.clone()) {
+            Ok(report) => {
+                let own: std::collections::BTreeSet<&str> =
+                    set.changes.changes.iter().map(|c| c.key()).collect();
+                for key in &report.changed {
+                    if let Some(v) = engine.view_key(key) {
+                        let mut deps: Vec<String> =
+                            v.dependencies().map(|d| d.key().to_string()).collect();
+                        deps.sort();
+                        deps.dedup();
+                        self.deps.insert(key.clone(), (v.model().to_string(), deps));
+                    }
+                }
+                let by_policy = report
+                    .changed
+                    .iter()
+                    .filter(|k| !own.contains(k.as_str()))
+                    .cloned()
+                    .collect();
+                self.emit(Event::Applied {
+                    at: now,
+                    label: set.label.clone(),
+                    changed: report.changed,
+                    by_policy,
+                    deleted: report.deleted,
+                    removed: report.removed,
+                });
+            }
+            Err(e) => self.emit(Event::Refused {
+                at: now,
+                label: set.label.clone(),
+                error: e.to_string(),
+            }),
+        }
+        self.watch_lines(now);
+        for (key, failed) in &set.reports {
+            let Some(version) = engine.object(key).map(|o| o.version) else {
+                continue;
+            };
+            let report = match failed {
+                None => ExternalReport::Synced { version },
+                Some(m) => ExternalReport::Failed { message: m.clone() },
+            };
+            if engine.report_external(key, report).is_ok() {
+                self.emit(Event::Reported {
+                    at: now,
+                    key: key.clone(),
+                    failed: failed.clone(),
+                });
+            }
+        }
+    }
+
+    fn finish(&mut self, engine: &mut Engine, r: Running, worker: usize, now: u64) {
+        let completion = engine.complete(&r.task, r.outcome.clone(), Time(now)).ok();
+        self.emit(Event::Finished {
+            start: r.start,
+            at: now,
+            worker,
+            key: r.key,
+            model: r.model,
+            kind: r.task.kind,
+            version: r.task.version,
+            outcome: r.outcome,
+            completion,
+        });
+        self.watch_lines(now);
+    }
+}

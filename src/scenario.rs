@@ -1,0 +1,354 @@
+//! The scenario file: a schema, what syncs each model, the objects, a timeline of change sets,
+//! a fault script and engine settings, all in one JSON document (comments allowed).
+//!
+//! `examples/scenarios/cord-demo.json` is the commented reference; `docs/scenarios.md`
+//! describes every field. Loading is two steps: [`Source::read`] parses the text (syntax and
+//! shape errors carry serde_json's line and column), then `check::validate` looks at the
+//! meaning (unknown models, missing objects, cycles, missing plugins) and points each problem
+//! at its place in the file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+use syncore::{BackoffPolicy, Change, SchemaDef};
+
+use crate::locate::{self, Index, Pos};
+
+/// A whole scenario, as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A short name, printed in headers. Default: the file name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// One or two sentences on what the scenario shows.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The schema, exactly as `Schema::from_json` reads it.
+    pub schema: SchemaDef,
+    /// What syncs each model: actuator, policy, watcher, actuation time.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelSetup>,
+    /// The change set applied at time 0.
+    #[serde(default)]
+    pub initial: Vec<Change>,
+    /// Later change sets and external reports, in time order.
+    #[serde(default)]
+    pub timeline: Vec<Step>,
+    /// Scripted failures, deferrals and slow actuations.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// Engine and simulation settings.
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+/// How one model is synced.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSetup {
+    /// The actuator: a built-in name or a path to a `.wasm` component.
+    #[serde(default)]
+    pub actuator: Option<String>,
+    /// The model policy: a built-in name (`ensure:Model.field`) or a `.wasm` path.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// The watcher: a built-in name (`log`) or a `.wasm` path.
+    #[serde(default)]
+    pub watcher: Option<String>,
+    /// Simulated time one actuation of this model takes, in ms. Default: the settings'.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+/// One entry of the timeline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Logical time, in ms since the start.
+    pub at: u64,
+    /// What this step is, printed in the timeline.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The change set applied at `at`.
+    #[serde(default)]
+    pub changes: Vec<Change>,
+    /// Reports about objects of external models (R17).
+    #[serde(default)]
+    pub reports: Vec<Report>,
+}
+
+/// A report about an external object: synced at its current version, or failed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// The external object.
+    pub key: String,
+    /// A failure message; absent means "synced at the current version".
+    #[serde(default)]
+    pub failed: Option<String>,
+}
+
+/// A scripted fault: matching actuations defer, then fail, then run (slowly, if asked).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// The object it applies to (or use `model`).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Every object of this model (or use `key`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Which actuations count: `sync` (default), `delete` or `both`.
+    #[serde(default)]
+    pub on: FaultOn,
+    /// The first N matching attempts of each object defer (R6); `"always"` for all.
+    #[serde(default)]
+    pub defer: Option<Count>,
+    /// The next N attempts fail (R5); `"always"` for all.
+    #[serde(default)]
+    pub fail: Option<Count>,
+    /// The message of the scripted failures and deferrals.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Extra simulated time every matching actuation takes, in ms.
+    #[serde(default)]
+    pub slow_ms: Option<u64>,
+}
+
+/// Which actuations a fault applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultOn {
+    /// Syncs only.
+    #[default]
+    Sync,
+    /// Deletes only.
+    Delete,
+    /// Both.
+    Both,
+}
+
+/// A number of attempts, or every attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    /// The first N attempts.
+    Times(u32),
+    /// Every attempt.
+    Always,
+}
+
+impl Count {
+    /// The count as a number (`u32::MAX` for always).
+    pub fn times(self) -> u32 {
+        match self {
+            Count::Times(n) => n,
+            Count::Always => u32::MAX,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of attempts or \"always\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Count, E> {
+                u32::try_from(n)
+                    .map(Count::Times)
+                    .map_err(|_| E::custom("too many attempts (at most 4294967295)"))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Count, E> {
+                if s == "always" {
+                    Ok(Count::Always)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(s), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Engine and simulation settings. Every field has a default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Workers running actuations at the same time. Default: 4.
+    pub workers: usize,
+    /// Seed of the backoff jitter and of the actuation-time jitter. Default: 0.
+    pub seed: u64,
+    /// Backoff after failures and deferrals (R5, R6); its `seed` is replaced by `seed`.
+    /// Default: the engine's (100 ms, doubling, capped at 60 s, +10% jitter).
+    pub backoff: BackoffPolicy,
+    /// Policy rounds before a change set is refused as a loop (R10). Default: 16.
+    pub policy_rounds_max: u32,
+    /// Simulated time one actuation takes, in ms. Default: 100.
+    pub duration_ms: u64,
+    /// Actuation times vary by up to this many thousandths, per key. Default: 500.
+    pub duration_jitter_permille: u32,
+    /// The run stops (not converged) at this logical time, in ms. Default: 3,600,000.
+    pub end_ms: u64,
+    /// The run stops (not converged) after this many actuations. Default: 100,000.
+    pub actuations_max: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            workers: 4,
+            seed: 0,
+            backoff: BackoffPolicy::default(),
+            policy_rounds_max: 16,
+            duration_ms: 100,
+            duration_jitter_permille: 500,
+            end_ms: 3_600_000,
+            actuations_max: 100_000,
+        }
+    }
+}
+
+/// Most workers a scenario may ask for.
+pub const WORKERS_MAX: usize = 1024;
+
+/// One problem in an input file, with its place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file, as the user named it.
+    pub file: String,
+    /// Where in the file, if known.
+    pub pos: Option<Pos>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some(p) => write!(f, "{}:{}:{}: {}", self.file, p.line, p.column, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// A scenario's text, parsed, with what is needed to locate problems in it.
+#[derive(Debug)]
+pub struct Source {
+    /// The file name as given (`<built-in demo>` for the demo).
+    pub file: String,
+    /// Directory that relative plugin paths are resolved against.
+    pub dir: PathBuf,
+    /// The parsed scenario.
+    pub scenario: Scenario,
+    /// Value positions by JSON pointer.
+    pub index: Index,
+}
+
+impl Source {
+    /// Reads and parses a scenario file.
+    ///
+    /// # Errors
+    /// One [`Problem`]: the file cannot be read, or is not a well-formed scenario (with the
+    /// line and column serde_json reports).
+    pub fn read(path: &Path) -> Result<Source, Problem> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Problem {
+            file: file.clone(),
+            pos: None,
+            message: format!("cannot read the scenario file: {e}"),
+        })?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Source::parse(file, dir, &text)
+    }
+
+    /// Parses scenario text; `file` names it in problems.
+    ///
+    /// # Errors
+    /// One [`Problem`] with line and column if the text is not a well-formed scenario.
+    pub fn parse(file: String, dir: PathBuf, text: &str) -> Result<Source, Problem> {
+        let stripped = locate::strip_comments(text);
+        let scenario: Scenario = serde_json::from_str(&stripped).map_err(|e| {
+            let mut message = e.to_string();
+            if let Some(i) = message.rfind(" at line ") {
+                message.truncate(i);
+            }
+            if e.is_eof() {
+                message.push_str(" (the file ends too early: is it truncated?)");
+            }
+            Problem {
+                file: file.clone(),
+                pos: (e.line() > 0).then(|| Pos {
+                    line: e.line(),
+                    column: e.column(),
+                }),
+                message: format!("invalid scenario: {message}"),
+            }
+        })?;
+        Ok(Source {
+            file,
+            dir,
+            index: Index::build(&stripped),
+            scenario,
+        })
+    }
+
+    /// A problem at the value `pointer` points to.
+    pub fn problem(&self, pointer: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            file: self.file.clone(),
+            pos: Some(self.index.pos(pointer)),
+            message: message.into(),
+        }
+    }
+
+    /// The scenario's display name.
+    pub fn name(&self) -> String {
+        self.scenario.name.clone().unwrap_or_else(|| {
+            Path::new(&self.file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.file.clone())
+        })
+    }
+
+    /// The change sets in time order, with the JSON pointer of each: `(at, label, pointer,
+    /// changes)`; the initial set first, at time 0.
+    pub fn change_sets(&self) -> Vec<(u64, String, String, &[Change])> {
+        let mut sets = vec![(
+            0,
+            "initial".to_string(),
+            "/initial".to_string(),
+            &self.scenario.initial[..],
+        )];
+        for (i, s) in self.scenario.timeline.iter().enumerate() {
+            sets.push((
+                s.at,
+                s.label
+                    .clone()
+                    .unwrap_or_else(|| format!("timeline step {}", i + 1)),
+                format!("/timeline/{i}/changes"),
+                &s.changes[..],
+            ));
+        }
+        sets
+    }
+}
+
+/// The built-in CORD-like demo scenario (`examples/scenarios/cord-demo.json`).
+pub const DEMO: &str = include_str!("../examples/scenarios/cord-demo.json");
+
+/// The demo, parsed.
+///
+/// # Errors
+/// Only if the shipped demo were broken (a test checks it is not).
+pub fn demo() -> Result<Source, Problem> {
+    Source::parse("<built-in demo>".to_string(), PathBuf::from("."), DEMO)
+}
