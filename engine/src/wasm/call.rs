@@ -1,0 +1,305 @@
+//! One call into a plugin: get an instance (fresh, or an idle one), arm the time limit, run,
+//! and turn any failure into a message naming the root cause (P1, P2).
+//!
+//! ## Failure causes
+//! Wasmtime reports every failure as an error whose top-level text is only "error while
+//! executing at wasm backtrace". The cause is found, in this order:
+//! 1. the resource limiter's record of a refused growth ("out of memory": the guest's own
+//!    abort after a failed allocation is only its consequence);
+//! 2. a Rust panic message on the instance's captured stderr (a panic aborts with
+//!    `unreachable`, which alone would say nothing);
+//! 3. the [`wasmtime::Trap`] code: `Interrupt` (epoch deadline) and `OutOfFuel` are timeouts,
+//!    `StackOverflow`, `UnreachableCodeReached` and the rest are named as such;
+//! 4. anything else (a result the canonical ABI cannot lift: bad pointers, invalid UTF-8,
+//!    bad discriminants; a host error) is quoted.
+//!
+//! An instance that failed is never reused: its memory may be half-written.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use wasmtime::component::InstancePre;
+use wasmtime::{Store, Trap};
+
+use super::bindings::{actuator, policy, watcher};
+use super::config::{Instances, TimeLimit};
+use super::host::HostInner;
+use super::sandbox::{truncate, Denied, HostState};
+use super::PluginKind;
+
+/// A plugin world as the host sees it: how to pre-link and instantiate its bindings.
+pub(crate) trait World: 'static {
+    /// The pre-linked component with the world's export indices.
+    type Pre: Send + Sync + 'static;
+    /// An instance's bindings (typed exports).
+    type Bindings: Send + 'static;
+    /// Which kind of plugin this world is.
+    const KIND: PluginKind;
+    /// Looks up and type-checks the world's exports.
+    fn pre(pre: InstancePre<HostState>) -> wasmtime::Result<Self::Pre>;
+    /// Instantiates into `store`.
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Self::Bindings>;
+}
+
+/// `world actuator-plugin`.
+pub(crate) struct ActuatorWorld;
+/// `world policy-plugin`.
+pub(crate) struct PolicyWorld;
+/// `world watcher-plugin`.
+pub(crate) struct WatcherWorld;
+
+impl World for ActuatorWorld {
+    type Pre = actuator::ActuatorPluginPre<HostState>;
+    type Bindings = actuator::ActuatorPlugin;
+    const KIND: PluginKind = PluginKind::Actuator;
+    fn pre(pre: InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        actuator::ActuatorPluginPre::new(pre)
+    }
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Self::Bindings> {
+        pre.instantiate(store)
+    }
+}
+
+impl World for PolicyWorld {
+    type Pre = policy::PolicyPluginPre<HostState>;
+    type Bindings = policy::PolicyPlugin;
+    const KIND: PluginKind = PluginKind::Policy;
+    fn pre(pre: InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        policy::PolicyPluginPre::new(pre)
+    }
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Self::Bindings> {
+        pre.instantiate(store)
+    }
+}
+
+impl World for WatcherWorld {
+    type Pre = watcher::WatcherPluginPre<HostState>;
+    type Bindings = watcher::WatcherPlugin;
+    const KIND: PluginKind = PluginKind::Watcher;
+    fn pre(pre: InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        watcher::WatcherPluginPre::new(pre)
+    }
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Self::Bindings> {
+        pre.instantiate(store)
+    }
+}
+
+/// An instance with its store.
+struct Slot<W: World> {
+    store: Store<HostState>,
+    bindings: W::Bindings,
+}
+
+/// A loaded plugin: its pre-linked component and its idle instances.
+pub(crate) struct Plugin<W: World> {
+    pub(crate) name: Arc<str>,
+    pub(crate) host: Arc<HostInner>,
+    pre: W::Pre,
+    /// Instances that finished a call successfully, ready for another (reuse mode only).
+    idle: Mutex<Vec<Slot<W>>>,
+}
+
+impl<W: World> Plugin<W> {
+    pub(crate) fn new(name: &str, host: Arc<HostInner>, pre: W::Pre) -> Plugin<W> {
+        Plugin {
+            name: name.into(),
+            host,
+            pre,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on an instance, for the object `key`, within the per-call limits.
+    ///
+    /// # Errors
+    /// The root cause of a failed call, as a message (see the module docs).
+    pub(crate) fn call<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&W::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, String> {
+        let idle = self.idle.lock().pop();
+        let mut slot = match idle {
+            Some(slot) => slot,
+            None => self.instantiate(key)?,
+        };
+        slot.store.data_mut().begin(key);
+        let stderr_mark = slot.store.data().stderr_len();
+        self.arm(&mut slot.store)?;
+        match f(&slot.bindings, &mut slot.store) {
+            Ok(result) => {
+                self.recycle(slot);
+                Ok(result)
+            }
+            Err(err) => Err(self.cause(&err, slot.store.data(), stderr_mark)),
+        }
+    }
+
+    /// A new instance, in a new store with the limiter and the time limit armed (a
+    /// component may run code while it is instantiated).
+    fn instantiate(&self, key: &str) -> Result<Slot<W>, String> {
+        let host = &self.host;
+        let state = HostState::new(
+            self.name.clone(),
+            &host.config.limits,
+            host.sink.clone(),
+            host.buffer.clone(),
+        );
+        let mut store = Store::new(&host.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        if let TimeLimit::Epoch { .. } = host.config.limits.time {
+            store.epoch_deadline_trap();
+        }
+        store.data_mut().begin(key);
+        self.arm(&mut store)?;
+        match W::instantiate(&self.pre, &mut store) {
+            Ok(bindings) => Ok(Slot { store, bindings }),
+            Err(err) => Err(format!(
+                "cannot instantiate: {}",
+                self.cause(&err, store.data(), 0)
+            )),
+        }
+    }
+
+    /// Sets the call's time budget: a fresh epoch deadline or a full tank of fuel.
+    fn arm(&self, store: &mut Store<HostState>) -> Result<(), String> {
+        match self.host.config.limits.time {
+            TimeLimit::Epoch { timeout, tick } => {
+                // The epoch may advance right after this line, so one tick more than the
+                // timeout's whole ticks guarantees at least `timeout`.
+                let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
+                store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+                Ok(())
+            }
+            TimeLimit::Fuel(fuel) => store
+                .set_fuel(fuel)
+                .map_err(|e| format!("cannot set fuel: {e}")),
+        }
+    }
+
+    /// Keeps a successful instance for the next call, in reuse mode, unless its stderr
+    /// capture is half full (a later panic message must still fit).
+    fn recycle(&self, slot: Slot<W>) {
+        let Instances::Reuse { idle_max } = self.host.config.instances else {
+            return;
+        };
+        if slot.store.data().stderr_len() > self.host.config.limits.stderr_bytes_max / 2 {
+            return;
+        }
+        let mut idle = self.idle.lock();
+        if idle.len() < idle_max {
+            idle.push(slot);
+        }
+    }
+
+    /// The root cause of a failed call (module docs, "Failure causes").
+    fn cause(&self, err: &wasmtime::Error, state: &HostState, stderr_mark: usize) -> String {
+        let limits = &self.host.config.limits;
+        let message = match state.limiter.denied {
+            Some(Denied::Memory { desired }) => Some(format!(
+                "out of memory: growing linear memory to {desired} bytes exceeds the memory limit of {} bytes",
+                limits.memory_bytes_max
+            )),
+            Some(Denied::Table { desired }) => Some(format!(
+                "table limit: growing a table to {desired} elements exceeds the limit of {} elements",
+                limits.table_elements_max
+            )),
+            None => None,
+        };
+        let stderr = state.stderr.contents();
+        let stderr = String::from_utf8_lossy(stderr.get(stderr_mark..).unwrap_or_default());
+        let message = message.or_else(|| panic_message(&stderr).map(|p| format!("panicked: {p}")));
+        let message = message.unwrap_or_else(|| match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                format!(
+                    "timeout: interrupted after exceeding the time limit of {}",
+                    limits.time.describe()
+                )
+            }
+            Some(Trap::OutOfFuel) => {
+                format!(
+                    "timeout: out of fuel after exceeding the time limit of {}",
+                    limits.time.describe()
+                )
+            }
+            Some(Trap::StackOverflow) => {
+                format!(
+                    "stack overflow: call stack exhausted (stack limit {} bytes)",
+                    limits.stack_bytes_max
+                )
+            }
+            Some(Trap::UnreachableCodeReached) => {
+                with_stderr("trap: unreachable instruction executed", &stderr)
+            }
+            Some(trap) => with_stderr(
+                &format!(
+                    "trap: {}",
+                    trap.to_string().trim_start_matches("wasm trap: ")
+                ),
+                &stderr,
+            ),
+            None => with_stderr(&format!("invalid call or result: {err:#}"), &stderr),
+        });
+        truncate(message, limits.message_bytes_max)
+    }
+}
+
+/// `what`, followed by the last stderr line if there is one (a guest's own diagnosis, such
+/// as "memory allocation of 1048576 bytes failed").
+fn with_stderr(what: &str, stderr: &str) -> String {
+    match stderr.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+        Some(line) => format!("{what} (stderr: {line})"),
+        None => what.to_string(),
+    }
+}
+
+/// The message of a Rust panic printed on stderr, with its location:
+/// "thread 'x' panicked at src/lib.rs:9:9:\nmessage\nnote: ..." gives
+/// "message (at src/lib.rs:9:9)".
+pub(crate) fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at ")? + "panicked at ".len();
+    let rest = &stderr[start..];
+    let (location, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    let location = location.trim_end().trim_end_matches(':');
+    let body = body.split("\nnote:").next().unwrap_or_default().trim();
+    if body.is_empty() {
+        return Some(location.to_string());
+    }
+    Some(format!("{body} (at {location})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_found_with_their_location() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nthe backend for k is on fire\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "the backend for k is on fire (at src/lib.rs:12:9)"
+        );
+        assert_eq!(panic_message("nothing here"), None);
+    }
+
+    #[test]
+    fn stderr_tails_are_quoted() {
+        assert_eq!(
+            with_stderr("trap: x", "a\nmemory allocation failed\n\n"),
+            "trap: x (stderr: memory allocation failed)"
+        );
+        assert_eq!(with_stderr("trap: x", ""), "trap: x");
+    }
+}

@@ -1,0 +1,218 @@
+//! The engine traits, implemented by WASM components: [`WasmActuator`], [`WasmPolicy`],
+//! [`WasmWatcher`]. Each call copies its input into the plugin, runs it under the limits,
+//! and checks what comes back.
+
+use std::sync::Arc;
+
+use super::call::{ActuatorWorld, Plugin, PolicyWorld, WatcherWorld, World};
+use super::convert::{self, Budget};
+use crate::actuator::{Actuator, ObjectView, Outcome};
+use crate::change::Change;
+use crate::policy::{Policy, PolicyInput, StateView, WatchEvent, Watcher};
+
+impl<W: World> Plugin<W> {
+    fn budget(&self) -> Budget {
+        let limits = &self.host.config.limits;
+        Budget::new(limits.result_bytes_max, limits.result_entries_max)
+    }
+}
+
+/// An [`Actuator`] running in a WASM component (`world actuator-plugin`).
+///
+/// Every failure of the plugin (trap, panic, timeout, memory or table limit, malformed or
+/// oversized result, a write to a declarative field) becomes [`Outcome::Failed`] with a
+/// message naming the plugin, the object and the cause; nothing escapes to the engine (P1).
+/// Cloning is cheap and shares the compiled component and its idle instances, so one load
+/// can serve several models.
+#[derive(Clone)]
+pub struct WasmActuator {
+    plugin: Arc<Plugin<ActuatorWorld>>,
+}
+
+impl std::fmt::Debug for WasmActuator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmActuator")
+            .field("name", &&*self.plugin.name)
+            .finish()
+    }
+}
+
+/// Which actuator export a call uses.
+#[derive(Clone, Copy)]
+enum Op {
+    Sync,
+    Delete,
+}
+
+impl WasmActuator {
+    pub(crate) fn new(plugin: Plugin<ActuatorWorld>) -> WasmActuator {
+        WasmActuator {
+            plugin: Arc::new(plugin),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.plugin.name
+    }
+
+    fn act(&self, object: &ObjectView<'_>, op: Op) -> Outcome {
+        let input = convert::view_to_wit(object);
+        let result = self.plugin.call(object.key(), |b, store| {
+            let actuator = b.syncore_plugin_actuator();
+            match op {
+                Op::Sync => actuator.call_sync(store, &input),
+                Op::Delete => actuator.call_delete(store, &input),
+            }
+        });
+        let message_max = self.plugin.host.config.limits.message_bytes_max;
+        match result.and_then(|o| {
+            convert::outcome_from_wit(object, o, &mut self.plugin.budget(), message_max)
+        }) {
+            Ok(outcome) => outcome,
+            Err(cause) => {
+                let op = match op {
+                    Op::Sync => "sync",
+                    Op::Delete => "delete",
+                };
+                Outcome::failed(format!(
+                    "plugin {}: {op} of {} ({}) failed: {cause}",
+                    self.plugin.name,
+                    object.key(),
+                    object.model()
+                ))
+            }
+        }
+    }
+}
+
+impl Actuator for WasmActuator {
+    fn sync(&self, object: &ObjectView<'_>) -> Outcome {
+        self.act(object, Op::Sync)
+    }
+
+    fn delete(&self, object: &ObjectView<'_>) -> Outcome {
+        self.act(object, Op::Delete)
+    }
+}
+
+/// A [`Policy`] running in a WASM component (`world policy-plugin`).
+///
+/// The plugin gets the changed object and its live referrers (key and model) from the staged
+/// state. Its own `Err`, and any failure of the call, refuse the change set with a message
+/// naming the plugin, the object and the cause (R10); the engine is unchanged.
+#[derive(Clone)]
+pub struct WasmPolicy {
+    plugin: Arc<Plugin<PolicyWorld>>,
+}
+
+impl std::fmt::Debug for WasmPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmPolicy")
+            .field("name", &&*self.plugin.name)
+            .finish()
+    }
+}
+
+impl WasmPolicy {
+    pub(crate) fn new(plugin: Plugin<PolicyWorld>) -> WasmPolicy {
+        WasmPolicy {
+            plugin: Arc::new(plugin),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.plugin.name
+    }
+}
+
+impl Policy for WasmPolicy {
+    fn on_change(
+        &self,
+        input: &PolicyInput<'_>,
+        state: &dyn StateView,
+    ) -> Result<Vec<Change>, String> {
+        let arg = convert::policy_input_to_wit(input, state);
+        let name = &self.plugin.name;
+        match self.plugin.call(input.key, |b, store| {
+            b.syncore_plugin_policy().call_on_change(store, &arg)
+        }) {
+            Ok(Ok(changes)) => convert::changes_from_wit(changes, &mut self.plugin.budget())
+                .map_err(|cause| {
+                    format!(
+                        "policy plugin {name} failed on {} ({}): {cause}",
+                        input.key, input.model
+                    )
+                }),
+            Ok(Err(message)) => {
+                let message = super::sandbox::truncate(
+                    message,
+                    self.plugin.host.config.limits.message_bytes_max,
+                );
+                Err(format!(
+                    "policy plugin {name} refused the change of {} ({}): {message}",
+                    input.key, input.model
+                ))
+            }
+            Err(cause) => Err(format!(
+                "policy plugin {name} failed on {} ({}): {cause}",
+                input.key, input.model
+            )),
+        }
+    }
+}
+
+/// A [`Watcher`] running in a WASM component (`world watcher-plugin`). Its errors, and any
+/// failure of the call, are returned as `Err` (the engine counts them, R18).
+#[derive(Clone)]
+pub struct WasmWatcher {
+    plugin: Arc<Plugin<WatcherWorld>>,
+}
+
+impl std::fmt::Debug for WasmWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmWatcher")
+            .field("name", &&*self.plugin.name)
+            .finish()
+    }
+}
+
+impl WasmWatcher {
+    pub(crate) fn new(plugin: Plugin<WatcherWorld>) -> WasmWatcher {
+        WasmWatcher {
+            plugin: Arc::new(plugin),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.plugin.name
+    }
+}
+
+impl Watcher for WasmWatcher {
+    fn notify(&self, event: &WatchEvent<'_>) -> Result<(), String> {
+        let arg = convert::event_to_wit(event);
+        let name = &self.plugin.name;
+        match self.plugin.call(event.key, |b, store| {
+            b.syncore_plugin_watcher().call_notify(store, &arg)
+        }) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => {
+                let message = super::sandbox::truncate(
+                    message,
+                    self.plugin.host.config.limits.message_bytes_max,
+                );
+                Err(format!(
+                    "watcher plugin {name} refused {} ({}): {message}",
+                    event.key, event.model
+                ))
+            }
+            Err(cause) => Err(format!(
+                "watcher plugin {name} failed on {} ({}): {cause}",
+                event.key, event.model
+            )),
+        }
+    }
+}

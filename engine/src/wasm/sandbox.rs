@@ -1,0 +1,295 @@
+//! What a plugin instance sees: the store data, the resource limiter (P2) and an empty WASI
+//! context (P3), plus the `host` interface (log lines).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::{ClosedInputStream, MemoryOutputPipe, SinkOutputStream};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
+
+use super::bindings::{actuator::syncore::plugin as wit_pkg, Level};
+use super::config::Limits;
+
+/// How important a log line is (the WIT `host.level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// Detail for debugging a plugin.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something the operator should look at.
+    Warn,
+    /// Something went wrong.
+    Error,
+}
+
+impl From<Level> for LogLevel {
+    fn from(level: Level) -> Self {
+        match level {
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        }
+    }
+}
+
+/// One line a plugin logged through `host.log`, tagged by the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// The plugin's name (as given to `load_*`).
+    pub plugin: String,
+    /// The key of the object the call was about (for a policy: the changed object; for a
+    /// watcher: the watched object).
+    pub key: String,
+    /// The level.
+    pub level: LogLevel,
+    /// The text, cut to `Limits::message_bytes_max`.
+    pub message: String,
+}
+
+/// Where plugin log lines go: the embedder's trace. Called from executor worker threads.
+pub trait LogSink: Send + Sync {
+    /// Records one line.
+    fn log(&self, line: LogLine);
+}
+
+/// The default [`LogSink`]: keeps the most recent lines in memory, for
+/// [`WasmHost::take_logs`](super::WasmHost::take_logs).
+#[derive(Debug, Default)]
+pub struct LogBuffer {
+    lines: Mutex<Vec<LogLine>>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+/// Most lines a [`LogBuffer`] keeps; older ones are dropped and counted.
+pub const LOG_BUFFER_LINES_MAX: usize = 10_000;
+
+impl LogBuffer {
+    /// Takes every buffered line, oldest first.
+    pub fn take(&self) -> Vec<LogLine> {
+        std::mem::take(&mut *self.lines.lock())
+    }
+
+    /// Lines dropped because the buffer was full, or a call logged more than its limit.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_dropped(&self, n: u64) {
+        self.dropped
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl LogSink for LogBuffer {
+    fn log(&self, line: LogLine) {
+        let mut lines = self.lines.lock();
+        if lines.len() >= LOG_BUFFER_LINES_MAX {
+            lines.remove(0);
+            self.count_dropped(1);
+        }
+        lines.push(line);
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, on a character boundary, marking the cut.
+pub(crate) fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+/// Refuses growth past the configured limits and remembers what it refused, so a failed call
+/// can name the limit instead of the guest's generic abort.
+pub(crate) struct Limiter {
+    memory_bytes_max: usize,
+    table_elements_max: usize,
+    instances_max: usize,
+    /// The refused growth of the current call, if any (reset per call).
+    pub(crate) denied: Option<Denied>,
+}
+
+/// A growth the limiter refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// A memory wanted to grow to `desired` bytes.
+    Memory { desired: usize },
+    /// A table wanted to grow to `desired` elements.
+    Table { desired: usize },
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes_max {
+            self.denied = Some(Denied::Memory { desired });
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements_max {
+            self.denied = Some(Denied::Table { desired });
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances_max
+    }
+
+    fn tables(&self) -> usize {
+        self.instances_max
+    }
+
+    fn memories(&self) -> usize {
+        self.instances_max
+    }
+}
+
+/// A clock stopped at zero: plugins get no real time (P3); WASI p2 requires some clock.
+struct StoppedClock;
+
+impl HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The store data of one plugin instance.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    /// Everything the instance wrote to stderr, up to `Limits::stderr_bytes_max`.
+    pub(crate) stderr: MemoryOutputPipe,
+    /// The plugin's name, for log lines.
+    plugin: Arc<str>,
+    /// The object of the current call, for log lines.
+    pub(crate) key: String,
+    /// Log lines written in the current call.
+    pub(crate) logs_count: u32,
+    log_lines_max: u32,
+    message_bytes_max: usize,
+    sink: Arc<dyn LogSink>,
+    buffer: Arc<LogBuffer>,
+}
+
+impl HostState {
+    /// Fresh state: an empty WASI context (no preopens, env, args or network; stopped clocks;
+    /// a fixed "random" sequence; stdin closed, stdout discarded, stderr captured).
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        limits: &Limits,
+        sink: Arc<dyn LogSink>,
+        buffer: Arc<LogBuffer>,
+    ) -> HostState {
+        let stderr = MemoryOutputPipe::new(limits.stderr_bytes_max);
+        let wasi = WasiCtxBuilder::new()
+            .stdin(ClosedInputStream)
+            .stdout(SinkOutputStream)
+            .stderr(stderr.clone())
+            .wall_clock(StoppedClock)
+            .monotonic_clock(StoppedClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a]))
+            .insecure_random(wasmtime_wasi::Deterministic::new(vec![0xa5]))
+            .insecure_random_seed(0)
+            .max_random_size(4096)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes_max: limits.memory_bytes_max,
+                table_elements_max: limits.table_elements_max,
+                instances_max: limits.instances_max,
+                denied: None,
+            },
+            stderr,
+            plugin,
+            key: String::new(),
+            logs_count: 0,
+            log_lines_max: limits.log_lines_max,
+            message_bytes_max: limits.message_bytes_max,
+            sink,
+            buffer,
+        }
+    }
+
+    /// Prepares for a call about `key`.
+    pub(crate) fn begin(&mut self, key: &str) {
+        self.key.clear();
+        self.key.push_str(key);
+        self.logs_count = 0;
+        self.limiter.denied = None;
+    }
+
+    /// Bytes written to stderr so far.
+    pub(crate) fn stderr_len(&self) -> usize {
+        self.stderr.contents().len()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit_pkg::host::Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        self.logs_count = self.logs_count.saturating_add(1);
+        if self.logs_count > self.log_lines_max {
+            self.buffer.count_dropped(1);
+            return;
+        }
+        self.sink.log(LogLine {
+            plugin: self.plugin.to_string(),
+            key: self.key.clone(),
+            level: level.into(),
+            message: truncate(message, self.message_bytes_max),
+        });
+    }
+}
+
+impl wit_pkg::types::Host for HostState {}
