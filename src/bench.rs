@@ -291,19 +291,22 @@ fn rate(n: f64, s: f64) -> String {
 pub fn text(r: &Report) -> String {
     format!(
         "graph    {}: {} nodes, {} edges, checksum {}\n\
-         apply    {:>10.3} ms  {:>12} objects\n\
-         plan     {:>10.3} ms  {:>12} tasks  ({} waves)\n\
-         execute  {:>10.3} ms  {:>12} actuations ({} round{}, no-op actuator, plan + complete)\n",
+         apply    {:>10.3} ms  {:>9} objects     {:>10}\n\
+         plan     {:>10.3} ms  {:>9} tasks       {:>10}  ({} waves)\n\
+         execute  {:>10.3} ms  {:>9} actuations  {:>10}  ({} round{}, no-op actuator: plan, call, complete)\n",
         r.graph,
         r.nodes,
         r.edges,
         r.checksum,
         r.apply_s * 1e3,
+        r.nodes,
         rate(f64::from(r.nodes), r.apply_s),
         r.plan_s * 1e3,
+        r.plan_tasks,
         rate(r.plan_tasks as f64, r.plan_s),
         r.plan_waves,
         r.execute_s * 1e3,
+        r.actuations,
         rate(r.actuations as f64, r.execute_s),
         r.rounds,
         if r.rounds == 1 { "" } else { "s" }

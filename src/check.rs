@@ -60,6 +60,10 @@ pub struct Setup {
     pub file: String,
     /// What the scenario shows.
     pub description: Option<String>,
+    /// The scenario's text, as read (kept in traces so that they replay on their own).
+    pub text: String,
+    /// Directory that relative plugin paths are resolved against.
+    pub dir: PathBuf,
     /// The schema.
     pub schema: Schema,
     /// Engine configuration.
@@ -96,6 +100,15 @@ impl Setup {
     /// A message if a plugin cannot be loaded (it was loadable when checked).
     pub fn engine(&self) -> Result<Engine, String> {
         let mut engine = Engine::new(self.schema.clone(), self.config.clone());
+        self.register_hooks(&mut engine)?;
+        Ok(engine)
+    }
+
+    /// Registers the scenario's policies and watchers on `engine`.
+    ///
+    /// # Errors
+    /// A message if a plugin cannot be loaded.
+    pub fn register_hooks(&self, engine: &mut Engine) -> Result<(), String> {
         for (i, (policy, watcher)) in self.hooks.iter().enumerate() {
             let model = self.schema.models()[i].name.clone();
             if let Some(p) = policy {
@@ -118,7 +131,7 @@ impl Setup {
                     .map_err(|e| e.to_string())?;
             }
         }
-        Ok(engine)
+        Ok(())
     }
 
     /// Simulated duration of one actuation, ms: the model's time, a per-key jitter, and the
@@ -363,11 +376,10 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
     }
 
     let Some(schema) = schema else {
-        return Err(problems);
+        return Err(sorted(problems));
     };
-    if !problems.is_empty() {
-        return Err(problems);
-    }
+    // With the schema valid, the objects are checked even if the wiring has problems.
+    let wiring_ok = problems.is_empty();
 
     let mut config = Config {
         backoff: s.backoff.clone(),
@@ -379,7 +391,7 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
     let mut hooks = Vec::new();
     let mut durations = Vec::new();
     for m in schema.models() {
-        let actuator = match actuator_plugins.get(&m.name) {
+        let actuator = match actuator_plugins.get(&m.name).filter(|_| wiring_ok) {
             Some(Plugin::Builtin(name)) => native::actuator(name, &schema, &m.name),
             Some(Plugin::Wasm(path)) => match plugins::actuator(path) {
                 Ok(a) => Some(a),
@@ -414,14 +426,12 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
                 .unwrap_or(s.duration_ms),
         );
     }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-
     let mut setup = Setup {
         name: src.name(),
         file: src.file.clone(),
         description: sc.description.clone(),
+        text: src.text.clone(),
+        dir: src.dir.clone(),
         schema,
         config,
         settings: s.clone(),
@@ -433,14 +443,18 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
         sets: Vec::new(),
         keys: BTreeSet::new(),
     };
-    let mut engine = match setup.engine() {
-        Ok(e) => e,
-        Err(e) => return Err(vec![src.problem("/models", e)]),
+    let mut engine = if problems.is_empty() {
+        match setup.engine() {
+            Ok(e) => Some(e),
+            Err(e) => return Err(vec![src.problem("/models", e)]),
+        }
+    } else {
+        None
     };
 
     // The dry run: each set checked entry by entry, then applied and settled.
     let mut known: BTreeMap<String, String> = BTreeMap::new();
-    let mut healthy = true;
+    let mut healthy = engine.is_some();
     let mut sets = Vec::new();
     for (n, (at, label, pointer, changes)) in src.change_sets().into_iter().enumerate() {
         let found = check_set(src, &setup.schema, &pointer, changes, &known);
@@ -476,7 +490,7 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
         let set = ChangeSet {
             changes: changes.to_vec(),
         };
-        if healthy && ok {
+        if let (true, true, Some(engine)) = (healthy, ok, engine.as_mut()) {
             match engine.apply(set.clone()) {
                 Ok(_) => {
                     for (key, failed) in &reports {
@@ -488,7 +502,7 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
                             let _ = engine.report_external(key, report);
                         }
                     }
-                    settle(&mut engine, Time(at));
+                    settle(engine, Time(at));
                     known = engine
                         .keys()
                         .filter_map(|k| engine.object(k).map(|o| (k.to_string(), o.model)))
@@ -534,11 +548,18 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
         }
     }
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(sorted(problems));
     }
     setup.drain_watch_lines();
     setup.sets = sets;
     Ok(setup)
+}
+
+/// Problems in file order (those without a position first), duplicates dropped.
+fn sorted(mut problems: Vec<Problem>) -> Vec<Problem> {
+    problems.sort_by(|a, b| a.pos.cmp(&b.pos).then(a.message.cmp(&b.message)));
+    problems.dedup();
+    problems
 }
 
 /// Completes every runnable task with success until nothing is runnable (the dry run and
@@ -799,9 +820,9 @@ fn change_problem(
     }) {
         at = format!("{pointer}/{j}");
     }
-    let what = match e {
-        ChangeError::Cycle { .. } => "dependency cycle".to_string(),
-        _ => "refused".to_string(),
+    let hint = match e {
+        ChangeError::Cycle { .. } => " (each key depends on the next; R11)",
+        _ => "",
     };
-    src.problem(&at, format!("{label}: {what}: {e}"))
+    src.problem(&at, format!("{label}: {e}{hint}"))
 }

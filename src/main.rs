@@ -232,7 +232,7 @@ fn cmd_run(args: RunArgs, style: Style) -> u8 {
     };
     let json_stdout = args.json.as_deref() == Some(Path::new("-"));
     let mut progress = progress::Progress::new(setup.keys.len(), !json_stdout && !args.quiet);
-    let result = match run::simulate(&setup, &mut |e| progress.event(e)) {
+    let result = match run::simulate(&setup, args.json.is_some(), &mut |e| progress.event(e)) {
         Ok(r) => r,
         Err(e) => {
             progress.clear();

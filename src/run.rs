@@ -11,8 +11,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use syncore::trace::{self, Recorded, Settled, StateHash};
 use syncore::{
-    Completion, Engine, ExternalReport, HoldReason, ObjectId, Outcome, Status, Task, TaskKind, Time,
+    Completion, Engine, ExternalReport, HoldReason, ObjectId, Outcome, RunCounts, Status, Task,
+    TaskKind, Time,
 };
 
 use crate::check::Setup;
@@ -173,6 +175,8 @@ pub struct RunResult {
     pub workers: usize,
     /// The engine's final state hash.
     pub state_hash: u64,
+    /// The run as a `syncore::trace` (empty unless recording was asked for).
+    pub trace: Vec<trace::Event>,
 }
 
 impl RunResult {
@@ -187,6 +191,9 @@ impl RunResult {
 
 struct Running {
     task: Task,
+    /// The step that started it, and its index in that step's plan (for the trace).
+    step: u64,
+    index: usize,
     key: String,
     model: String,
     start: u64,
@@ -195,11 +202,17 @@ struct Running {
 }
 
 /// Runs `setup` to convergence, to its end time, or until nothing can progress; `observe`
-/// sees every event as it happens (for progress display).
+/// sees every event as it happens (for progress display). With `record`, the run is also
+/// kept as a `syncore::trace` (the format `syncore replay` reads): each iteration of the
+/// loop below is one trace step.
 ///
 /// # Errors
 /// A message if a plugin cannot be loaded.
-pub fn simulate(setup: &Setup, observe: &mut dyn FnMut(&Event)) -> Result<RunResult, String> {
+pub fn simulate(
+    setup: &Setup,
+    record: bool,
+    observe: &mut dyn FnMut(&Event),
+) -> Result<RunResult, String> {
     let mut engine = setup.engine()?;
     let workers = setup.settings.workers.max(1);
     let mut sim = Sim {
@@ -207,18 +220,36 @@ pub fn simulate(setup: &Setup, observe: &mut dyn FnMut(&Event)) -> Result<RunRes
         events: Vec::new(),
         observe,
         deps: BTreeMap::new(),
+        trace: Vec::new(),
+        record,
+        step: 0,
+        counts: RunCounts::default(),
     };
+    if record {
+        sim.trace.push(trace::Event::header(&engine, "virtual"));
+    }
     let mut now = 0u64;
     let mut next_set = 0usize;
     let mut running: Vec<Option<Running>> = (0..workers).map(|_| None).collect();
     let mut held: BTreeMap<ObjectId, String> = BTreeMap::new();
     let mut actuations = 0u64;
     let (converged, reason) = loop {
+        if sim.step > 0 {
+            sim.end_step(&engine, now);
+        }
+        sim.step += 1;
         while next_set < setup.sets.len() && setup.sets[next_set].at <= now {
             sim.apply(&mut engine, next_set, now);
             next_set += 1;
         }
         let plan = engine.plan(Time(now));
+        if record {
+            sim.trace.push(trace::Event::DidPlan {
+                step: sim.step,
+                now: Time(now),
+                plan: plan.clone(),
+            });
+        }
 
         // Holds that are new or have a new reason (R3, R4, R7, R17); an object's own backoff
         // shows in its Finished event. A hold is forgotten when its object starts, so the
@@ -288,6 +319,8 @@ pub fn simulate(setup: &Setup, observe: &mut dyn FnMut(&Event)) -> Result<RunRes
             });
             running[w] = Some(Running {
                 task: *t,
+                step: sim.step,
+                index: i,
                 key,
                 model,
                 start: now,
@@ -373,6 +406,7 @@ pub fn simulate(setup: &Setup, observe: &mut dyn FnMut(&Event)) -> Result<RunRes
             );
         }
     };
+    sim.end_step(&engine, now);
     sim.emit(Event::End {
         at: now,
         converged,
@@ -396,6 +430,7 @@ pub fn simulate(setup: &Setup, observe: &mut dyn FnMut(&Event)) -> Result<RunRes
         objects,
         workers,
         state_hash: engine.state_hash(),
+        trace: sim.trace,
     })
 }
 
@@ -405,6 +440,13 @@ struct Sim<'a> {
     observe: &'a mut dyn FnMut(&Event),
     /// Every key seen: model and last known dependencies.
     deps: BTreeMap<String, (String, Vec<String>)>,
+    /// The trace, if recording.
+    trace: Vec<trace::Event>,
+    record: bool,
+    /// The current trace step (1-based).
+    step: u64,
+    /// Outcomes completed in the current step.
+    counts: RunCounts,
 }
 
 impl Sim<'_> {
@@ -419,9 +461,39 @@ impl Sim<'_> {
         }
     }
 
+    /// Closes the current trace step with its counts and state hash.
+    fn end_step(&mut self, engine: &Engine, now: u64) {
+        let counts = std::mem::take(&mut self.counts);
+        if self.record {
+            self.trace.push(trace::Event::DidStep {
+                step: self.step,
+                now: Time(now),
+                counts,
+                state_hash: StateHash(engine.state_hash()),
+            });
+        }
+    }
+
     fn apply(&mut self, engine: &mut Engine, n: usize, now: u64) {
         let set = &self.setup.sets[n];
-        match engine.apply(set.changes.clone()) {
+        if set.changes.is_empty() && !set.reports.is_empty() {
+            self.report(engine, n, now);
+            return;
+        }
+        let result = engine.apply(set.changes.clone());
+        if self.record {
+            self.trace.push(trace::Event::DidApply {
+                step: self.step,
+                now: Time(now),
+                changes: set.changes.clone(),
+                result: match &result {
+                    Ok(r) => Recorded::Ok(r.clone()),
+                    Err(e) => Recorded::Error(e.to_string()),
+                },
+                state_hash: StateHash(engine.state_hash()),
+            });
+        }
+        match result {
             Ok(report) => {
                 let own: std::collections::BTreeSet<&str> =
                     set.changes.changes.iter().map(|c| c.key()).collect();
@@ -456,6 +528,12 @@ impl Sim<'_> {
             }),
         }
         self.watch_lines(now);
+        self.report(engine, n, now);
+    }
+
+    /// Feeds the external reports of set `n`.
+    fn report(&mut self, engine: &mut Engine, n: usize, now: u64) {
+        let set = &self.setup.sets[n];
         for (key, failed) in &set.reports {
             let Some(version) = engine.object(key).map(|o| o.version) else {
                 continue;
@@ -464,7 +542,21 @@ impl Sim<'_> {
                 None => ExternalReport::Synced { version },
                 Some(m) => ExternalReport::Failed { message: m.clone() },
             };
-            if engine.report_external(key, report).is_ok() {
+            let result = engine.report_external(key, report.clone());
+            if self.record {
+                self.trace.push(trace::Event::DidReportExternal {
+                    step: self.step,
+                    now: Time(now),
+                    key: key.clone(),
+                    report,
+                    result: match &result {
+                        Ok(c) => Recorded::Ok(c.clone()),
+                        Err(e) => Recorded::Error(e.to_string()),
+                    },
+                    state_hash: StateHash(engine.state_hash()),
+                });
+            }
+            if result.is_ok() {
                 self.emit(Event::Reported {
                     at: now,
                     key: key.clone(),
@@ -475,7 +567,40 @@ impl Sim<'_> {
     }
 
     fn finish(&mut self, engine: &mut Engine, r: Running, worker: usize, now: u64) {
-        let completion = engine.complete(&r.task, r.outcome.clone(), Time(now)).ok();
+        let result = engine.complete(&r.task, r.outcome.clone(), Time(now));
+        match &r.outcome {
+            Outcome::Ok { .. } => self.counts.ok += 1,
+            Outcome::Failed { .. } => self.counts.failed += 1,
+            Outcome::Deferred { .. } => self.counts.deferred += 1,
+        }
+        if self.record {
+            self.trace.push(trace::Event::DidActuate {
+                step: r.step,
+                task: r.index,
+                key: r.key.clone(),
+                model: r.model.clone(),
+                kind: r.task.kind,
+                version: r.task.version,
+                lane: u16::try_from(worker).ok(),
+                start_ns: r.start.saturating_mul(1_000_000),
+                end_ns: now.saturating_mul(1_000_000),
+                state: Settled::Ran,
+                outcome: Some(r.outcome.clone()),
+                held_by: None,
+            });
+            self.trace.push(trace::Event::DidComplete {
+                step: self.step,
+                task: r.index,
+                at: Time(now),
+                object: r.task,
+                outcome: r.outcome.clone(),
+                completion: match &result {
+                    Ok(c) => Recorded::Ok(c.clone()),
+                    Err(e) => Recorded::Error(e.to_string()),
+                },
+            });
+        }
+        let completion = result.ok();
         self.emit(Event::Finished {
             start: r.start,
             at: now,

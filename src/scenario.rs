@@ -245,6 +245,8 @@ pub struct Source {
     pub dir: PathBuf,
     /// The parsed scenario.
     pub scenario: Scenario,
+    /// The text as read.
+    pub text: String,
     /// Value positions by JSON pointer.
     pub index: Index,
 }
@@ -287,7 +289,7 @@ impl Source {
                 file: file.clone(),
                 pos: (e.line() > 0).then(|| Pos {
                     line: e.line(),
-                    column: e.column(),
+                    column: e.column().max(1),
                 }),
                 message: format!("invalid scenario: {message}"),
             }
@@ -295,6 +297,7 @@ impl Source {
         Ok(Source {
             file,
             dir,
+            text: text.to_string(),
             index: Index::build(&stripped),
             scenario,
         })

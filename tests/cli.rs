@@ -1,0 +1,473 @@
+//! The `syncore` command, run as a user runs it: the built-in demo, scenario files under
+//! `tests/scenarios/`, broken files and their messages, exit codes, traces that replay,
+//! SVG output, and the bench.
+//!
+//! Method: each test starts the built binary (`CARGO_BIN_EXE_syncore`) with
+//! `std::process::Command`, stdout and stderr captured (so never a terminal: no colors, no
+//! progress bar unless forced), and checks what a user would read.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn syncore(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_syncore"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("the syncore binary starts")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn scenario(name: &str) -> String {
+    format!("tests/scenarios/{name}")
+}
+
+/// A fresh scratch directory for one test's output files.
+fn scratch(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn line_of<'a>(text: &'a str, needle: &str) -> Option<(usize, &'a str)> {
+    text.lines().enumerate().find(|(_, l)| l.contains(needle))
+}
+
+#[test]
+fn demo_converges_and_shows_every_feature() {
+    let o = syncore(&["run"]);
+    let out = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{out}\nstderr:\n{}",
+        stderr(&o)
+    );
+    assert!(out.contains("syncore run: cord-demo"), "{out}");
+    // A policy creates objects.
+    assert!(
+        out.contains("2 by policy (net-east-1-port, net-west-2-port)"),
+        "{out}"
+    );
+    // Concurrency: several actuations running at once.
+    assert!(out.contains("· 4 running"), "{out}");
+    // A failure holds only its dependents: the east site's subtree, while the west goes on.
+    let (fail_line, _) = line_of(&out, "FAILED    sync site-east").expect("site-east fails");
+    let (held_line, held) = line_of(&out, "blocked by site-east").expect("dependents held");
+    assert!(held_line > fail_line);
+    for key in ["net-east-1", "slice-east-1", "vm-east-1a"] {
+        assert!(held.contains(key), "{held}");
+    }
+    assert!(!held.contains("west"), "{held}");
+    let (west_ok, _) = line_of(&out, "ok        sync slice-west-2").expect("west goes on");
+    let (east_ok, _) = line_of(&out, "ok        sync site-east").expect("east recovers");
+    assert!(west_ok < east_ok);
+    // Backoff and retry: growing delays, a wait, then success.
+    assert!(out.contains("1st failure, retry at"), "{out}");
+    assert!(out.contains("3rd failure, retry at"), "{out}");
+    assert!(out.contains("backoff   nothing runnable until"), "{out}");
+    assert!(out.contains("deferred  sync slice-west-1"), "{out}");
+    // Deletion in reverse dependency order: the port before its network before the slice.
+    let pos = |needle: &str| line_of(&out, needle).map(|(i, _)| i).expect(needle);
+    assert!(pos("ok        delete net-west-2-port") < pos("ok        delete net-west-2 "));
+    assert!(pos("ok        delete vm-west-2a") < pos("ok        delete slice-west-2"));
+    assert!(out.contains("converged at t="), "{out}");
+    // Piped output is plain.
+    assert!(
+        !out.contains('\x1b'),
+        "no escape codes when not on a terminal"
+    );
+}
+
+#[test]
+fn demo_output_is_deterministic_and_colors_on_request() {
+    let a = syncore(&["run"]);
+    let b = syncore(&["run"]);
+    assert_eq!(stdout(&a), stdout(&b));
+    let c = syncore(&["--color", "always", "run"]);
+    assert!(stdout(&c).contains("\x1b[32m"), "green when asked");
+    let d = Command::new(env!("CARGO_BIN_EXE_syncore"))
+        .args(["run", "-q"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!stdout(&d).contains('\x1b'));
+    assert!(stdout(&d).starts_with("converged at t="), "{}", stdout(&d));
+}
+
+#[test]
+fn demo_json_trace_replays() {
+    let dir = scratch("demo_json_trace_replays");
+    let trace = dir.join("demo.jsonl");
+    let o = syncore(&["run", "-q", &format!("--json={}", trace.display())]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["event"], "header");
+    assert_eq!(first["format"], "syncore-trace");
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("every line is JSON");
+        assert!(v["event"].is_string());
+    }
+    let r = syncore(&["replay", trace.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
+    assert!(stdout(&r).starts_with("match:"), "{}", stdout(&r));
+
+    // `--json` alone writes the same trace to stdout.
+    let o = syncore(&["run", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), text);
+    assert!(
+        stderr(&o).contains("converged"),
+        "the summary goes to stderr"
+    );
+
+    // A tampered state hash is a mismatch (exit 1), naming the step and line.
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let i = lines
+        .iter()
+        .rposition(|l| l.contains("\"did_step\""))
+        .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
+    v["state_hash"] = "0123456789abcdef".into();
+    lines[i] = v.to_string();
+    let bad = dir.join("tampered.jsonl");
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    let r = syncore(&["replay", bad.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1), "{}", stdout(&r));
+    assert!(stdout(&r).contains("MISMATCH"), "{}", stdout(&r));
+    assert!(
+        stdout(&r).contains(&format!("trace line {}", i + 1)),
+        "{}",
+        stdout(&r)
+    );
+
+    // Not a trace at all: bad input.
+    let junk = dir.join("junk.jsonl");
+    std::fs::write(&junk, "{\"event\": \"header\"\n").unwrap();
+    let r = syncore(&["replay", junk.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(stderr(&r).contains("junk.jsonl:1:"), "{}", stderr(&r));
+}
+
+#[test]
+fn scenario_trace_replays() {
+    let dir = scratch("scenario_trace_replays");
+    for name in ["pipeline.json", "never-converges.json"] {
+        let trace = dir.join(format!("{name}.jsonl"));
+        let o = syncore(&[
+            "run",
+            "-q",
+            &scenario(name),
+            &format!("--json={}", trace.display()),
+        ]);
+        assert!(o.status.code() == Some(0) || o.status.code() == Some(1));
+        let r = syncore(&["replay", trace.to_str().unwrap()]);
+        assert_eq!(
+            r.status.code(),
+            Some(0),
+            "{name}: {}{}",
+            stdout(&r),
+            stderr(&r)
+        );
+    }
+}
+
+#[test]
+fn plan_prints_waves_without_running_actuators() {
+    let o = syncore(&["plan"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("pretend mode"), "{out}");
+    assert!(out.contains("round 1: 15 tasks in 4 waves"), "{out}");
+    let (w1, l1) = line_of(&out, "wave  1: sync site-east").expect("sites first");
+    assert!(l1.contains("site-west"));
+    let (w4, l4) = line_of(&out, "wave  4:").expect("ports last");
+    assert!(w4 > w1 && l4.contains("net-east-1-port"), "{out}");
+    // The teardown deletes in reverse order.
+    let (d1, l) = line_of(&out, "delete net-west-2-port").unwrap();
+    assert!(l.contains("wave  1"));
+    let (d3, l) = line_of(&out, "delete slice-west-2").unwrap();
+    assert!(l.contains("wave  3") && d3 > d1, "{out}");
+    // No actuator ran: nothing failed although the demo's fault script fails site-east.
+    assert!(
+        !out.contains("FAILED") && !out.contains("timed out"),
+        "{out}"
+    );
+
+    let o = syncore(&["plan", "--json", &scenario("pipeline.json")]);
+    assert_eq!(o.status.code(), Some(0));
+    let first: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(first["round"], 1);
+    assert_eq!(first["waves"][0][0]["key"], "build");
+}
+
+#[test]
+fn check_accepts_good_scenarios() {
+    for f in [
+        "examples/scenarios/cord-demo.json",
+        "tests/scenarios/pipeline.json",
+    ] {
+        let o = syncore(&["check", f]);
+        assert_eq!(o.status.code(), Some(0), "{f}: {}", stderr(&o));
+        assert!(stdout(&o).starts_with("ok "), "{}", stdout(&o));
+    }
+}
+
+/// Runs `check` and `run` on a broken file; both exit 2 with the same message.
+fn broken(name: &str) -> String {
+    let path = scenario(name);
+    let c = syncore(&["check", &path]);
+    let r = syncore(&["run", &path]);
+    assert_eq!(c.status.code(), Some(2), "{name}: {}", stdout(&c));
+    assert_eq!(r.status.code(), Some(2), "{name}");
+    assert_eq!(stderr(&c), stderr(&r));
+    assert!(stdout(&r).is_empty());
+    stderr(&c)
+}
+
+#[test]
+fn truncated_json_is_located() {
+    let err = broken("truncated.json");
+    assert!(err.contains("tests/scenarios/truncated.json:8:1:"), "{err}");
+    assert!(err.contains("EOF while parsing"), "{err}");
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn unknown_model_is_located_with_the_expected_names() {
+    let err = broken("unknown-model.json");
+    assert!(
+        err.contains("tests/scenarios/unknown-model.json:8:39: object s2: unknown model Sight; expected one of: Site"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reference_to_a_missing_object_is_located() {
+    let err = broken("missing-object.json");
+    assert!(
+        err.contains(
+            "missing-object.json:10:72: object slice-1: field site references missing object s9"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn object_cycle_lists_every_key() {
+    let err = broken("cycle.json");
+    assert!(
+        err.contains("cycle.json:8:67: initial: object cycle: a -> c -> b"),
+        "{err}"
+    );
+}
+
+#[test]
+fn model_cycle_names_the_models() {
+    let err = broken("model-cycle.json");
+    assert!(
+        err.contains("model-cycle.json:3:14: schema: model dependency cycle: A -> B"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_plugin_file_is_named() {
+    let err = broken("missing-plugin.json");
+    assert!(err.contains("missing-plugin.json:5:35:"), "{err}");
+    assert!(
+        err.contains("plugins/does-not-exist.wasm not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_problem_is_listed_in_file_order() {
+    let err = broken("many-problems.json");
+    let expected = [
+        ":7:14: model Port is actuated but has no actuator",
+        ":10:26: model Site: unknown built-in actuator \"okay\"; expected one of: cord, ok",
+        ":12:16: models: unknown model Netwrok; expected one of: Port, Site, Slice",
+        ":15:66: object s1: model Site has no field nmae; expected one of: name",
+        ":16:72: object slice-1: field site references missing object nowhere",
+        ":19:47: delete of missing object ghost",
+        ":21:22: fault names object phantom",
+        ":22:27: workers must be between 1 and 1024, got 0",
+    ];
+    let lines: Vec<&str> = err.lines().collect();
+    for (i, want) in expected.iter().enumerate() {
+        assert!(
+            lines[i].contains(want),
+            "line {i}: {}\nwanted {want}",
+            lines[i]
+        );
+        assert!(lines[i].starts_with("error: tests/scenarios/many-problems.json:"));
+    }
+    assert_eq!(lines[expected.len()], "8 problems found");
+}
+
+#[test]
+fn missing_scenario_file_is_bad_input() {
+    let o = syncore(&["run", "tests/scenarios/no-such-file.json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no-such-file.json: cannot read the scenario file"));
+}
+
+#[test]
+fn not_converging_exits_1_with_what_is_failing() {
+    let o = syncore(&["run", &scenario("never-converges.json")]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(
+            "did not converge at t=5000ms (reached the end time t=5000ms): 2 objects not synced"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("site-bad (Site): error after 6 failures: disk full"),
+        "{out}"
+    );
+    assert!(
+        out.contains("slice-bad (Slice): blocked by site-bad"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok        sync slice-good"),
+        "unrelated objects go on: {out}"
+    );
+}
+
+#[test]
+fn stale_results_and_external_reports() {
+    let o = syncore(&["run", &scenario("pipeline.json")]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("deploy, zone waiting for external object zone"),
+        "{out}"
+    );
+    assert!(out.contains("stale     sync build after 400ms"), "{out}");
+    assert!(out.contains("report    external zone synced"), "{out}");
+    assert!(out.contains("1 stale"), "{out}");
+}
+
+#[test]
+fn svg_gantt_and_graph_are_written() {
+    let dir = scratch("svg_gantt_and_graph_are_written");
+    let gantt = dir.join("gantt.svg");
+    let graph = dir.join("graph.svg");
+    let o = syncore(&[
+        "run",
+        "-q",
+        "--svg",
+        gantt.to_str().unwrap(),
+        "--graph",
+        graph.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let g = std::fs::read_to_string(&gantt).unwrap();
+    assert!(g.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(g.trim_end().ends_with("</svg>"));
+    for lane in 1..=4 {
+        assert!(
+            g.contains(&format!(">worker {lane}</text>")),
+            "a lane per worker"
+        );
+    }
+    assert_eq!(
+        g.matches("<rect x=").count() - 4 - 5,
+        26,
+        "a bar per actuation"
+    );
+    assert!(g.contains("#e53935"), "failed bars are red");
+    let d = std::fs::read_to_string(&graph).unwrap();
+    assert!(d.starts_with("<svg") && d.contains("site-east") && d.contains("marker-end"));
+    assert!(d.contains("stroke-dasharray"), "deleted objects are dashed");
+
+    let o = syncore(&[
+        "run",
+        "-q",
+        &scenario("never-converges.json"),
+        "--graph",
+        graph.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let d = std::fs::read_to_string(&graph).unwrap();
+    assert!(
+        d.contains("site-bad (Site): error after"),
+        "status in the tooltip"
+    );
+}
+
+#[test]
+fn bench_reports_throughput() {
+    let o = syncore(&[
+        "bench",
+        "--width",
+        "20",
+        "--layers",
+        "10",
+        "--degree",
+        "3",
+        "--shuffle",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("200 nodes, 540 edges"), "{out}");
+    assert!(out.contains("10 waves"), "{out}");
+    assert!(out.contains("200 actuations"), "{out}");
+
+    let o = syncore(&["bench", "--width", "100", "--layers", "100", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v["checksum"], "296679cb607c6f8b",
+        "BENCH-GRAPHS.md g10k_seq"
+    );
+
+    let dir = scratch("bench_reports_throughput");
+    let dag = dir.join("chain.dag");
+    let mut bytes = b"DAG1".to_vec();
+    bytes.extend(3u64.to_le_bytes());
+    bytes.extend(2u64.to_le_bytes());
+    for (s, d) in [(0u32, 1u32), (1, 2)] {
+        bytes.extend(s.to_le_bytes());
+        bytes.extend(d.to_le_bytes());
+    }
+    std::fs::write(&dag, &bytes).unwrap();
+    let o = syncore(&["bench", "--dag", dag.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("3 nodes, 2 edges"));
+    assert!(stdout(&o).contains("3 waves"));
+
+    std::fs::write(&dag, &bytes[..bytes.len() - 1]).unwrap();
+    let o = syncore(&["bench", "--dag", dag.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
+
+    for shape in ["chain", "fan-out", "fan-in"] {
+        let o = syncore(&["bench", "--shape", shape, "--nodes", "1000"]);
+        assert_eq!(o.status.code(), Some(0), "{shape}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = syncore(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = syncore(&["plan"]);
+    assert_eq!(o.status.code(), Some(0), "plan defaults to the demo");
+}
