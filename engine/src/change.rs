@@ -196,7 +196,8 @@ pub(crate) struct Stage<'a> {
 pub(crate) struct Checked {
     entries: BTreeMap<String, Staged>,
     deps: HashMap<u32, Box<[Edge]>>,
-    new_ids: BTreeMap<String, u32>,
+    /// The id of each entry, in key order (new objects: the id the store will hand out).
+    ids: Vec<u32>,
     policy_rounds: u32,
     touched_objects: u64,
     touched_edges: u64,
@@ -445,42 +446,59 @@ impl<'a> Stage<'a> {
 
     /// Resolves references, assigns ids to new objects and checks for cycles.
     fn check(mut self, policy_rounds: u32) -> Result<Checked, ChangeError> {
-        let mut new_ids = BTreeMap::new();
-        for (key, e) in &self.entries {
-            if e.existing.is_none() && !e.deleted {
-                let id = self.store.peek_new_id(new_ids.len());
-                new_ids.insert(key.clone(), id);
-            }
+        // Ids in key order: existing objects keep theirs, new ones get what the store will
+        // hand out. One hash index over the staged keys serves every reference lookup.
+        let mut ids: Vec<u32> = Vec::with_capacity(self.entries.len());
+        let mut new_count = 0;
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.entries.len());
+        for (i, (key, e)) in self.entries.iter().enumerate() {
+            index.insert(key.as_str(), i);
+            ids.push(match e.existing {
+                Some(id) => id.0,
+                None => {
+                    new_count += 1;
+                    self.store.peek_new_id(new_count - 1)
+                }
+            });
         }
-        if self.store.live_count + new_ids.len() > graph::OBJECTS_MAX {
+        if self.store.live_count + new_count > graph::OBJECTS_MAX {
             return Err(ChangeError::TooLarge {
                 what: "object count",
                 max: graph::OBJECTS_MAX,
             });
         }
+        let staged: Vec<&Staged> = self.entries.values().collect();
+        let resolve = |key: &str| -> Option<(u32, ModelId)> {
+            match index.get(key) {
+                Some(&i) if staged[i].deleted => None,
+                Some(&i) => Some((ids[i], staged[i].model)),
+                None => self.store.id_of(key).map(|id| (id.0, self.store.model(id))),
+            }
+        };
         let mut deps: HashMap<u32, Box<[Edge]>> = HashMap::new();
         let mut roots: Vec<u32> = Vec::new();
-        for (key, e) in &self.entries {
+        let mut touched_edges = 0;
+        for (i, (key, e)) in self.entries.iter().enumerate() {
             if e.deleted {
                 continue;
             }
-            let id = e.existing.map(|i| i.0).unwrap_or_else(|| new_ids[key]);
+            let id = ids[i];
             let m = self.schema.model(e.model);
             let mut edges: Vec<Edge> = Vec::new();
             for link in &m.links {
                 for target in e.values[link.field as usize].refs() {
-                    self.touched_edges += 1;
-                    let (tid, tmodel) = self.resolve(target, &new_ids).ok_or_else(|| {
-                        ChangeError::DanglingReference {
+                    touched_edges += 1;
+                    let field = || m.fields[link.field as usize].name.clone();
+                    let (tid, tmodel) =
+                        resolve(target).ok_or_else(|| ChangeError::DanglingReference {
                             key: key.clone(),
-                            field: m.fields[link.field as usize].name.clone(),
+                            field: field(),
                             target: target.clone(),
-                        }
-                    })?;
+                        })?;
                     if tmodel != link.target {
                         return Err(ChangeError::WrongTargetModel {
                             key: key.clone(),
-                            field: m.fields[link.field as usize].name.clone(),
+                            field: field(),
                             target: target.clone(),
                             expected: self.schema.model(link.target).name.clone(),
                             found: self.schema.model(tmodel).name.clone(),
@@ -499,20 +517,26 @@ impl<'a> Stage<'a> {
                 deps.insert(id, edges.into_boxed_slice());
             }
         }
+        self.touched_edges += touched_edges;
         if !roots.is_empty() {
             let overlay = Overlay::new(self.store, &deps);
             if let Some(cycle) =
                 overlay.find_cycle(&roots, &mut self.touched_objects, &mut self.touched_edges)
             {
-                let by_id: HashMap<u32, &str> =
-                    new_ids.iter().map(|(k, &i)| (i, k.as_str())).collect();
+                let by_id: HashMap<u32, &str> = self
+                    .entries
+                    .iter()
+                    .zip(&ids)
+                    .filter(|((_, e), _)| e.existing.is_none())
+                    .map(|((k, _), &i)| (i, k.as_str()))
+                    .collect();
                 let keys: Vec<String> = cycle
                     .iter()
                     .map(|&i| {
-                        by_id
-                            .get(&i)
-                            .map(|k| k.to_string())
-                            .unwrap_or_else(|| self.store.key(ObjectId(i)).to_string())
+                        by_id.get(&i).map_or_else(
+                            || self.store.key(ObjectId(i)).to_string(),
+                            |k| k.to_string(),
+                        )
                     })
                     .collect();
                 return Err(ChangeError::Cycle {
@@ -520,30 +544,15 @@ impl<'a> Stage<'a> {
                 });
             }
         }
+        drop(index);
         Ok(Checked {
             entries: std::mem::take(&mut self.entries),
             deps,
-            new_ids,
+            ids,
             policy_rounds,
             touched_objects: self.touched_objects,
             touched_edges: self.touched_edges,
         })
-    }
-
-    /// The id and model of a live (staged or stored) object.
-    fn resolve(&self, key: &str, new_ids: &BTreeMap<String, u32>) -> Option<(u32, ModelId)> {
-        if let Some(e) = self.entries.get(key) {
-            if e.deleted {
-                return None;
-            }
-            let id = e
-                .existing
-                .map(|i| i.0)
-                .or_else(|| new_ids.get(key).copied())?;
-            return Some((id, e.model));
-        }
-        let id = self.store.id_of(key)?;
-        Some((id.0, self.store.model(id)))
     }
 }
 
@@ -645,11 +654,10 @@ impl<'a> Overlay<'a> {
                 continue;
             }
             if (b as usize) < self.store.capacity() {
-                for &r in self.store.rdeps(ObjectId(b)) {
-                    let rid = graph::target(r).0;
+                for &x in self.store.extensions(ObjectId(b)) {
                     // A staged object's proxy links are read from the overlay below.
-                    if graph::is_proxy(r) && rid != id && !self.deps.contains_key(&rid) {
-                        out.push(rid);
+                    if x != id && !self.deps.contains_key(&x) {
+                        out.push(x);
                     }
                 }
             }
@@ -663,50 +671,61 @@ impl<'a> Overlay<'a> {
 
     /// A cycle through the effective graph reachable from `roots`, in dependency order.
     fn find_cycle(&self, roots: &[u32], objects: &mut u64, edges: &mut u64) -> Option<Vec<u32>> {
-        // Closure of the roots.
-        let mut pos: HashMap<u32, usize> = HashMap::new();
-        let mut nodes: Vec<u32> = Vec::new();
-        let mut adj: Vec<Vec<usize>> = Vec::new();
+        // Closure of the roots, as a flat adjacency list over local indices.
+        let mut pos: HashMap<u32, u32> = HashMap::with_capacity(roots.len() * 2);
+        let mut nodes: Vec<u32> = Vec::with_capacity(roots.len() * 2);
         for &r in roots {
             if let std::collections::hash_map::Entry::Vacant(v) = pos.entry(r) {
-                v.insert(nodes.len());
+                v.insert(nodes.len() as u32);
                 nodes.push(r);
             }
         }
+        let mut adj_off: Vec<u32> = Vec::with_capacity(nodes.capacity() + 1);
+        let mut adj: Vec<u32> = Vec::new();
         let mut buf = Vec::new();
         let mut i = 0;
+        adj_off.push(0);
         while i < nodes.len() {
             self.effective(nodes[i], &mut buf);
             *objects += 1;
             *edges += buf.len() as u64;
-            let mut out = Vec::with_capacity(buf.len());
             for &d in &buf {
-                let next = nodes.len();
+                let next = nodes.len() as u32;
                 let p = *pos.entry(d).or_insert(next);
                 if p == next {
                     nodes.push(d);
                 }
-                out.push(p);
+                adj.push(p);
             }
-            adj.push(out);
+            adj_off.push(adj.len() as u32);
             i += 1;
         }
+        drop(pos);
         // Peel sinks: a node whose dependencies are all peeled is on no cycle.
         let n = nodes.len();
-        let mut outdeg: Vec<usize> = adj.iter().map(Vec::len).collect();
-        let mut rev: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (u, out) in adj.iter().enumerate() {
-            for &v in out {
-                rev[v].push(u);
+        let mut outdeg: Vec<u32> = (0..n).map(|u| adj_off[u + 1] - adj_off[u]).collect();
+        let mut rev_off = vec![0u32; n + 1];
+        for &v in &adj {
+            rev_off[v as usize + 1] += 1;
+        }
+        for u in 0..n {
+            rev_off[u + 1] += rev_off[u];
+        }
+        let mut rev = vec![0u32; adj.len()];
+        let mut fill = rev_off.clone();
+        for u in 0..n {
+            for &v in &adj[adj_off[u] as usize..adj_off[u + 1] as usize] {
+                rev[fill[v as usize] as usize] = u as u32;
+                fill[v as usize] += 1;
             }
         }
-        let mut queue: Vec<usize> = (0..n).filter(|&u| outdeg[u] == 0).collect();
+        let mut queue: Vec<u32> = (0..n as u32).filter(|&u| outdeg[u as usize] == 0).collect();
         let mut peeled = vec![false; n];
         while let Some(v) = queue.pop() {
-            peeled[v] = true;
-            for &u in &rev[v] {
-                outdeg[u] -= 1;
-                if outdeg[u] == 0 {
+            peeled[v as usize] = true;
+            for &u in &rev[rev_off[v as usize] as usize..rev_off[v as usize + 1] as usize] {
+                outdeg[u as usize] -= 1;
+                if outdeg[u as usize] == 0 {
                     queue.push(u);
                 }
             }
@@ -718,14 +737,16 @@ impl<'a> Overlay<'a> {
         let mut u = start;
         loop {
             if let Some(&at) = seen.get(&u) {
-                return Some(walk[at..].iter().map(|&x| nodes[x]).collect());
+                return Some(walk[at..].iter().map(|&x: &usize| nodes[x]).collect());
             }
             seen.insert(u, walk.len());
             walk.push(u);
-            u = *adj[u]
+            let out = &adj[adj_off[u] as usize..adj_off[u + 1] as usize];
+            u = out
                 .iter()
-                .filter(|&&v| !peeled[v])
-                .min_by_key(|&&v| nodes[v])?;
+                .filter(|&&v| !peeled[v as usize])
+                .min_by_key(|&&v| nodes[v as usize])
+                .map(|&v| v as usize)?;
         }
     }
 }
@@ -740,7 +761,7 @@ pub(crate) fn commit(
     let Checked {
         entries,
         mut deps,
-        new_ids,
+        ids,
         policy_rounds,
         mut touched_objects,
         mut touched_edges,
@@ -751,8 +772,10 @@ pub(crate) fn commit(
     };
     let mut events = Vec::new();
     // New objects first, in key order, so ids match those staging peeked.
-    for (key, &want) in &new_ids {
-        let e = &entries[key];
+    for ((key, e), &want) in entries.iter().zip(&ids) {
+        if e.existing.is_some() {
+            continue;
+        }
         let m = schema.model(e.model);
         let mut values = e.values.clone();
         values.resize(m.fields.len() + m.feedback.len(), Value::Null);
@@ -760,11 +783,11 @@ pub(crate) fn commit(
         debug_assert_eq!(id.0, want, "staged id matches the allocated one");
     }
     let mut sweep: Vec<ObjectId> = Vec::new();
-    for (key, e) in entries {
+    for ((key, e), id) in entries.into_iter().zip(ids) {
         touched_objects += 1;
         let m = schema.model(e.model);
         let fresh = e.existing.is_none();
-        let id = e.existing.unwrap_or_else(|| ObjectId(new_ids[&key]));
+        let id = ObjectId(id);
         if e.deleted {
             let b = store.backoff_mut(id);
             b.flags = (b.flags | DELETING) & !(DEFERRED | EXTERNAL_FAILED);

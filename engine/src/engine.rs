@@ -358,7 +358,10 @@ impl Engine {
 
     /// Keys of all objects, in id order.
     pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
-        (0..self.store.capacity() as u32).map(ObjectId).filter(|&id| self.store.alive(id)).map(|id| self.store.key(id))
+        (0..self.store.capacity() as u32)
+            .map(ObjectId)
+            .filter(|&id| self.store.alive(id))
+            .map(|id| self.store.key(id))
     }
 
     /// The id of `key`.

@@ -44,9 +44,9 @@ pub(crate) fn for_each_effective_dep(store: &Store, id: ObjectId, mut f: impl Fn
         let b = target(e);
         f(b);
         if !is_proxy(e) {
-            for &r in store.rdeps(b) {
-                if is_proxy(r) && target(r) != id {
-                    f(target(r));
+            for &x in store.extensions(b) {
+                if x != id.0 {
+                    f(ObjectId(x));
                 }
             }
         }

@@ -179,25 +179,30 @@ impl Plan {
 }
 
 /// Reusable scratch for planning, indexed by object id and invalidated by stamps.
+///
+/// `slot[id]` packs the plan epoch (high 32 bits) with the object's slot among the
+/// unsettled objects and a deleting bit (low 32 bits), so one memory access answers
+/// "unsettled? which slot? deleting?".
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    slot: Vec<u32>,
-    slot_stamp: Vec<u32>,
+    slot: Vec<u64>,
     visit: Vec<u32>,
     slot_epoch: u32,
     visit_epoch: u32,
 }
 
+/// The deleting bit of a packed slot.
+const SLOT_DELETING: u32 = 1 << 31;
+
 impl Scratch {
     fn prepare(&mut self, capacity: usize) {
         if self.slot.len() < capacity {
             self.slot.resize(capacity, 0);
-            self.slot_stamp.resize(capacity, 0);
             self.visit.resize(capacity, 0);
         }
         self.slot_epoch = self.slot_epoch.wrapping_add(1);
         if self.slot_epoch == 0 {
-            self.slot_stamp.iter_mut().for_each(|s| *s = 0);
+            self.slot.iter_mut().for_each(|s| *s = 0);
             self.slot_epoch = 1;
         }
     }
@@ -212,8 +217,16 @@ impl Scratch {
     }
 
     #[inline]
+    fn set_slot(&mut self, id: u32, slot: u32, deleting: bool) {
+        let packed = slot | if deleting { SLOT_DELETING } else { 0 };
+        self.slot[id as usize] = (u64::from(self.slot_epoch) << 32) | u64::from(packed);
+    }
+
+    /// The packed slot of `id` if it is unsettled in this plan.
+    #[inline]
     fn slot_of(&self, id: ObjectId) -> Option<u32> {
-        (self.slot_stamp[id.index()] == self.slot_epoch).then(|| self.slot[id.index()])
+        let v = self.slot[id.index()];
+        ((v >> 32) as u32 == self.slot_epoch).then_some(v as u32)
     }
 
     /// Marks `id` visited in the current walk; false if it already was.
@@ -273,8 +286,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         edges: 0,
     };
     for (i, &u) in unsettled.iter().enumerate() {
-        scratch.slot[u as usize] = i as u32;
-        scratch.slot_stamp[u as usize] = scratch.slot_epoch;
+        scratch.set_slot(u, i as u32, store.deleting(ObjectId(u)));
     }
 
     // Model-level prerequisites (R1): the unsettled, live objects of each model.
@@ -282,15 +294,15 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     let mut by_model: Vec<Vec<u32>> = Vec::new();
     if any_model_deps {
         by_model = vec![Vec::new(); schema.models().len()];
-        for &u in &unsettled {
+        for (i, &u) in unsettled.iter().enumerate() {
             let id = ObjectId(u);
             if !store.deleting(id) {
-                by_model[store.model(id).index()].push(u);
+                by_model[store.model(id).index()].push(i as u32);
             }
         }
     }
 
-    // 1. Prerequisites, as slots, in one flat array.
+    // 1. Prerequisites, as slots, in one flat array (sorted and deduplicated per object).
     let mut pre_off: Vec<u32> = Vec::with_capacity(n + 1);
     let mut pre: Vec<u32> = Vec::with_capacity(n * 2);
     let mut direct_block: Vec<u32> = vec![u32::MAX; n];
@@ -298,53 +310,62 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     pre_off.push(0);
     for (i, &u) in unsettled.iter().enumerate() {
         let id = ObjectId(u);
-        let epoch = scratch.next_visit();
-        scratch.first_visit(id, epoch);
         let start = pre.len();
         if store.deleting(id) {
             graph::for_each_effective_referrer(store, id, |r| {
                 stats.edges += 1;
-                if scratch.first_visit(r, epoch) && store.deleting(r) {
-                    if let Some(s) = scratch.slot_of(r) {
-                        pre.push(s);
+                if let Some(s) = scratch.slot_of(r) {
+                    if s & SLOT_DELETING != 0 {
+                        pre.push(s & !SLOT_DELETING);
                     }
                 }
             });
         } else {
+            // Walk dependencies; pass through settled ones (R1), stop at unsettled ones.
+            let epoch = scratch.next_visit();
             stack.clear();
             stack.push(id);
             while let Some(x) = stack.pop() {
                 graph::for_each_effective_dep(store, x, |d| {
                     stats.edges += 1;
-                    if !scratch.first_visit(d, epoch) {
-                        return;
-                    }
                     match scratch.slot_of(d) {
-                        Some(_) if store.deleting(d) => {
+                        Some(s) if s & SLOT_DELETING != 0 => {
                             // R7: a live object waiting on a deleting one is blocked by it.
                             let have = (direct_block[i] != u32::MAX).then_some(direct_block[i]);
                             direct_block[i] = min_by_key(store, have, d.0).unwrap_or(d.0);
                         }
                         Some(s) => pre.push(s),
                         None => {
-                            stats.objects += 1;
-                            stack.push(d);
+                            if scratch.first_visit(d, epoch) {
+                                stats.objects += 1;
+                                stack.push(d);
+                            }
                         }
                     }
                 });
             }
             if any_model_deps {
                 for dm in &schema.model(store.model(id)).depends_on {
-                    for &o in &by_model[dm.index()] {
-                        stats.edges += 1;
-                        if scratch.first_visit(ObjectId(o), epoch) {
-                            pre.push(scratch.slot[o as usize]);
-                        }
-                    }
+                    stats.edges += by_model[dm.index()].len() as u64;
+                    pre.extend(
+                        by_model[dm.index()]
+                            .iter()
+                            .copied()
+                            .filter(|&s| s != i as u32),
+                    );
                 }
             }
         }
-        pre[start..].sort_unstable();
+        let list = &mut pre[start..];
+        list.sort_unstable();
+        let mut kept = start;
+        for r in start..pre.len() {
+            if kept == start || pre[r] != pre[kept - 1] {
+                pre[kept] = pre[r];
+                kept += 1;
+            }
+        }
+        pre.truncate(kept);
         pre_off.push(pre.len() as u32);
     }
 

@@ -83,6 +83,9 @@ pub(crate) struct Store {
     pub rdeps: Vec<Vec<Edge>>,
     /// Key -> id. Lookups only: never iterated, so its order cannot leak.
     pub index: std::collections::HashMap<Box<str>, u32>,
+    /// Base -> its extensions (objects with a proxy link to it, R16). Lookups only; the
+    /// order inside each list never reaches an output (planning sorts what it derives).
+    pub exts: std::collections::HashMap<u32, Vec<u32>>,
     /// Live objects.
     pub live_count: usize,
     /// Declarative field count per model (from the schema).
@@ -106,6 +109,7 @@ impl Store {
         let n = d.keys.len();
         let mut rdeps: Vec<Vec<Edge>> = vec![Vec::new(); n];
         let mut index = std::collections::HashMap::with_capacity(n);
+        let mut exts: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
         let mut live_count = 0;
         for id in 0..n {
             if d.model[id] == DEAD {
@@ -115,12 +119,16 @@ impl Store {
             index.insert(d.keys[id].clone(), id as u32);
             for &e in d.deps[id].iter() {
                 rdeps[graph::target(e).index()].push(graph::retag(id as u32, e));
+                if graph::is_proxy(e) {
+                    exts.entry(graph::target(e).0).or_default().push(id as u32);
+                }
             }
         }
         Store {
             d,
             rdeps,
             index,
+            exts,
             live_count,
             decl_counts,
         }
@@ -177,6 +185,14 @@ impl Store {
     }
     pub(crate) fn rdeps(&self, id: ObjectId) -> &[Edge] {
         &self.rdeps[id.index()]
+    }
+    /// Extensions of `id` (objects with a proxy link to it), in no particular order.
+    #[inline]
+    pub(crate) fn extensions(&self, id: ObjectId) -> &[u32] {
+        if self.exts.is_empty() {
+            return &[];
+        }
+        self.exts.get(&id.0).map_or(&[], Vec::as_slice)
     }
     pub(crate) fn message(&self, id: ObjectId) -> Option<&str> {
         self.d.messages.get(&id.0).map(String::as_str)
@@ -242,9 +258,21 @@ impl Store {
             } else {
                 debug_assert!(false, "edge {id:?} -> {e:#x} missing on the referrer side");
             }
+            if graph::is_proxy(e) {
+                let base = graph::target(e).0;
+                if let Some(list) = self.exts.get_mut(&base) {
+                    list.retain(|&x| x != id.0);
+                    if list.is_empty() {
+                        self.exts.remove(&base);
+                    }
+                }
+            }
         }
         for &e in deps.iter() {
             self.rdeps[graph::target(e).index()].push(graph::retag(id.0, e));
+            if graph::is_proxy(e) {
+                self.exts.entry(graph::target(e).0).or_default().push(id.0);
+            }
         }
         self.d.deps[id.index()] = deps;
     }
