@@ -53,7 +53,7 @@ fn limits() -> Limits {
 /// A host with the test limits and `instances`. Compiled code is cached on disk under the
 /// target directory, so the many hosts of this file compile each component once.
 fn host_with(limits: Limits, instances: Instances) -> WasmHost {
-    let cache = std::env::temp_dir().join("syncore-wasm-test-cache");
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-test-cache");
     let config = HostConfig::default()
         .limits(limits)
         .instances(instances)

@@ -64,9 +64,10 @@
 //! `target/wasm32-wasip2/release/site_actuator.wasm`. On the host:
 //!
 //! ```text
-//! let host = syncore::wasm::WasmHost::new(syncore::wasm::HostConfig::default())?;
+//! use syncore::wasm::{HostConfig, WasmHost};
+//! let host = WasmHost::new(HostConfig::default())?;
 //! let sites = host.load_actuator("sites", "site_actuator.wasm")?;
-//! engine_or_runner.register_actuator("Site", Box::new(sites));
+//! let actuators = syncore::Actuators::new().with("Site", sites); // for an Executor or Runner
 //! ```
 //!
 //! # Policies and watchers
