@@ -286,7 +286,9 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
                     ));
                 }
                 Plugin::Wasm(path) => {
-                    if let Err(e) = plugins::check_file(path, "actuator", a) {
+                    if let Err(e) = plugins::check_file(path, "actuator", a)
+                        .and_then(|()| plugins::actuator(path).map(drop))
+                    {
                         problems.push(src.problem(&p, format!("model {model}: {e}")));
                     }
                 }
@@ -305,7 +307,9 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
                     }
                 }
                 (Plugin::Wasm(path), _) => {
-                    if let Err(e) = plugins::check_file(path, "policy", text) {
+                    if let Err(e) = plugins::check_file(path, "policy", text)
+                        .and_then(|()| plugins::policy(path).map(drop))
+                    {
                         problems.push(src.problem(&p, format!("model {model}: {e}")));
                     }
                 }
@@ -327,7 +331,9 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
                     ));
                 }
                 Plugin::Wasm(path) => {
-                    if let Err(e) = plugins::check_file(path, "watcher", text) {
+                    if let Err(e) = plugins::check_file(path, "watcher", text)
+                        .and_then(|()| plugins::watcher(path).map(drop))
+                    {
                         problems.push(src.problem(&p, format!("model {model}: {e}")));
                     }
                 }
@@ -551,6 +557,7 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
         return Err(sorted(problems));
     }
     setup.drain_watch_lines();
+    plugins::take_logs();
     setup.sets = sets;
     Ok(setup)
 }

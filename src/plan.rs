@@ -50,6 +50,7 @@ pub fn print(setup: &Setup, style: Style, json: bool, rounds_max: usize) -> Resu
             }
         }
         setup.drain_watch_lines();
+        crate::plugins::take_logs();
         let now = Time(set.at);
         let rounds = engine.pretend(now, rounds_max);
         let current = engine.plan(now);

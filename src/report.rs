@@ -375,6 +375,7 @@ pub fn event_line(e: &Event, s: Style) -> String {
             )
         }
         Event::Watch { line, .. } => format!("{} {}", s.magenta(&tag("watch")), s.dim(line)),
+        Event::Log { line, .. } => format!("{} {}", s.blue(&tag("log")), s.dim(line)),
         Event::End { .. } => String::new(),
     }
 }

@@ -112,6 +112,13 @@ pub enum Event {
         /// The objects backing off (sorted), with their retry times.
         backing_off: Vec<(String, u64)>,
     },
+    /// A plugin's log line.
+    Log {
+        /// Logical time, ms.
+        at: u64,
+        /// The plugin, its level, the object, the message.
+        line: String,
+    },
     /// A watcher's line.
     Watch {
         /// Logical time, ms.
@@ -142,6 +149,7 @@ impl Event {
             | Event::Held { at, .. }
             | Event::Waiting { at, .. }
             | Event::Watch { at, .. }
+            | Event::Log { at, .. }
             | Event::End { at, .. } => *at,
         }
     }
@@ -317,6 +325,7 @@ pub fn simulate(
                 version: t.version,
                 running: count,
             });
+            sim.watch_lines(now);
             running[w] = Some(Running {
                 task: *t,
                 step: sim.step,
@@ -458,6 +467,9 @@ impl Sim<'_> {
     fn watch_lines(&mut self, at: u64) {
         for line in self.setup.drain_watch_lines() {
             self.emit(Event::Watch { at, line });
+        }
+        for line in crate::plugins::take_logs() {
+            self.emit(Event::Log { at, line });
         }
     }
 

@@ -471,3 +471,108 @@ fn usage_errors_exit_2() {
     let o = syncore(&["plan"]);
     assert_eq!(o.status.code(), Some(0), "plan defaults to the demo");
 }
+
+/// A scenario file in `dir` whose text is `text` with `{NAME}` replaced by plugin paths.
+fn with_plugins(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let mut text = text.to_string();
+    for (plugin, path) in syncore_test_plugins::PLUGINS {
+        let json = serde_json::to_string(path).unwrap();
+        text = text.replace(
+            &format!("\"{{{}}}\"", plugin.to_uppercase().replace('-', "_")),
+            &json,
+        );
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The timeline without plugin and watcher lines, header and summary.
+fn actuation_lines(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| l.contains("ms ") && !l.contains(" log ") && !l.contains(" watch "))
+        .collect()
+}
+
+#[test]
+fn wasm_plugins_run_the_demo_as_the_native_twin_does() {
+    let dir = scratch("wasm_plugins_run_the_demo_as_the_native_twin_does");
+    let demo = std::fs::read_to_string("examples/scenarios/cord-demo.json").unwrap();
+    let text = demo
+        .replace(
+            "\"actuator\": \"cord\"",
+            "\"actuator\": \"{CORD_ACTUATORS}\"",
+        )
+        .replace(
+            "\"policy\": \"network-has-port\"",
+            "\"policy\": \"{CORD_POLICY}\"",
+        )
+        .replace("\"watcher\": \"log\"", "\"watcher\": \"{CORD_WATCHER}\"");
+    let path = with_plugins(&dir, "cord-wasm.json", &text);
+    let wasm = syncore(&["run", path.to_str().unwrap()]);
+    let native = syncore(&["run"]);
+    assert_eq!(
+        wasm.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&wasm),
+        stderr(&wasm)
+    );
+    let (w, n) = (stdout(&wasm), stdout(&native));
+    assert_eq!(actuation_lines(&w), actuation_lines(&n));
+    assert!(
+        w.contains(
+            "log       plugin cord_actuators (Debug) on net-west-2-port: port net-west-2-port gets"
+        ),
+        "{w}"
+    );
+    assert!(w.contains("plugin cord_watcher (Info)"), "{w}");
+
+    // The trace replays, the WASM policy registered again from the scenario in the header.
+    let trace = dir.join("cord-wasm.jsonl");
+    let o = syncore(&[
+        "run",
+        "-q",
+        path.to_str().unwrap(),
+        &format!("--json={}", trace.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let r = syncore(&["replay", trace.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
+}
+
+#[test]
+fn hostile_wasm_plugins_fail_their_objects_or_are_refused() {
+    let dir = scratch("hostile_wasm_plugins_fail_their_objects_or_are_refused");
+    let scenario = |plugin: &str| {
+        format!(
+            r#"{{"schema": {{"models": [{{"name": "Site", "fields": [{{"name": "name", "type": "string"}}]}}]}},
+ "models": {{"Site": {{"actuator": "{{{plugin}}}"}}}},
+ "initial": [{{"upsert": {{"key": "s1", "model": "Site", "fields": {{"name": "a"}}}}}}],
+ "settings": {{"end_ms": 1000}}}}"#
+        )
+    };
+    // P1: a plugin that loops forever fails its object; the run ends, not converged.
+    let path = with_plugins(&dir, "loop.json", &scenario("INFINITE_LOOP"));
+    let o = syncore(&["run", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("s1 (Site): error after"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("fuel"), "{}", stdout(&o));
+    // P4: a plugin built against another WIT version is bad input, naming both versions.
+    let path = with_plugins(&dir, "version.json", &scenario("WRONG_VERSION"));
+    let o = syncore(&["check", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("version.json:2:34: model Site: cannot load"),
+        "{err}"
+    );
+    assert!(
+        err.contains("syncore:plugin@0.2.0") && err.contains("syncore:plugin@0.1.0"),
+        "{err}"
+    );
+}
