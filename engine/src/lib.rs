@@ -54,6 +54,7 @@ mod plan;
 mod policy;
 mod runner;
 mod schema;
+pub mod sim;
 mod snapshot;
 mod store;
 pub mod trace;

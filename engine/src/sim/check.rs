@@ -1,0 +1,516 @@
+//! The invariant checker: watches every step of a simulation through the public API.
+//!
+//! It recomputes, independently of the planner, what every unsettled object should be
+//! waiting for, and compares:
+//! * **plan** (R1-R4, R7): the tasks are exactly the objects whose prerequisites can all
+//!   run; every other unsettled object is held for the right reason, and a blocked one
+//!   names the smallest key among the failing objects it transitively waits for;
+//! * **actuation** (R1, R2, R7): when an actuator is called, every prerequisite of its
+//!   object has already succeeded in this run (deletes: every referrer is deleted), no
+//!   other actuation of the same object is in flight, and no object runs twice in a run;
+//! * **completion** (R5, R6, R8): a failure counts one more consecutive failure and backs
+//!   off exactly `BackoffPolicy::delay_ms` from the completion time; a deferral waits
+//!   `defer_ms`; success syncs or deletes;
+//! * **step**: nothing became synced, or left the store, without a successful completion.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::world::World;
+use crate::actuator::{Outcome, TaskKind};
+use crate::backoff::BackoffPolicy;
+use crate::complete::Completion;
+use crate::engine::Engine;
+use crate::id::Time;
+use crate::plan::{HoldReason, Plan, Task};
+use crate::schema::{ModelKind, Schema};
+
+/// A broken invariant: the rule and what happened, naming keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{rule}: {message}")]
+pub struct Violation {
+    /// The rule (`R1`..`R18`, or `convergence`, `atomicity`, `determinism`).
+    pub rule: String,
+    /// What happened.
+    pub message: String,
+}
+
+impl Violation {
+    pub(crate) fn new(rule: &str, message: impl Into<String>) -> Violation {
+        Violation {
+            rule: rule.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What actuators report while a run is in progress (shared with them).
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    state: Mutex<WatchState>,
+}
+
+#[derive(Debug, Default)]
+struct WatchState {
+    active: bool,
+    /// Per task key: the keys that must have succeeded in this run before it starts.
+    required: BTreeMap<String, Vec<String>>,
+    started: BTreeSet<String>,
+    in_flight: BTreeSet<String>,
+    done_ok: BTreeSet<String>,
+    violations: Vec<Violation>,
+}
+
+impl Watch {
+    pub fn will_actuate(&self, key: &str, kind: TaskKind) {
+        let mut s = self.state.lock();
+        if !s.active {
+            return;
+        }
+        if !s.in_flight.insert(key.to_string()) {
+            s.violations.push(Violation::new(
+                "R2",
+                format!("two actuations of {key} in flight at once"),
+            ));
+        }
+        if !s.started.insert(key.to_string()) {
+            s.violations.push(Violation::new(
+                "R2",
+                format!("{key} actuated twice in one run"),
+            ));
+        }
+        let missing: Vec<String> = match s.required.get(key) {
+            Some(req) => req
+                .iter()
+                .filter(|r| !s.done_ok.contains(*r))
+                .cloned()
+                .collect(),
+            None => {
+                s.violations.push(Violation::new(
+                    "R1",
+                    format!("{key} actuated but it is not a task of the plan"),
+                ));
+                Vec::new()
+            }
+        };
+        if !missing.is_empty() {
+            let (rule, what) = match kind {
+                TaskKind::Sync => ("R1", "sync"),
+                TaskKind::Delete => ("R7", "delete"),
+            };
+            s.violations.push(Violation::new(
+                rule,
+                format!(
+                    "{what} of {key} started before {} succeeded",
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
+
+    pub fn did_actuate(&self, key: &str, ok: bool) {
+        let mut s = self.state.lock();
+        if !s.active {
+            return;
+        }
+        s.in_flight.remove(key);
+        if ok {
+            s.done_ok.insert(key.to_string());
+        }
+    }
+
+    fn begin(&self, required: BTreeMap<String, Vec<String>>) {
+        *self.state.lock() = WatchState {
+            active: true,
+            required,
+            ..WatchState::default()
+        };
+    }
+
+    fn end(&self) -> Vec<Violation> {
+        let mut s = self.state.lock();
+        s.active = false;
+        let mut v = std::mem::take(&mut s.violations);
+        if !s.in_flight.is_empty() {
+            let keys: Vec<_> = s.in_flight.iter().cloned().collect();
+            v.push(Violation::new(
+                "R2",
+                format!(
+                    "actuations still in flight after the run: {}",
+                    keys.join(", ")
+                ),
+            ));
+        }
+        v
+    }
+}
+
+/// What the checker expects of one unsettled object.
+#[derive(Clone, Debug, PartialEq)]
+enum Expect {
+    Task,
+    Blocked(BTreeSet<String>),
+    Own(Time),
+    WaitRefs,
+    WaitExt(String),
+    ExtWait,
+    ExtFailed,
+}
+
+/// Checks the engine's invariants around plans, actuations and completions, through the
+/// public API (see the module docs of [`crate::sim`]). [`crate::sim::Sim`] drives one;
+/// a hand-written loop can call the same checks.
+#[derive(Debug)]
+pub struct Checker {
+    policy: BackoffPolicy,
+    watch: Arc<Watch>,
+}
+
+impl Checker {
+    /// A checker for an engine with `policy` as its backoff.
+    pub fn new(policy: BackoffPolicy) -> Checker {
+        Checker {
+            policy,
+            watch: Arc::new(Watch::default()),
+        }
+    }
+
+    pub(crate) fn watch(&self) -> Arc<Watch> {
+        self.watch.clone()
+    }
+
+    /// Checks `plan` (made by `engine` at `plan.now`) against an independent computation
+    /// of what may run and why everything else waits (R1-R4, R7).
+    ///
+    /// # Errors
+    /// The first [`Violation`] found.
+    pub fn check_plan(&self, engine: &Engine, plan: &Plan) -> Result<(), Violation> {
+        let world = World::capture(engine);
+        self.check_plan_in(engine, &world, plan)
+    }
+
+    pub(crate) fn check_plan_in(
+        &self,
+        engine: &Engine,
+        world: &World,
+        plan: &Plan,
+    ) -> Result<(), Violation> {
+        let schema = engine.schema();
+        let expect = expectations(world, schema, plan.now);
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for (i, task) in plan.tasks.iter().enumerate() {
+            let key = engine.key(task.object);
+            if !seen.insert(key) {
+                return Err(Violation::new(
+                    "R2",
+                    format!("{key} is two tasks of one plan"),
+                ));
+            }
+            if plan.deps(i).iter().any(|&d| d as usize >= i) {
+                return Err(Violation::new(
+                    "R2",
+                    format!("task {key} depends on a later task"),
+                ));
+            }
+            let o = &world.objs[key];
+            let kind = if o.deleting {
+                TaskKind::Delete
+            } else {
+                TaskKind::Sync
+            };
+            if task.kind != kind || task.version != o.version {
+                return Err(Violation::new(
+                    "R8",
+                    format!(
+                        "task {key} is {:?} v{}, object is {kind:?} v{}",
+                        task.kind, task.version, o.version
+                    ),
+                ));
+            }
+            match expect.get(key) {
+                Some(Expect::Task) => {}
+                other => {
+                    return Err(Violation::new(
+                        "R3",
+                        format!("{key} is a task, expected {other:?}"),
+                    ))
+                }
+            }
+        }
+        for h in &plan.holds {
+            let key = engine.key(h.object);
+            if !seen.insert(key) {
+                return Err(Violation::new(
+                    "R4",
+                    format!("{key} is both a task and held, or held twice"),
+                ));
+            }
+            let e = expect.get(key);
+            let ok = match (&h.reason, e) {
+                (HoldReason::Blocked { by }, Some(Expect::Blocked(roots))) => {
+                    roots.iter().next().map(String::as_str) == Some(engine.key(*by))
+                }
+                (HoldReason::BackingOff { until }, Some(Expect::Own(t))) => until == t,
+                (HoldReason::WaitingReferrers { .. }, Some(Expect::WaitRefs)) => true,
+                (HoldReason::WaitingExternal { key: k }, Some(Expect::ExtWait)) => {
+                    engine.key(*k) == key
+                }
+                (HoldReason::WaitingExternal { key: k }, Some(Expect::WaitExt(x))) => {
+                    engine.key(*k) == x
+                }
+                (HoldReason::ExternalFailed, Some(Expect::ExtFailed)) => true,
+                _ => false,
+            };
+            if !ok {
+                let reason = describe(engine, &h.reason);
+                return Err(Violation::new(
+                    "R3",
+                    format!("{key} is held as {reason}, expected {e:?}"),
+                ));
+            }
+        }
+        if let Some(k) = expect.keys().find(|k| !seen.contains(k.as_str())) {
+            return Err(Violation::new(
+                "R4",
+                format!("unsettled {k} is neither a task nor held"),
+            ));
+        }
+        let wake = plan
+            .holds
+            .iter()
+            .filter_map(|h| match h.reason {
+                HoldReason::BackingOff { until } => Some(until),
+                _ => None,
+            })
+            .min();
+        if wake != plan.next_wake {
+            return Err(Violation::new(
+                "R5",
+                format!(
+                    "next wake {:?}, earliest backoff expiry {wake:?}",
+                    plan.next_wake
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Arms the actuation checks for a run of `plan`: each task's prerequisites must
+    /// succeed in the run before it starts.
+    pub(crate) fn begin_run(&self, engine: &Engine, world: &World, plan: &Plan) {
+        let schema = engine.schema();
+        let mut required = BTreeMap::new();
+        for task in &plan.tasks {
+            let key = engine.key(task.object);
+            let (mut pre, blocking) = world.prerequisites(schema, key);
+            if task.kind == TaskKind::Delete {
+                // R7: every referrer, live ones included (which can never succeed here).
+                pre = world.effective_referrers(key);
+            }
+            pre.extend(blocking);
+            required.insert(key.to_string(), pre);
+        }
+        self.watch.begin(required);
+    }
+
+    /// Ends the run's actuation checks.
+    pub(crate) fn end_run(&self) -> Result<(), Violation> {
+        match self.watch.end().into_iter().next() {
+            Some(v) => Err(v),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks one completion against the state before it (R5, R6, R8, R9).
+    pub(crate) fn check_completion(
+        &self,
+        before: &World,
+        key: &str,
+        task: &Task,
+        outcome: &Outcome,
+        at: Time,
+        completion: &Completion,
+    ) -> Result<(), Violation> {
+        let Some(o) = before.get(key) else {
+            return Err(Violation::new(
+                "R8",
+                format!("completion for vanished {key}"),
+            ));
+        };
+        let expect_fail = |c: &Completion| -> Result<(), Violation> {
+            let failures = o.failures.saturating_add(1);
+            let retry_at = at.after(self.policy.delay_ms(failures, key));
+            if *c == (Completion::Failed { failures, retry_at }) {
+                Ok(())
+            } else {
+                Err(Violation::new(
+                    "R5",
+                    format!("failure of {key} at {at} (failure {failures}) gave {c:?}, expected retry at {retry_at}"),
+                ))
+            }
+        };
+        match (outcome, completion) {
+            (_, Completion::Stale) => Err(Violation::new(
+                "R8",
+                format!(
+                    "completion of {key} v{} was stale, but nothing changed during the run",
+                    task.version
+                ),
+            )),
+            (Outcome::Ok { .. }, Completion::Synced) if task.kind == TaskKind::Sync => Ok(()),
+            (Outcome::Ok { .. }, Completion::Deleted { .. }) if task.kind == TaskKind::Delete => {
+                Ok(())
+            }
+            // R9: an Ok that writes a declarative field is a failure.
+            (Outcome::Ok { .. }, c @ Completion::Failed { .. }) => expect_fail(c),
+            (Outcome::Failed { .. }, c) => expect_fail(c),
+            (Outcome::Deferred { .. }, c) => {
+                let retry_at = at.after(self.policy.defer_ms());
+                if *c == (Completion::Deferred { retry_at }) {
+                    Ok(())
+                } else {
+                    Err(Violation::new(
+                        "R6",
+                        format!(
+                            "deferral of {key} at {at} gave {c:?}, expected retry at {retry_at}"
+                        ),
+                    ))
+                }
+            }
+            (o, c) => Err(Violation::new(
+                "R8",
+                format!("outcome {o:?} of {:?} {key} gave {c:?}", task.kind),
+            )),
+        }
+    }
+
+    /// Checks that between `before` and `after` nothing became synced, or left the
+    /// store, except the objects in `synced` and `removed`.
+    pub(crate) fn check_step(
+        &self,
+        before: &World,
+        after: &World,
+        synced: &BTreeSet<String>,
+        removed: &BTreeSet<String>,
+    ) -> Result<(), Violation> {
+        for (k, o) in &before.objs {
+            match after.get(k) {
+                None if !removed.contains(k) => {
+                    return Err(Violation::new(
+                        "R7",
+                        format!("{k} left the store without a successful delete"),
+                    ))
+                }
+                Some(a) if a.enacted != o.enacted && !synced.contains(k) => {
+                    return Err(Violation::new(
+                        "R8",
+                        format!(
+                            "{k} marked synced at v{} without a successful sync",
+                            a.enacted
+                        ),
+                    ))
+                }
+                Some(a) if a.enacted > a.version => {
+                    return Err(Violation::new(
+                        "R8",
+                        format!(
+                            "{k} enacted v{} beyond its version {}",
+                            a.enacted, a.version
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe(engine: &Engine, reason: &HoldReason) -> String {
+    match reason {
+        HoldReason::Blocked { by } => format!("blocked by {}", engine.key(*by)),
+        HoldReason::BackingOff { until } => format!("backing off until {until}"),
+        HoldReason::WaitingExternal { key } => format!("waiting for external {}", engine.key(*key)),
+        HoldReason::WaitingReferrers { .. } => "waiting for referrers".to_string(),
+        HoldReason::ExternalFailed => "external failed".to_string(),
+    }
+}
+
+/// What each unsettled object should be, computed from the public state alone.
+fn expectations(world: &World, schema: &Schema, now: Time) -> BTreeMap<String, Expect> {
+    let mut memo = BTreeMap::new();
+    let keys: Vec<String> = world
+        .objs
+        .iter()
+        .filter(|(_, o)| o.unsettled())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in keys {
+        resolve(world, schema, now, &k, &mut memo);
+    }
+    memo
+}
+
+fn resolve(
+    world: &World,
+    schema: &Schema,
+    now: Time,
+    key: &str,
+    memo: &mut BTreeMap<String, Expect>,
+) -> Expect {
+    if let Some(e) = memo.get(key) {
+        return e.clone();
+    }
+    let o = &world.objs[key];
+    let (pre, blocking) = world.prerequisites(schema, key);
+    let mut roots: BTreeSet<String> = blocking.into_iter().collect();
+    let mut wait_ext: Option<String> = None;
+    let mut wait_refs = false;
+    for p in pre {
+        match resolve(world, schema, now, &p, memo) {
+            Expect::Task => {}
+            Expect::Blocked(r) => roots.extend(r),
+            Expect::Own(_) | Expect::ExtFailed => {
+                roots.insert(p);
+            }
+            Expect::ExtWait => wait_ext = Some(wait_ext.map_or(p.clone(), |w| w.min(p))),
+            Expect::WaitExt(k) => wait_ext = Some(wait_ext.map_or(k.clone(), |w| w.min(k))),
+            Expect::WaitRefs => wait_refs = true,
+        }
+    }
+    let kind = world.kind(schema, key);
+    let own = o.backing_off(now);
+    let e = if o.deleting {
+        let live_referrer = world
+            .effective_referrers(key)
+            .iter()
+            .any(|r| world.get(r).is_some_and(|x| !x.deleting));
+        if live_referrer {
+            Expect::WaitRefs
+        } else if !roots.is_empty() {
+            Expect::Blocked(roots)
+        } else if wait_refs || wait_ext.is_some() || kind != ModelKind::Actuated {
+            Expect::WaitRefs
+        } else if own {
+            Expect::Own(o.retry_at.unwrap_or_default())
+        } else {
+            Expect::Task
+        }
+    } else if !roots.is_empty() {
+        Expect::Blocked(roots)
+    } else if let Some(k) = wait_ext {
+        Expect::WaitExt(k)
+    } else {
+        match kind {
+            ModelKind::External if o.external_failed => Expect::ExtFailed,
+            ModelKind::External => Expect::ExtWait,
+            _ if own => Expect::Own(o.retry_at.unwrap_or_default()),
+            _ => Expect::Task,
+        }
+    };
+    memo.insert(key.to_string(), e.clone());
+    e
+}

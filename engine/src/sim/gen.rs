@@ -1,0 +1,480 @@
+//! Seeded generators: schemas, object graphs and change-set streams.
+//!
+//! Everything is a pure function of a [`SplitMix64`] stream, so a seed reproduces it. The
+//! proptest strategies of [`crate::sim::strategy`] are built on these.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::rng::SplitMix64;
+use crate::change::{Change, ChangeSet};
+use crate::schema::{FieldDef, LinkDef, ModelDef, ModelKind, Schema, SchemaDef};
+use crate::value::{FieldType, Value};
+
+/// The shape of generated schemas. Every option states its default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaShape {
+    /// Most models. Default: 4.
+    pub models_max: usize,
+    /// Most links per model. Default: 2.
+    pub links_max: usize,
+    /// Chance, in thousandths, of a model-level dependency (`depends_on_models`) per
+    /// model. Default: 150.
+    pub model_deps_permille: u32,
+    /// Chance, in thousandths, that a model is passive (R17). Default: 0.
+    pub passive_permille: u32,
+}
+
+impl Default for SchemaShape {
+    fn default() -> Self {
+        SchemaShape {
+            models_max: 4,
+            links_max: 2,
+            model_deps_permille: 150,
+            passive_permille: 0,
+        }
+    }
+}
+
+/// A schema: models `M0..Mk`, each with an `int` field `v`, links to models of lower or
+/// equal index (a model linking to itself makes trees), sometimes a model-level
+/// dependency on a lower model, and usually an `int` feedback field `seen`. Acyclic at the
+/// model level by construction (R11).
+///
+/// # Examples
+/// ```
+/// use syncore::sim::{gen, SplitMix64};
+/// let def = gen::schema_def(&mut SplitMix64::new(1), &gen::SchemaShape::default());
+/// assert!(syncore::Schema::new(def).is_ok());
+/// ```
+pub fn schema_def(rng: &mut SplitMix64, shape: &SchemaShape) -> SchemaDef {
+    let n = rng.range(1, shape.models_max.max(1) as u64) as usize;
+    let mut models = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut fields = vec![FieldDef {
+            name: "v".into(),
+            ty: FieldType::Int,
+        }];
+        let mut links = Vec::new();
+        let mut linked = BTreeSet::new();
+        for _ in 0..rng.below(shape.links_max as u64 + 1) {
+            let j = rng.below(i as u64 + 1) as usize;
+            if !linked.insert(j) {
+                continue;
+            }
+            let field = format!("to_m{j}");
+            fields.push(FieldDef {
+                name: field.clone(),
+                ty: if rng.chance(400) {
+                    FieldType::Refs
+                } else {
+                    FieldType::Ref
+                },
+            });
+            links.push(LinkDef {
+                field,
+                target: format!("M{j}"),
+                proxy: false,
+                into: None,
+            });
+        }
+        let mut depends_on_models = Vec::new();
+        if i > 0 && rng.chance(shape.model_deps_permille) {
+            let j = rng.below(i as u64) as usize;
+            if !linked.contains(&j) {
+                depends_on_models.push(format!("M{j}"));
+            }
+        }
+        let passive =
+            links.is_empty() && depends_on_models.is_empty() && rng.chance(shape.passive_permille);
+        let feedback = if !passive && rng.chance(700) {
+            vec![FieldDef {
+                name: "seen".into(),
+                ty: FieldType::Int,
+            }]
+        } else {
+            Vec::new()
+        };
+        models.push(ModelDef {
+            name: format!("M{i}"),
+            kind: if passive {
+                ModelKind::Passive
+            } else {
+                ModelKind::Actuated
+            },
+            fields,
+            feedback,
+            links,
+            depends_on_models,
+            watch_degree: 0,
+        });
+    }
+    SchemaDef { models }
+}
+
+/// A link field of a model, as the stream sees it.
+#[derive(Clone, Debug)]
+struct LinkField {
+    field: String,
+    target: usize,
+    many: bool,
+}
+
+#[derive(Clone, Debug)]
+struct ModelInfo {
+    name: String,
+    scalars: Vec<(String, FieldType)>,
+    links: Vec<LinkField>,
+}
+
+/// One object of the stream's population.
+#[derive(Clone, Debug)]
+struct Member {
+    model: usize,
+    /// Links only ever point at members of lower index: no object cycle (R11).
+    index: u64,
+    /// Link field -> referenced keys.
+    links: BTreeMap<String, Vec<String>>,
+}
+
+/// An endless, seeded stream of change sets over any schema: creates objects, changes
+/// their fields, re-points their links, deletes them (often together with their referrers,
+/// so deletes can complete), and now and then sends a set that must be refused (a link to
+/// a missing key), to check atomicity. It keeps its own model of which objects exist, so it
+/// never builds a cycle (links point from newer objects to older ones) and never touches a
+/// deleted key again. External models get no objects (nothing would report them).
+///
+/// # Examples
+/// ```
+/// use syncore::sim::gen::ChangeStream;
+/// use syncore::{Config, Engine, Schema};
+/// let schema = Schema::from_json(r#"{"models": [{"name": "A", "fields": [
+///     {"name": "up", "type": "ref"}], "links": [{"field": "up", "target": "A"}]}]}"#)?;
+/// let mut stream = ChangeStream::new(&schema, 7, 10);
+/// let mut engine = Engine::new(schema, Config::default());
+/// for _ in 0..20 {
+///     let set = stream.next_set();
+///     let _ = engine.apply(set); // refused sets leave the engine unchanged
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ChangeStream {
+    rng: SplitMix64,
+    models: Vec<ModelInfo>,
+    members: BTreeMap<String, Member>,
+    next_index: u64,
+    objects_max: usize,
+    /// Whether the last set was built to be refused.
+    last_invalid: bool,
+}
+
+impl ChangeStream {
+    /// A stream over `schema`'s models, drawn from `seed`, keeping at most `objects_max`
+    /// objects alive.
+    pub fn new(schema: &Schema, seed: u64, objects_max: usize) -> ChangeStream {
+        let models = schema
+            .models()
+            .iter()
+            .map(|m| ModelInfo {
+                name: if m.kind == ModelKind::External {
+                    String::new()
+                } else {
+                    m.name.clone()
+                },
+                scalars: m
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| m.link_of_field[*i].is_none())
+                    .map(|(_, f)| (f.name.clone(), f.ty))
+                    .collect(),
+                links: m
+                    .links
+                    .iter()
+                    .map(|l| LinkField {
+                        field: m.fields[l.field as usize].name.clone(),
+                        target: l.target.index(),
+                        many: l.many,
+                    })
+                    .collect(),
+            })
+            .collect();
+        ChangeStream {
+            rng: SplitMix64::new(seed),
+            models,
+            members: BTreeMap::new(),
+            next_index: 0,
+            objects_max,
+            last_invalid: false,
+        }
+    }
+
+    /// Whether the last set from [`ChangeStream::next_set`] was built to be refused.
+    pub fn last_was_invalid(&self) -> bool {
+        self.last_invalid
+    }
+
+    /// Keys the stream believes alive, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.members.keys().map(String::as_str)
+    }
+
+    /// A change set creating `n` objects (a first graph).
+    pub fn populate(&mut self, n: usize) -> ChangeSet {
+        let mut changes = Vec::new();
+        for _ in 0..n {
+            if let Some(c) = self.create() {
+                changes.push(c);
+            }
+        }
+        self.last_invalid = false;
+        ChangeSet { changes }
+    }
+
+    /// The next change set: one to four changes on distinct keys.
+    pub fn next_set(&mut self) -> ChangeSet {
+        let backup = (self.members.clone(), self.next_index);
+        let mut changes: Vec<Change> = Vec::new();
+        let mut used: BTreeSet<String> = BTreeSet::new();
+        let mut deleted: BTreeSet<String> = BTreeSet::new();
+        let count = self.rng.range(1, 4);
+        for _ in 0..count {
+            let roll = self.rng.below(100);
+            if roll < 40 || self.members.is_empty() {
+                if let Some(c) = self.create() {
+                    used.insert(c.key().to_string());
+                    changes.push(c);
+                }
+            } else if roll < 75 {
+                let Some(key) = self.pick_member(&used) else {
+                    continue;
+                };
+                // Its existing links are checked again: none may dangle.
+                let links_deleted = self.members[&key]
+                    .links
+                    .values()
+                    .flatten()
+                    .any(|t| deleted.contains(t));
+                if links_deleted {
+                    continue;
+                }
+                if let Some(c) = self.update(&key) {
+                    used.insert(key);
+                    changes.push(c);
+                }
+            } else {
+                let Some(key) = self.pick_member(&used) else {
+                    continue;
+                };
+                // A change of this set that links to it would dangle.
+                let linked_here = self
+                    .members
+                    .iter()
+                    .any(|(k, m)| used.contains(k) && m.links.values().any(|v| v.contains(&key)));
+                if linked_here {
+                    continue;
+                }
+                used.insert(key.clone());
+                deleted.insert(key.clone());
+                self.members.remove(&key);
+                changes.push(Change::delete(key.clone()));
+                if self.rng.chance(700) {
+                    // Let the delete complete: unlink or delete its referrers too (R7).
+                    let referrers: Vec<String> = self
+                        .members
+                        .iter()
+                        .filter(|(_, m)| m.links.values().any(|v| v.contains(&key)))
+                        .map(|(k, _)| k.clone())
+                        .filter(|k| !used.contains(k))
+                        .collect();
+                    let alive: BTreeSet<String> = self.members.keys().cloned().collect();
+                    for r in referrers {
+                        used.insert(r.clone());
+                        let m = self.members.get_mut(&r).expect("a member");
+                        let mut fields: Vec<(String, Value)> = Vec::new();
+                        for (field, targets) in m.links.iter_mut() {
+                            // Every field holding a deleted key: this one's, and any
+                            // deleted earlier in the set (it would dangle).
+                            if targets.iter().any(|t| !alive.contains(t)) {
+                                // Only live targets: others are deleted, maybe in this set.
+                                targets.retain(|t| alive.contains(t));
+                                let many = self.models[m.model]
+                                    .links
+                                    .iter()
+                                    .any(|l| l.field == *field && l.many);
+                                fields.push((field.clone(), link_value(targets, many)));
+                            }
+                        }
+                        let model = self.models[m.model].name.clone();
+                        changes.push(Change::upsert(r, model, fields));
+                    }
+                }
+            }
+        }
+        self.last_invalid = false;
+        if self.rng.chance(50) {
+            if let Some((key, model, field)) = self.any_link_field() {
+                if !used.contains(&key) {
+                    changes.push(Change::upsert(
+                        key,
+                        model,
+                        [(field, Value::Ref("ghost".into()))],
+                    ));
+                    self.last_invalid = true;
+                    (self.members, self.next_index) = backup;
+                }
+            }
+        }
+        ChangeSet { changes }
+    }
+
+    fn pick_member(&mut self, used: &BTreeSet<String>) -> Option<String> {
+        let keys: Vec<&String> = self.members.keys().filter(|k| !used.contains(*k)).collect();
+        self.rng.pick(&keys).map(|k| (*k).clone())
+    }
+
+    fn any_link_field(&mut self) -> Option<(String, String, String)> {
+        let candidates: Vec<(String, String, String)> = self
+            .members
+            .iter()
+            .flat_map(|(k, m)| {
+                let info = &self.models[m.model];
+                info.links
+                    .iter()
+                    .filter(|l| !l.many)
+                    .map(move |l| (k.clone(), info.name.clone(), l.field.clone()))
+            })
+            .collect();
+        self.rng.pick(&candidates).cloned()
+    }
+
+    fn scalar(&mut self, ty: FieldType) -> Value {
+        match ty {
+            FieldType::Bool => Value::Bool(self.rng.chance(500)),
+            FieldType::Int => Value::Int(self.rng.below(4) as i64),
+            FieldType::Float => Value::Float(self.rng.below(4) as f64 / 2.0),
+            FieldType::String => Value::Str(format!("s{}", self.rng.below(4))),
+            FieldType::Bytes => Value::Bytes(vec![self.rng.below(4) as u8]),
+            FieldType::Json => Value::Json(format!("{{\"x\":{}}}", self.rng.below(4))),
+            FieldType::Ref | FieldType::Refs => Value::Null,
+        }
+    }
+
+    /// Targets for a link of a member with index `below`: older live members of `target`.
+    fn targets(&mut self, target: usize, below: u64, many: bool) -> Vec<String> {
+        let pool: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.model == target && m.index < below)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if pool.is_empty() || self.rng.chance(250) {
+            return Vec::new();
+        }
+        let n = if many { self.rng.range(1, 3) } else { 1 };
+        let mut out = BTreeSet::new();
+        for _ in 0..n {
+            if let Some(k) = self.rng.pick(&pool) {
+                out.insert(k.clone());
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    fn create(&mut self) -> Option<Change> {
+        if self.members.len() >= self.objects_max {
+            return None;
+        }
+        let choices: Vec<usize> = (0..self.models.len())
+            .filter(|&i| !self.models[i].name.is_empty())
+            .collect();
+        let model = *self.rng.pick(&choices)?;
+        let index = self.next_index;
+        self.next_index += 1;
+        let key = format!("o{index:05}");
+        let info = self.models[model].clone();
+        let mut fields: Vec<(String, Value)> = Vec::new();
+        for (name, ty) in &info.scalars {
+            let v = self.scalar(*ty);
+            fields.push((name.clone(), v));
+        }
+        let mut links = BTreeMap::new();
+        for l in &info.links {
+            let t = self.targets(l.target, index, l.many);
+            fields.push((l.field.clone(), link_value(&t, l.many)));
+            links.insert(l.field.clone(), t);
+        }
+        self.members.insert(
+            key.clone(),
+            Member {
+                model,
+                index,
+                links,
+            },
+        );
+        Some(Change::upsert(key, info.name, fields))
+    }
+
+    fn update(&mut self, key: &str) -> Option<Change> {
+        let m = self.members.get(key)?.clone();
+        let info = self.models[m.model].clone();
+        let relink = !info.links.is_empty() && (info.scalars.is_empty() || self.rng.chance(500));
+        let field = if relink {
+            let l = &info.links[self.rng.below(info.links.len() as u64) as usize];
+            let t = self.targets(l.target, m.index, l.many);
+            let v = link_value(&t, l.many);
+            self.members
+                .get_mut(key)
+                .expect("a member")
+                .links
+                .insert(l.field.clone(), t);
+            (l.field.clone(), v)
+        } else if let Some((name, ty)) = info.scalars.first() {
+            (name.clone(), self.scalar(*ty))
+        } else {
+            return None;
+        };
+        Some(Change::upsert(key, info.name, [field]))
+    }
+}
+
+fn link_value(targets: &[String], many: bool) -> Value {
+    match (many, targets.first()) {
+        (true, _) => Value::Refs(targets.to_vec()),
+        (false, Some(k)) => Value::Ref(k.clone()),
+        (false, None) => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Engine};
+
+    #[test]
+    fn generated_schemas_are_valid_and_streams_apply() {
+        for seed in 0..40 {
+            let mut rng = SplitMix64::new(seed);
+            let shape = SchemaShape {
+                passive_permille: 200,
+                ..SchemaShape::default()
+            };
+            let schema = Schema::new(schema_def(&mut rng, &shape)).expect("valid schema");
+            let mut stream = ChangeStream::new(&schema, seed, 12);
+            let mut engine = Engine::new(schema, Config::default());
+            engine
+                .apply(stream.populate(6))
+                .expect("a first graph applies");
+            for _ in 0..50 {
+                let set = stream.next_set();
+                let invalid = stream.last_was_invalid();
+                let result = engine.apply(set.clone());
+                assert_eq!(
+                    result.is_err(),
+                    invalid,
+                    "seed {seed}: {set:?} -> {result:?}"
+                );
+            }
+        }
+    }
+}

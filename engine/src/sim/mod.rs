@@ -1,0 +1,123 @@
+//! Deterministic simulation: property-test the engine, the executor and your own actuators
+//! under injected faults, in virtual time.
+//!
+//! ## What a simulation is
+//! A seed picks everything ([`SimConfig::from_seed`]): a schema and a first graph
+//! ([`gen`]), a stream of change sets, fault rates, actuation times, backoff settings and
+//! the number of worker threads. [`Sim`] then loops, one *step* at a time:
+//! 1. during the fault phase, apply the next change set when it is due (a refused one must
+//!    leave the state untouched: atomicity);
+//! 2. plan at the virtual time, and check the plan with the [`Checker`];
+//! 3. run the plan on the real [`crate::Executor`] with every actuator wrapped in a
+//!    [`FaultyActuator`] (fail with a probability, defer, panic, fail the first k attempts,
+//!    take virtual time); the checker watches every actuation as it starts;
+//! 4. lay the run out in virtual time (list scheduling on the worker lanes) and feed each
+//!    outcome back in plan order at its virtual end time, checking each completion;
+//! 5. advance the virtual clock: to the end of the run, or, when nothing ran, straight to
+//!    the plan's next wake time or the next change set.
+//!
+//! After [`SimConfig::steps`] steps, faults and changes stop at virtual time T and the
+//! system must converge (no task, no wake time, nothing held except deletes waiting for
+//! live referrers, R7) by `T + backoff_max + (depth + ceil(objects / lanes)) x
+//! (actuation_max + step) + step`, where `depth` is the longest dependency chain.
+//!
+//! ## Invariants checked at every step
+//! * no task starts before its dependencies succeeded at their current version (R1);
+//! * at most one actuation per object in flight, and once per run (R2);
+//! * holds are exactly the transitive dependents of failed, deferred and backing-off
+//!   objects, naming the right root cause (R3, R4);
+//! * deletes run in reverse dependency order (R7);
+//! * backoff delays follow [`crate::BackoffPolicy::delay_ms`], deferrals
+//!   [`crate::BackoffPolicy::defer_ms`] (R5, R6);
+//! * nothing is marked synced, or leaves the store, without a successful actuation (R8);
+//! * refused change sets change nothing; convergence after faults stop, by the bound.
+//!
+//! Results do not depend on the thread count: outcomes are pure functions of the seed and
+//! completions are applied in plan order (R12). A trace can be recorded
+//! ([`Sim::record`]) and replayed ([`crate::trace::replay`]).
+//!
+//! ## Seeds
+//! [`seeds`] reads `SYNCORE_SEED` (one seed, to replay a failure) and `SYNCORE_SIM_SEEDS`
+//! (how many), and [`check_seeds`] runs them, panicking with the failing seed first.
+//!
+//! # Examples
+//! ```
+//! use syncore::sim::{Sim, SimConfig};
+//! let mut config = SimConfig::from_seed(3);
+//! config.steps = 200;
+//! let report = Sim::new(config)?.run()?;
+//! assert!(report.converged_at >= report.healed_at);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Your own actuators, under faults:
+//! ```
+//! use syncore::sim::{Faults, Sim, SimConfig};
+//! use syncore::{Actuator, Actuators, Config, Engine, ObjectView, Outcome, Schema};
+//! struct Mine;
+//! impl Actuator for Mine {
+//!     fn sync(&self, o: &ObjectView<'_>) -> Outcome {
+//!         Outcome::ok_with([("seen", o.version() as i64)])
+//!     }
+//! }
+//! let schema = Schema::from_json(r#"{"models": [{"name": "Net"},
+//!   {"name": "Port", "fields": [{"name": "net", "type": "ref"}],
+//!    "feedback": [{"name": "seen", "type": "int"}],
+//!    "links": [{"field": "net", "target": "Net"}]}]}"#)?;
+//! let mut config = SimConfig::from_seed(11);
+//! config.steps = 100;
+//! config.faults = Faults { fail_permille: 200, ..Faults::default() };
+//! let engine = Engine::new(schema, Config::default());
+//! let report = Sim::with_engine(config, engine, &Actuators::new().with("Port", Mine))?.run()?;
+//! assert!(report.steps > 100);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod check;
+mod driver;
+mod faults;
+pub mod gen;
+mod rng;
+#[cfg(feature = "proptest")]
+pub mod strategy;
+mod world;
+
+pub use check::{Checker, Violation};
+pub use driver::{Sim, SimConfig, SimError, SimFailure, SimReport};
+pub use faults::{FaultSwitch, Faults, FaultyActuator};
+pub use rng::SplitMix64;
+
+/// The seeds to run: `SYNCORE_SEED` if set (replaying one failure), else
+/// `0..SYNCORE_SIM_SEEDS` (default `default_count`).
+pub fn seeds(default_count: u64) -> Vec<u64> {
+    if let Some(seed) = std::env::var("SYNCORE_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        return vec![seed];
+    }
+    let n = std::env::var("SYNCORE_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default_count);
+    (0..n).collect()
+}
+
+/// Runs `run` for every seed of [`seeds`]; panics at the first failure with its message,
+/// which starts with the seed and `SYNCORE_SEED=<seed>`.
+///
+/// # Panics
+/// On the first failing seed (meant for tests).
+pub fn check_seeds<T, E: std::fmt::Display>(
+    default_count: u64,
+    mut run: impl FnMut(u64) -> Result<T, E>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for seed in seeds(default_count) {
+        match run(seed) {
+            Ok(t) => out.push(t),
+            Err(e) => panic!("SYNCORE_SEED={seed}: {e}"),
+        }
+    }
+    out
+}
