@@ -1,6 +1,7 @@
 //! What a plugin instance sees: the store data, the resource limiter (P2) and an empty WASI
 //! context (P3), plus the `host` interface (log lines).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ pub trait LogSink: Send + Sync {
 /// [`WasmHost::take_logs`](super::WasmHost::take_logs).
 #[derive(Debug, Default)]
 pub struct LogBuffer {
-    lines: Mutex<Vec<LogLine>>,
+    lines: Mutex<VecDeque<LogLine>>,
     dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -72,7 +73,7 @@ pub const LOG_BUFFER_LINES_MAX: usize = 10_000;
 impl LogBuffer {
     /// Takes every buffered line, oldest first.
     pub fn take(&self) -> Vec<LogLine> {
-        std::mem::take(&mut *self.lines.lock())
+        std::mem::take(&mut *self.lines.lock()).into()
     }
 
     /// Lines dropped because the buffer was full, or a call logged more than its limit.
@@ -90,10 +91,10 @@ impl LogSink for LogBuffer {
     fn log(&self, line: LogLine) {
         let mut lines = self.lines.lock();
         if lines.len() >= LOG_BUFFER_LINES_MAX {
-            lines.remove(0);
+            lines.pop_front();
             self.count_dropped(1);
         }
-        lines.push(line);
+        lines.push_back(line);
     }
 }
 
