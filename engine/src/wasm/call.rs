@@ -10,7 +10,8 @@
 //!    `unreachable`, which alone would say nothing);
 //! 3. the [`wasmtime::Trap`] code: `Interrupt` (epoch deadline) and `OutOfFuel` are timeouts,
 //!    `StackOverflow`, `UnreachableCodeReached` and the rest are named as such;
-//! 4. anything else (a result the canonical ABI cannot lift: bad pointers, invalid UTF-8,
+//! 4. a call of `wasi:cli/exit` is named with its status;
+//! 5. anything else (a result the canonical ABI cannot lift: bad pointers, invalid UTF-8,
 //!    bad discriminants; a host error) is quoted.
 //!
 //! An instance that failed is never reused: its memory may be half-written.
@@ -250,7 +251,13 @@ impl<W: World> Plugin<W> {
                 ),
                 &stderr,
             ),
-            None => with_stderr(&format!("invalid call or result: {err:#}"), &stderr),
+            None => match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(exit) => with_stderr(
+                    &format!("exited with status {} (wasi:cli/exit)", exit.0),
+                    &stderr,
+                ),
+                None => with_stderr(&format!("invalid call or result: {err:#}"), &stderr),
+            },
         });
         truncate(message, limits.message_bytes_max)
     }
