@@ -450,8 +450,8 @@ pub fn summary(run: &RunResult, style: Style) -> String {
         .unwrap_or_default();
     let mut out = String::new();
     let stats = format!(
-        "{live} objects live, {deleted} deleted · {} actuations ({} failed, {} deferred, {} stale) · at most {} running at once",
-        c.actuations, c.failed, c.deferred, c.stale, c.concurrency_max
+        "{live} objects live, {deleted} deleted · {} actuations ({} failed, {} deferred, {} stale) · at most {} running at once · state {:016x}",
+        c.actuations, c.failed, c.deferred, c.stale, c.concurrency_max, run.state_hash
     );
     if run.converged {
         let _ = writeln!(

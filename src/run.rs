@@ -401,9 +401,9 @@ pub fn simulate(
             }
         }
         now = next;
-        for w in 0..workers {
-            if running[w].as_ref().is_some_and(|r| r.end == now) {
-                if let Some(r) = running[w].take() {
+        for (w, slot) in running.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(|r| r.end == now) {
+                if let Some(r) = slot.take() {
                     sim.finish(&mut engine, r, w, now);
                 }
             }

@@ -64,7 +64,7 @@ pub fn gantt(run: &RunResult, title: &str) -> String {
     let lanes = run.workers.max(1);
     let end = run.end.max(1);
     let (left, right, top, lane_h) = (90.0, 30.0, 64.0, 30.0);
-    let chart_w = 1100.0;
+    let chart_w = 1300.0;
     let chart_h = lanes as f64 * lane_h;
     let legend_y = top + chart_h + 52.0;
     let width = left + chart_w + right;
@@ -189,16 +189,40 @@ pub fn gantt(run: &RunResult, title: &str) -> String {
         } else {
             key.clone()
         };
-        if text_w(&label, 10.0) + 6.0 <= w {
+        // As much of the key as fits; nothing if not even a few characters do.
+        let fits = ((w - 5.0) / (10.0 * 0.6)) as usize;
+        if fits >= 4 {
+            let text: String = if label.chars().count() <= fits {
+                label
+            } else {
+                label.chars().take(fits - 1).chain(['…']).collect()
+            };
             let _ = writeln!(
                 s,
                 "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#ffffff\">{}</text>",
                 x0 + 3.0,
                 y + h / 2.0 + 3.5,
-                esc(&label)
+                esc(&text)
             );
         }
         s.push_str("</g>\n");
+        // A failure or deferral: a dashed line to when the object may run again (R5, R6).
+        let retry = match completion {
+            Some(Completion::Failed { retry_at, .. } | Completion::Deferred { retry_at }) => {
+                Some(retry_at.0)
+            }
+            _ => None,
+        };
+        if let Some(r) = retry.filter(|r| r > at) {
+            let ly = y + h - 1.5;
+            let _ = writeln!(
+                s,
+                "<line x1=\"{:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"3 2\"><title>{} backs off until t={r}ms</title></line>",
+                x(*at),
+                x(r.min(end)),
+                esc(key)
+            );
+        }
     }
     // Legend.
     let items = [
@@ -208,6 +232,7 @@ pub fn gantt(run: &RunResult, title: &str) -> String {
         (DEFERRED, "deferred"),
         (STALE, "stale (dropped, R8)"),
     ];
+    let backoff_legend = "backoff until retry";
     let mut lx = left;
     for (color, name) in items {
         let _ = writeln!(
@@ -218,6 +243,15 @@ pub fn gantt(run: &RunResult, title: &str) -> String {
         );
         lx += 40.0 + text_w(name, 12.0);
     }
+    let _ = writeln!(
+        s,
+        "<line x1=\"{lx:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{FAILED}\" stroke-width=\"2\" stroke-dasharray=\"3 2\"/><text x=\"{:.1}\" y=\"{legend_y:.1}\">{backoff_legend}</text>",
+        legend_y - 4.0,
+        lx + 22.0,
+        legend_y - 4.0,
+        lx + 28.0
+    );
+    lx += 50.0 + text_w(backoff_legend, 12.0);
     let _ = writeln!(
         s,
         "<line x1=\"{lx:.1}\" y1=\"{:.1}\" x2=\"{lx:.1}\" y2=\"{:.1}\" stroke=\"#1e88e5\" stroke-dasharray=\"4 3\"/><text x=\"{:.1}\" y=\"{legend_y:.1}\">change set applied</text>",
@@ -245,7 +279,7 @@ fn bar_color(
 }
 
 fn fmt_ms(t: u64) -> String {
-    if t >= 10_000 && t % 1000 == 0 {
+    if t >= 10_000 && t.is_multiple_of(1000) {
         format!("{}s", t / 1000)
     } else {
         format!("{t}ms")
@@ -349,8 +383,14 @@ pub fn graph(objects: &[FinalObject], title: &str) -> Result<String, String> {
     let (box_h, gap_x, gap_y, margin, top) = (38.0, 16.0, 56.0, 30.0, 60.0);
     let widest = layers.iter().map(Vec::len).max().unwrap_or(1).max(1);
     let content_w = widest as f64 * (box_w + gap_x) - gap_x;
-    let width = (content_w + 2.0 * margin).max(560.0);
-    let height = top + layers_n as f64 * (box_h + gap_y) + 40.0;
+    let legend_w: f64 = GRAPH_LEGEND
+        .iter()
+        .map(|(_, name)| 36.0 + text_w(name, 12.0))
+        .sum();
+    let width = (content_w + 2.0 * margin)
+        .max(legend_w + 2.0 * margin)
+        .max(640.0);
+    let height = top + layers_n as f64 * (box_h + gap_y) + 24.0;
     let mut xy = vec![(0.0f64, 0.0f64); n];
     for (d, layer) in layers.iter().enumerate() {
         let row_w = layer.len() as f64 * (box_w + gap_x) - gap_x;
@@ -420,18 +460,9 @@ pub fn graph(objects: &[FinalObject], title: &str) -> Result<String, String> {
             esc(&o.model)
         );
     }
-    let items = [
-        (OK, "synced"),
-        (PENDING, "pending"),
-        (FAILED, "error"),
-        (DEFERRED, "deferred"),
-        (BLOCKED, "blocked"),
-        (WAITING, "waiting"),
-        (DELETED, "deleted"),
-    ];
     let ly = height - 16.0;
     let mut lx = margin;
-    for (color, name) in items {
+    for (color, name) in GRAPH_LEGEND {
         let _ = writeln!(
             s,
             "<rect x=\"{lx:.1}\" y=\"{:.1}\" width=\"14\" height=\"14\" rx=\"3\" fill=\"{color}\" stroke=\"#455a64\" stroke-width=\"0.6\"/><text x=\"{:.1}\" y=\"{ly:.1}\">{name}</text>",
@@ -443,6 +474,17 @@ pub fn graph(objects: &[FinalObject], title: &str) -> Result<String, String> {
     s.push_str("</svg>\n");
     Ok(s)
 }
+
+/// The graph's legend: status colors.
+const GRAPH_LEGEND: [(&str, &str); 7] = [
+    (OK, "synced"),
+    (PENDING, "pending"),
+    (FAILED, "error"),
+    (DEFERRED, "deferred"),
+    (BLOCKED, "blocked"),
+    (WAITING, "waiting"),
+    (DELETED, "deleted"),
+];
 
 /// Clips a label to fit `w` px at 12 px.
 fn clip(s: &str, w: f64) -> String {
