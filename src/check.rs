@@ -10,9 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use syncore::sim::{FaultSwitch, FaultyActuator};
 use syncore::{
     Actuator, Change, ChangeError, ChangeSet, Config, Engine, ExternalReport, FieldSlot, ModelKind,
-    Schema, SchemaDef, SchemaError, TaskKind, Time, Value,
+    Schema, SchemaDef, SchemaError, TaskKind, Time, Value, VirtualClock,
 };
 
 use crate::locate::segment;
@@ -85,6 +86,8 @@ pub struct Setup {
     pub sets: Vec<TimedSet>,
     /// Every key that exists at some point of the dry run, sorted.
     pub keys: BTreeSet<String>,
+    /// The time random faults see: the runner sets it before each actuator call.
+    pub clock: Arc<VirtualClock>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -393,6 +396,7 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
         ..Config::default()
     };
     config.backoff.seed = s.seed;
+    let clock = Arc::new(VirtualClock::new(Time(0)));
     let mut actuators: Vec<Option<Arc<dyn Actuator>>> = Vec::new();
     let mut hooks = Vec::new();
     let mut durations = Vec::new();
@@ -418,10 +422,22 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
                 .filter(|f| f.model.as_deref().is_none_or(|x| x == m.name))
                 .cloned()
                 .collect();
-            if faults.is_empty() {
+            let a = if faults.is_empty() {
                 a
             } else {
                 Arc::new(Faulty::new(a, faults)) as Arc<dyn Actuator>
+            };
+            // Seeded random faults from the engine's simulator, in front of everything.
+            match &s.random_faults {
+                Some(f) => Arc::new(FaultyActuator::new(
+                    m.name.clone(),
+                    Some(a),
+                    f.clone(),
+                    s.seed,
+                    clock.clone(),
+                    FaultSwitch::new(s.random_faults_until_ms.map(Time)),
+                )) as Arc<dyn Actuator>,
+                None => a,
             }
         }));
         hooks.push(hooks_by_name.remove(&m.name).unwrap_or((None, None)));
@@ -448,6 +464,7 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
         faults: sc.faults.clone(),
         sets: Vec::new(),
         keys: BTreeSet::new(),
+        clock,
     };
     let mut engine = if problems.is_empty() {
         match setup.engine() {

@@ -296,6 +296,7 @@ pub fn simulate(
             let view = engine.view(t.object);
             let key = view.key().to_string();
             let model = view.model().to_string();
+            setup.clock.set(Time(now));
             let outcome = match &setup.actuators[t.model.index()] {
                 Some(a) => {
                     let call = std::panic::AssertUnwindSafe(|| match t.kind {

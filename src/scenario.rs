@@ -196,6 +196,12 @@ pub struct Settings {
     pub end_ms: u64,
     /// The run stops (not converged) after this many actuations. Default: 100,000.
     pub actuations_max: u64,
+    /// Seeded random faults for every actuated model (`syncore::sim::Faults`:
+    /// `fail_permille`, `defer_permille`, `panic_permille`, `fail_first`), drawn from
+    /// `seed`, on top of the fault script. Default: none.
+    pub random_faults: Option<syncore::sim::Faults>,
+    /// Random faults stop at this time, ms, so the run can heal. Default: never.
+    pub random_faults_until_ms: Option<u64>,
 }
 
 impl Default for Settings {
@@ -209,6 +215,8 @@ impl Default for Settings {
             duration_jitter_permille: 500,
             end_ms: 3_600_000,
             actuations_max: 100_000,
+            random_faults: None,
+            random_faults_until_ms: None,
         }
     }
 }

@@ -164,7 +164,7 @@ fn demo_json_trace_replays() {
 #[test]
 fn scenario_trace_replays() {
     let dir = scratch("scenario_trace_replays");
-    for name in ["pipeline.json", "never-converges.json"] {
+    for name in ["pipeline.json", "never-converges.json", "chaos.json"] {
         let trace = dir.join(format!("{name}.jsonl"));
         let o = syncore(&[
             "run",
@@ -574,5 +574,25 @@ fn hostile_wasm_plugins_fail_their_objects_or_are_refused() {
     assert!(
         err.contains("syncore:plugin@0.2.0") && err.contains("syncore:plugin@0.1.0"),
         "{err}"
+    );
+}
+
+#[test]
+fn seeded_random_faults_heal_and_converge() {
+    let o = syncore(&["run", &scenario("chaos.json")]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for needle in [
+        "injected failure",
+        "injected deferral",
+        "actuator panicked: injected panic",
+    ] {
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+    assert!(out.contains("at most 8 running at once"), "{out}");
+    assert_eq!(
+        out,
+        stdout(&syncore(&["run", &scenario("chaos.json")])),
+        "deterministic"
     );
 }
