@@ -343,16 +343,18 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                         }
                     }
                 });
-            }
-            if any_model_deps {
-                for dm in &schema.model(store.model(id)).depends_on {
-                    stats.edges += by_model[dm.index()].len() as u64;
-                    pre.extend(
-                        by_model[dm.index()]
-                            .iter()
-                            .copied()
-                            .filter(|&s| s != i as u32),
-                    );
+                // Model-level waits (R1) of this object and, transitively, of the settled
+                // objects it passes through.
+                if any_model_deps {
+                    for dm in &schema.model(store.model(x)).depends_on {
+                        stats.edges += by_model[dm.index()].len() as u64;
+                        pre.extend(
+                            by_model[dm.index()]
+                                .iter()
+                                .copied()
+                                .filter(|&s| s != i as u32),
+                        );
+                    }
                 }
             }
         }

@@ -507,7 +507,74 @@ pub fn run_ops(models: &[GModel], ops: &[Op]) -> Result<(), String> {
                 }
             }
         }
-        compare(&engine, now)?;
+        let plan = compare(&engine, now)?;
+        check_order_and_holds(&engine, &plan, now)?;
+    }
+    Ok(())
+}
+
+/// Two invariants stated directly: no task before its dependencies (every unsettled
+/// ancestor of a sync task is a task of an earlier wave), and a live object with work is
+/// held exactly when it, or something it transitively waits for, is stuck (backing off,
+/// external and unreported or failed, or being deleted).
+fn check_order_and_holds(engine: &Engine, plan: &syncore::Plan, now: Time) -> Result<(), String> {
+    let r = Reference::new(engine, now);
+    let mut wave: BTreeMap<String, usize> = BTreeMap::new();
+    let mut i = 0;
+    for (w, tasks) in plan.waves().enumerate() {
+        for t in tasks {
+            wave.insert(engine.key(t.object).to_string(), w);
+            i += 1;
+        }
+    }
+    debug_assert_eq!(i, plan.tasks.len());
+    // Everything x waits for, transitively: links (with R16's implied edges) and
+    // model-level waits (R1), through settled objects and unsettled ones alike.
+    let waits_for = |x: &str| -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![x.to_string()];
+        while let Some(a) = stack.pop() {
+            let mut next: Vec<String> = r.effdeps(&a).into_iter().collect();
+            for m in &r.depends_on[&r.objs[&a].model] {
+                next.extend(
+                    r.objs
+                        .iter()
+                        .filter(|(y, yo)| &yo.model == m && !yo.deleting && r.unsettled(y))
+                        .map(|(y, _)| y.clone()),
+                );
+            }
+            for n in next {
+                if n != x && out.insert(n.clone()) {
+                    stack.push(n);
+                }
+            }
+        }
+        out
+    };
+    let stuck = |k: &str| {
+        let o = &r.objs[k];
+        r.unsettled(k)
+            && (o.deleting || o.backing_off_until.is_some() || o.kind == ModelKind::External)
+    };
+    for (k, o) in &r.objs {
+        if !r.unsettled(k) || o.deleting {
+            continue;
+        }
+        let ancestors = waits_for(k);
+        if let Some(&w) = wave.get(k) {
+            for a in ancestors.iter().filter(|a| r.unsettled(a)) {
+                if wave.get(a).is_none_or(|&aw| aw >= w) {
+                    return Err(format!("task {k} (wave {w}) before its dependency {a}"));
+                }
+            }
+        }
+        let held = plan.hold(engine.id(k).unwrap()).is_some();
+        let should = stuck(k) || ancestors.iter().any(|a| stuck(a));
+        if held != should {
+            return Err(format!(
+                "{k}: held {held}, but stuck ancestors say {should}"
+            ));
+        }
     }
     Ok(())
 }

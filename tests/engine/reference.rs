@@ -169,7 +169,18 @@ impl Reference {
                 .filter(|r| self.objs[r].deleting)
                 .collect();
         } else {
-            // Nearest unsettled ancestors, walking through settled ones (R1).
+            // Nearest unsettled ancestors, walking through settled ones (R1), with the
+            // model-level waits of x and of every settled object passed through.
+            let model_waits = |of: &str, pre: &mut BTreeSet<String>| {
+                for m in &self.depends_on[&self.objs[of].model] {
+                    for (y, yo) in &self.objs {
+                        if y != x && &yo.model == m && !yo.deleting && self.unsettled(y) {
+                            pre.insert(y.clone());
+                        }
+                    }
+                }
+            };
+            model_waits(x, &mut pre);
             let mut seen = BTreeSet::new();
             let mut stack: Vec<String> = self.effdeps(x).into_iter().collect();
             while let Some(d) = stack.pop() {
@@ -183,14 +194,8 @@ impl Reference {
                         pre.insert(d);
                     }
                 } else {
+                    model_waits(&d, &mut pre);
                     stack.extend(self.effdeps(&d));
-                }
-            }
-            for m in &self.depends_on[&o.model] {
-                for (y, yo) in &self.objs {
-                    if y != x && &yo.model == m && !yo.deleting && self.unsettled(y) {
-                        pre.insert(y.clone());
-                    }
                 }
             }
         }
