@@ -751,13 +751,16 @@ impl<'a> Overlay<'a> {
     }
 }
 
+/// A watch event from `apply`: the key and its changed declarative fields (`None`: deleted).
+pub(crate) type ApplyEvent = (String, Option<Vec<String>>);
+
 /// Writes a checked change set into the store. Returns the report and the watch events
 /// (key, changed declarative field names; `None` for a delete).
 pub(crate) fn commit(
     schema: &Schema,
     store: &mut Store,
     checked: Checked,
-) -> (ApplyReport, Vec<(String, Option<Vec<String>>)>) {
+) -> (ApplyReport, Vec<ApplyEvent>) {
     let Checked {
         entries,
         mut deps,

@@ -135,10 +135,10 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
         }
         free[f] = true;
     }
-    for id in 0..n {
+    for (id, &is_free) in free.iter().enumerate() {
         let m = d.model[id];
         if m == DEAD {
-            if !free[id] {
+            if !is_free {
                 return Err(format!("slot {id} is neither live nor free"));
             }
             continue;
@@ -209,7 +209,7 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
     );
     let mut indeg = vec![0u32; n];
     let mut adj: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for id in 0..n {
+    for (id, adj_out) in adj.iter_mut().enumerate() {
         if d.model[id] == DEAD {
             continue;
         }
@@ -220,7 +220,7 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
         for &t in &out {
             indeg[t as usize] += 1;
         }
-        adj[id] = out;
+        *adj_out = out;
     }
     let mut queue: Vec<usize> = (0..n)
         .filter(|&i| d.model[i] != DEAD && indeg[i] == 0)
