@@ -8,13 +8,13 @@
 //! `start + duration` (from the scenario), so a change set applied in between makes the
 //! completion stale (R8), as in a real deployment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use syncore::trace::{self, Recorded, Settled, StateHash};
 use syncore::{
-    Completion, Engine, ExternalReport, HoldReason, ObjectId, Outcome, RunCounts, Status, Task,
-    TaskKind, Time,
+    Completion, Engine, ExternalReport, HoldReason, ObjectId, Outcome, Plan, RunCounts, Status,
+    Task, TaskKind, Time,
 };
 
 use crate::check::Setup;
@@ -197,6 +197,74 @@ impl RunResult {
     }
 }
 
+/// The latest plan and what has happened to its tasks since.
+///
+/// Planning costs O(unsettled objects), so the simulation does not plan after every
+/// completion: a successful completion only releases the completed task's dependents in the
+/// plan, which a fresh plan would also find (R1). Anything else (a change set, a failure, a
+/// deferral, a stale result, a backoff expiry) makes the next iteration plan again.
+struct Cached {
+    plan: Plan,
+    /// Prerequisites of each task not yet completed successfully.
+    pending: Vec<u32>,
+    /// Dependents of each task (the inverse of `plan.deps`).
+    dependents: Vec<Vec<u32>>,
+    /// Tasks free to start, by object id then task index.
+    ready: BTreeSet<(ObjectId, u32)>,
+    /// Task index of each object.
+    index: BTreeMap<ObjectId, u32>,
+}
+
+impl Cached {
+    fn new(plan: Plan, running: &[Option<Running>]) -> Cached {
+        let n = plan.tasks.len();
+        let mut pending = vec![0u32; n];
+        let mut dependents = vec![Vec::new(); n];
+        for (i, p) in pending.iter_mut().enumerate() {
+            let deps = plan.deps(i);
+            *p = deps.len() as u32;
+            for &d in deps {
+                dependents[d as usize].push(i as u32);
+            }
+        }
+        let busy: BTreeSet<ObjectId> = running.iter().flatten().map(|r| r.task.object).collect();
+        let index = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.object, i as u32))
+            .collect();
+        let ready = plan
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| pending[*i] == 0 && !busy.contains(&t.object))
+            .map(|(i, t)| (t.object, i as u32))
+            .collect();
+        Cached {
+            plan,
+            pending,
+            dependents,
+            ready,
+            index,
+        }
+    }
+
+    /// `object` completed successfully: its dependents may be ready.
+    fn done(&mut self, object: ObjectId) {
+        let Some(&i) = self.index.get(&object) else {
+            return;
+        };
+        for &d in &self.dependents[i as usize] {
+            let p = &mut self.pending[d as usize];
+            *p = p.saturating_sub(1);
+            if *p == 0 {
+                self.ready.insert((self.plan.tasks[d as usize].object, d));
+            }
+        }
+    }
+}
+
 struct Running {
     task: Task,
     /// The step that started it, and its index in that step's plan (for the trace).
@@ -239,8 +307,9 @@ pub fn simulate(
     let mut now = 0u64;
     let mut next_set = 0usize;
     let mut running: Vec<Option<Running>> = (0..workers).map(|_| None).collect();
-    let mut held: BTreeMap<ObjectId, String> = BTreeMap::new();
+    let mut held: BTreeMap<ObjectId, HoldReason> = BTreeMap::new();
     let mut actuations = 0u64;
+    let mut cache: Option<Cached> = None;
     let (converged, reason) = loop {
         if sim.step > 0 {
             sim.end_step(&engine, now);
@@ -249,49 +318,58 @@ pub fn simulate(
         while next_set < setup.sets.len() && setup.sets[next_set].at <= now {
             sim.apply(&mut engine, next_set, now);
             next_set += 1;
+            cache = None;
         }
-        let plan = engine.plan(Time(now));
-        if record {
-            sim.trace.push(trace::Event::DidPlan {
-                step: sim.step,
-                now: Time(now),
-                plan: plan.clone(),
-            });
-        }
-
-        // Holds that are new or have a new reason (R3, R4, R7, R17); an object's own backoff
-        // shows in its Finished event. A hold is forgotten when its object starts, so the
-        // same hold after a retry of its cause is shown again.
-        for h in &plan.holds {
-            if matches!(h.reason, HoldReason::BackingOff { .. }) {
-                continue;
+        let running_count = running.iter().flatten().count();
+        let replan = match &cache {
+            None => true,
+            Some(c) => {
+                c.plan.next_wake.is_some_and(|w| w.0 <= now)
+                    || (c.ready.is_empty() && running_count == 0)
             }
-            let status = engine.status_in(&plan, h.object);
-            let text = format!("{status:?}");
-            if held.get(&h.object) != Some(&text) {
-                sim.emit(Event::Held {
-                    at: now,
-                    key: engine.key(h.object).to_string(),
-                    status,
-                });
-                held.insert(h.object, text);
-            }
-        }
-
-        // Start what may run: tasks whose prerequisites are all done, on free workers.
-        let busy = |running: &[Option<Running>], id: ObjectId| {
-            running.iter().flatten().any(|r| r.task.object == id)
         };
-        for (i, t) in plan.tasks.iter().enumerate() {
-            if !plan.deps(i).is_empty() || busy(&running, t.object) {
-                continue;
+        if replan {
+            let plan = engine.plan(Time(now));
+            if record {
+                sim.trace.push(trace::Event::DidPlan {
+                    step: sim.step,
+                    now: Time(now),
+                    plan: plan.clone(),
+                });
             }
-            let Some(w) = running.iter().position(Option::is_none) else {
-                break;
-            };
+            // Holds that are new or have a new reason (R3, R4, R7, R17); an object's own
+            // backoff shows in its Finished event. A hold is forgotten when its object
+            // starts, so the same hold after a retry of its cause is shown again.
+            for h in &plan.holds {
+                if matches!(h.reason, HoldReason::BackingOff { .. }) {
+                    continue;
+                }
+                if held.get(&h.object) != Some(&h.reason) {
+                    sim.emit(Event::Held {
+                        at: now,
+                        key: engine.key(h.object).to_string(),
+                        status: engine.status_in(&plan, h.object),
+                    });
+                    held.insert(h.object, h.reason.clone());
+                }
+            }
+            cache = Some(Cached::new(plan, &running));
+        }
+        let Some(c) = cache.as_mut() else {
+            continue;
+        };
+
+        // Start what may run: tasks whose prerequisites are all done, on free workers, in
+        // object id order (the order of a fresh plan's first wave).
+        while let Some(w) = running.iter().position(Option::is_none) {
             if actuations >= setup.settings.actuations_max {
                 break;
             }
+            let Some((_, i)) = c.ready.pop_first() else {
+                break;
+            };
+            let i = i as usize;
+            let t = &c.plan.tasks[i];
             actuations += 1;
             let view = engine.view(t.object);
             let key = view.key().to_string();
@@ -339,6 +417,7 @@ pub fn simulate(
             });
         }
 
+        let plan = &c.plan;
         let running_count = running.iter().flatten().count();
         if running_count == 0 {
             if plan.is_empty() && next_set == setup.sets.len() {
@@ -405,7 +484,17 @@ pub fn simulate(
         for (w, slot) in running.iter_mut().enumerate() {
             if slot.as_ref().is_some_and(|r| r.end == now) {
                 if let Some(r) = slot.take() {
-                    sim.finish(&mut engine, r, w, now);
+                    let object = r.task.object;
+                    match sim.finish(&mut engine, r, w, now) {
+                        // Success releases the object's dependents in the cached plan.
+                        Some(Completion::Synced | Completion::Deleted { .. }) => {
+                            if let Some(c) = cache.as_mut() {
+                                c.done(object);
+                            }
+                        }
+                        // Anything else changes what may run: plan again.
+                        _ => cache = None,
+                    }
                 }
             }
         }
@@ -579,7 +668,13 @@ impl Sim<'_> {
         }
     }
 
-    fn finish(&mut self, engine: &mut Engine, r: Running, worker: usize, now: u64) {
+    fn finish(
+        &mut self,
+        engine: &mut Engine,
+        r: Running,
+        worker: usize,
+        now: u64,
+    ) -> Option<Completion> {
         let result = engine.complete(&r.task, r.outcome.clone(), Time(now));
         match &r.outcome {
             Outcome::Ok { .. } => self.counts.ok += 1,
@@ -623,8 +718,9 @@ impl Sim<'_> {
             kind: r.task.kind,
             version: r.task.version,
             outcome: r.outcome,
-            completion,
+            completion: completion.clone(),
         });
         self.watch_lines(now);
+        completion
     }
 }
