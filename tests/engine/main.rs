@@ -3,6 +3,7 @@
 
 mod cord;
 mod graphs;
+mod ops;
 mod props;
 mod reference;
 mod rules;
