@@ -144,26 +144,57 @@ impl Setup {
             .schema
             .model_id(model)
             .map_or(self.settings.duration_ms, |m| self.durations[m.index()]);
-        let permille = u64::from(self.settings.duration_jitter_permille);
-        let h = native::fnv1a(key) ^ self.settings.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let jitter = if permille == 0 {
-            0
-        } else {
-            base.saturating_mul(h % (permille + 1)) / 1000
-        };
-        let slow: u64 = self
-            .faults
+        duration_ms(base, &self.settings, &self.faults, key, model, kind)
+    }
+
+    /// A function computing [`Setup::duration`] that owns what it needs (for threads).
+    pub fn duration_fn(&self) -> impl Fn(&str, &str, TaskKind) -> u64 + Send + Sync + 'static {
+        let per_model: BTreeMap<String, u64> = self
+            .schema
+            .models()
             .iter()
-            .filter(|f| native::matches(f, key, model, kind))
-            .filter_map(|f| f.slow_ms)
-            .fold(0u64, u64::saturating_add);
-        base.saturating_add(jitter).saturating_add(slow).max(1)
+            .zip(&self.durations)
+            .map(|(m, d)| (m.name.clone(), *d))
+            .collect();
+        let (settings, faults) = (self.settings.clone(), self.faults.clone());
+        move |key: &str, model: &str, kind: TaskKind| {
+            let base = per_model
+                .get(model)
+                .copied()
+                .unwrap_or(settings.duration_ms);
+            duration_ms(base, &settings, &faults, key, model, kind)
+        }
     }
 
     /// Drains what built-in watchers wrote.
     pub fn drain_watch_lines(&self) -> Vec<String> {
         std::mem::take(&mut *self.sink.lock().unwrap_or_else(|p| p.into_inner()))
     }
+}
+
+/// One actuation's simulated time: the model's `base`, a per-key jitter, and the fault
+/// script's `slow_ms`; at least 1 ms.
+fn duration_ms(
+    base: u64,
+    settings: &Settings,
+    faults: &[Fault],
+    key: &str,
+    model: &str,
+    kind: TaskKind,
+) -> u64 {
+    let permille = u64::from(settings.duration_jitter_permille);
+    let h = native::fnv1a(key) ^ settings.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let jitter = if permille == 0 {
+        0
+    } else {
+        base.saturating_mul(h % (permille + 1)) / 1000
+    };
+    let slow: u64 = faults
+        .iter()
+        .filter(|f| native::matches(f, key, model, kind))
+        .filter_map(|f| f.slow_ms)
+        .fold(0u64, u64::saturating_add);
+    base.saturating_add(jitter).saturating_add(slow).max(1)
 }
 
 /// "expected one of: a, b, c".

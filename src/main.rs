@@ -15,6 +15,7 @@ mod report;
 mod run;
 mod scenario;
 mod svg;
+mod threads;
 mod trace;
 
 use std::io::Write as _;
@@ -87,6 +88,23 @@ struct RunArgs {
     /// Print the built-in demo scenario and exit.
     #[arg(long, conflicts_with = "scenario")]
     print_demo: bool,
+    /// How to run: `sim`, a deterministic simulation in logical time (the default), or
+    /// `threads`, the engine's own run loop and executor on real worker threads.
+    #[arg(long, value_enum, default_value_t = Executor::Sim)]
+    executor: Executor,
+    /// With `--executor threads`: how many times faster than the wall clock scenario time
+    /// runs (actuations sleep their duration divided by this).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    speed: u64,
+}
+
+/// How `run` executes a scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Executor {
+    /// Deterministic discrete-event simulation.
+    Sim,
+    /// The engine's Runner and Executor with real threads.
+    Threads,
 }
 
 #[derive(Debug, clap::Args)]
@@ -232,7 +250,11 @@ fn cmd_run(args: RunArgs, style: Style) -> u8 {
     };
     let json_stdout = args.json.as_deref() == Some(Path::new("-"));
     let mut progress = progress::Progress::new(setup.keys.len(), !json_stdout && !args.quiet);
-    let result = match run::simulate(&setup, args.json.is_some(), &mut |e| progress.event(e)) {
+    let result = match args.executor {
+        Executor::Sim => run::simulate(&setup, args.json.is_some(), &mut |e| progress.event(e)),
+        Executor::Threads => threads::execute(&setup, args.speed, &mut |e| progress.event(e)),
+    };
+    let result = match result {
         Ok(r) => r,
         Err(e) => {
             progress.clear();

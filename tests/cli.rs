@@ -596,3 +596,35 @@ fn seeded_random_faults_heal_and_converge() {
         "deterministic"
     );
 }
+
+#[test]
+fn threads_executor_runs_the_demo_and_its_trace_replays() {
+    // Real threads and a fast clock: the timeline depends on timing, the facts do not.
+    let dir = scratch("threads_executor_runs_the_demo_and_its_trace_replays");
+    let trace = dir.join("threads.jsonl");
+    let o = syncore(&[
+        "run",
+        "--executor",
+        "threads",
+        "--speed",
+        "50",
+        &format!("--json={}", trace.display()),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("converged at t="), "{out}");
+    assert!(out.contains("FAILED    sync site-east"), "{out}");
+    assert!(out.contains("ok        delete slice-west-2"), "{out}");
+    let r = syncore(&["replay", trace.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
+    let o = syncore(&[
+        "run",
+        "--executor",
+        "threads",
+        &scenario("never-converges.json"),
+        "--speed",
+        "100",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("slice-bad (Slice): blocked by site-bad"));
+}
