@@ -33,8 +33,10 @@ fn main() {
         return;
     }
     let dag = common::layered(1000, 1000, 4, 42, true, 1);
-    let set = common::change_set(&dag);
+    // Measured from before the change set is built: `apply` consumes (and frees) it, so
+    // what remains afterwards is the engine's.
     let before = LIVE.load(Ordering::Relaxed);
+    let set = common::change_set(&dag);
     let mut engine = syncore::Engine::new(
         syncore::Schema::from_json(common::NODE_SCHEMA).unwrap(),
         syncore::Config::default(),

@@ -1,5 +1,7 @@
 //! Dense identifiers and logical time.
 
+use std::hash::BuildHasher;
+
 use serde::{Deserialize, Serialize};
 
 /// The dense internal id of an object: an index into the store's arrays.
@@ -86,5 +88,54 @@ impl Time {
 impl std::fmt::Display for Time {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "t={}ms", self.0)
+    }
+}
+
+/// Key -> id interning: a hash table of ids that hashes through the store's key array, so
+/// each key is stored once (about 5 bytes per object instead of a second copy of the key).
+///
+/// Only looked up, never iterated: its order cannot leak into any output (R12).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+}
+
+impl KeyIndex {
+    /// The id of `key`, given the key array the ids index.
+    #[inline]
+    pub(crate) fn get(&self, key: &str, keys: &[Box<str>]) -> Option<u32> {
+        let h = self.hasher.hash_one(key);
+        self.table
+            .find(h, |&id| &*keys[id as usize] == key)
+            .copied()
+    }
+
+    /// Adds `id`, whose key is already in `keys[id]`.
+    pub(crate) fn insert(&mut self, id: u32, keys: &[Box<str>]) {
+        let hasher = &self.hasher;
+        let h = hasher.hash_one(&*keys[id as usize]);
+        self.table
+            .insert_unique(h, id, |&i| hasher.hash_one(&*keys[i as usize]));
+    }
+
+    /// Removes `key`, while `keys` still holds it.
+    pub(crate) fn remove(&mut self, key: &str, keys: &[Box<str>]) {
+        let h = self.hasher.hash_one(key);
+        if let Ok(entry) = self.table.find_entry(h, |&id| &*keys[id as usize] == key) {
+            entry.remove();
+        }
+    }
+
+    /// Reserves room for `n` more keys.
+    pub(crate) fn reserve(&mut self, n: usize, keys: &[Box<str>]) {
+        let hasher = &self.hasher;
+        self.table
+            .reserve(n, |&i| hasher.hash_one(&*keys[i as usize]));
+    }
+
+    /// Buckets allocated.
+    pub(crate) fn capacity(&self) -> usize {
+        self.table.capacity()
     }
 }

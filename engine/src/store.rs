@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::graph::{self, Edge};
-use crate::id::{ModelId, ObjectId, Time};
+use crate::id::{KeyIndex, ModelId, ObjectId, Time};
 use crate::value::Value;
 
 /// The model id of a free slot.
@@ -82,7 +82,7 @@ pub(crate) struct Store {
     /// referrer's link is a proxy (it extends this object). Derived from `deps`.
     pub rdeps: Vec<Vec<Edge>>,
     /// Key -> id. Lookups only: never iterated, so its order cannot leak.
-    pub index: std::collections::HashMap<Box<str>, u32>,
+    pub index: KeyIndex,
     /// Base -> its extensions (objects with a proxy link to it, R16). Lookups only; the
     /// order inside each list never reaches an output (planning sorts what it derives).
     pub exts: std::collections::HashMap<u32, Vec<u32>>,
@@ -108,7 +108,8 @@ impl Store {
     pub(crate) fn from_data(d: StoreData, decl_counts: Vec<u16>) -> Store {
         let n = d.keys.len();
         let mut rdeps: Vec<Vec<Edge>> = vec![Vec::new(); n];
-        let mut index = std::collections::HashMap::with_capacity(n);
+        let mut index = KeyIndex::default();
+        index.reserve(n, &d.keys);
         let mut exts: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
         let mut live_count = 0;
         for id in 0..n {
@@ -116,7 +117,7 @@ impl Store {
                 continue;
             }
             live_count += 1;
-            index.insert(d.keys[id].clone(), id as u32);
+            index.insert(id as u32, &d.keys);
             for &e in d.deps[id].iter() {
                 rdeps[graph::target(e).index()].push(graph::retag(id as u32, e));
                 if graph::is_proxy(e) {
@@ -142,7 +143,7 @@ impl Store {
         id.index() < self.d.model.len() && self.d.model[id.index()] != DEAD
     }
     pub(crate) fn id_of(&self, key: &str) -> Option<ObjectId> {
-        self.index.get(key).map(|&i| ObjectId(i))
+        self.index.get(key, &self.d.keys).map(ObjectId)
     }
     pub(crate) fn key(&self, id: ObjectId) -> &str {
         &self.d.keys[id.index()]
@@ -241,7 +242,7 @@ impl Store {
                 id
             }
         };
-        self.index.insert(key.into(), id);
+        self.index.insert(id, &self.d.keys);
         self.live_count += 1;
         ObjectId(id)
     }
@@ -322,7 +323,9 @@ impl Store {
         self.set_deps(id, Box::new([]));
         let i = id.index();
         let key = std::mem::take(&mut self.d.keys[i]);
-        self.index.remove(&key);
+        self.d.keys[i] = key;
+        self.index.remove(&self.d.keys[i], &self.d.keys);
+        self.d.keys[i] = Box::default();
         self.d.model[i] = DEAD;
         self.d.version[i] = 0;
         self.d.enacted[i] = 0;
@@ -352,8 +355,7 @@ impl Store {
             bytes += self.rdeps[i].capacity() * 4;
         }
         // Hash index: key box, id, and a control byte per bucket (about 8/7 load).
-        bytes += self.index.capacity() * (size_of::<Box<str>>() + 4 + 1);
-        bytes += self.index.keys().map(|k| k.len()).sum::<usize>();
+        bytes += self.index.capacity() * (4 + 1);
         // Unsettled set: a B-tree of u32, about 12 bytes per entry with node overhead.
         bytes += d.unsettled.len() * 12;
         bytes
