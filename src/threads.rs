@@ -51,10 +51,13 @@ struct Timed {
     setup: Arc<Durations>,
 }
 
+/// The scenario's duration rule: (key, model, kind) to ms.
+type DurationFn = Box<dyn Fn(&str, &str, TaskKind) -> u64 + Send + Sync>;
+
 /// What `Timed` needs to know about durations (a copy, so actuators own it).
 struct Durations {
     speed: u64,
-    duration: Box<dyn Fn(&str, &str, TaskKind) -> u64 + Send + Sync>,
+    duration: DurationFn,
 }
 
 impl Timed {
@@ -221,7 +224,7 @@ struct Rebuilt {
 /// Lowercase or uppercase hex to bytes.
 fn unhex(text: &str) -> Option<Vec<u8>> {
     let t = text.as_bytes();
-    if t.len() % 2 != 0 {
+    if !t.len().is_multiple_of(2) {
         return None;
     }
     t.chunks(2)
@@ -393,27 +396,24 @@ fn rebuild(
                 ..
             } => {
                 let base = step_now.get(step).copied().unwrap_or(0);
-                match (state, outcome) {
-                    (Settled::Ran, Some(outcome)) => {
-                        if let Some(id) = shadow.id(key) {
-                            held.remove(&id);
-                        }
-                        ran.insert(
-                            *task,
-                            (
-                                base + start_ns / 1_000_000,
-                                base + end_ns / 1_000_000,
-                                lane.map_or(0, usize::from),
-                                key.clone(),
-                                model.clone(),
-                                *kind,
-                                *version,
-                                outcome.clone(),
-                            ),
-                        );
+                // Tasks held inside a run show as holds of the next plan.
+                if let (Settled::Ran, Some(outcome)) = (state, outcome) {
+                    if let Some(id) = shadow.id(key) {
+                        held.remove(&id);
                     }
-                    // Tasks held inside a run show as holds of the next plan.
-                    _ => {}
+                    ran.insert(
+                        *task,
+                        (
+                            base + start_ns / 1_000_000,
+                            base + end_ns / 1_000_000,
+                            lane.map_or(0, usize::from),
+                            key.clone(),
+                            model.clone(),
+                            *kind,
+                            *version,
+                            outcome.clone(),
+                        ),
+                    );
                 }
             }
             trace::Event::DidComplete {
