@@ -3,7 +3,8 @@
 //! ## Algorithm
 //! `apply` never writes before everything is checked ("validate, then mutate"):
 //! 1. entries are sorted by key (R12); the same key twice is refused;
-//! 2. each entry is *staged* over the store (model, fields and types checked);
+//! 2. each entry is *staged* over the store (key, model, fields, types and the size limits
+//!    of `Config` checked: `changes_max` counts policy output too);
 //! 3. model policies run round by round on the staged objects that changed (R10), their
 //!    changes staged the same way;
 //! 4. references are resolved (to staged or stored objects of the link's target model) and
@@ -24,7 +25,7 @@ use crate::id::{ModelId, ObjectId};
 use crate::policy::{Policy, PolicyInput, StagedObject, StateView};
 use crate::schema::{FieldSlot, ModelKind, Schema};
 use crate::store::{Store, DEFERRED, DELETING, EXTERNAL_FAILED};
-use crate::value::Value;
+use crate::value::{Value, ValueLimits};
 
 /// One entry of a change set.
 ///
@@ -183,11 +184,28 @@ struct Staged {
     existing: Option<ObjectId>,
 }
 
+/// What one `apply` may stage (issue 7): every caller and policy change is checked
+/// against these before anything is written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Most changes staged, policy output included.
+    pub changes_max: usize,
+    /// Longest key, in bytes.
+    pub key_len_max: usize,
+    /// Most live objects after the change set.
+    pub objects_max: usize,
+    /// Size limits on each declarative value.
+    pub value: ValueLimits,
+}
+
 /// The staged state of one `apply`.
 pub(crate) struct Stage<'a> {
     schema: &'a Schema,
     store: &'a Store,
+    limits: Limits,
     entries: BTreeMap<String, Staged>,
+    /// Changes staged so far, policy output included (against `limits.changes_max`).
+    changes_count: usize,
     touched_objects: u64,
     touched_edges: u64,
 }
@@ -204,11 +222,13 @@ pub(crate) struct Checked {
 }
 
 impl<'a> Stage<'a> {
-    pub(crate) fn new(schema: &'a Schema, store: &'a Store) -> Stage<'a> {
+    pub(crate) fn new(schema: &'a Schema, store: &'a Store, limits: Limits) -> Stage<'a> {
         Stage {
             schema,
             store,
+            limits,
             entries: BTreeMap::new(),
+            changes_count: 0,
             touched_objects: 0,
             touched_edges: 0,
         }
@@ -217,6 +237,21 @@ impl<'a> Stage<'a> {
     /// Stages one change; returns whether it changed the staged state.
     fn stage(&mut self, change: &Change) -> Result<bool, ChangeError> {
         self.touched_objects += 1;
+        self.changes_count += 1;
+        if self.changes_count > self.limits.changes_max {
+            return Err(ChangeError::TooLarge {
+                what: "change set",
+                max: self.limits.changes_max,
+            });
+        }
+        let key = change.key();
+        if key.is_empty() {
+            // A snapshot refuses empty keys (R14), so the store never holds one.
+            return Err(ChangeError::EmptyKey);
+        }
+        if key.len() > self.limits.key_len_max {
+            return Err(ChangeError::key_too_long(key, self.limits.key_len_max));
+        }
         match change {
             Change::Upsert { key, model, fields } => self.stage_upsert(key, model, fields),
             Change::Delete { key } => self.stage_delete(key),
@@ -296,6 +331,13 @@ impl<'a> Stage<'a> {
                             field: name.clone(),
                             expected: e.expected,
                             found: e.found,
+                        })?;
+                    v.check_limits(&self.limits.value)
+                        .map_err(|e| ChangeError::ValueTooLarge {
+                            key: key.into(),
+                            field: name.clone(),
+                            what: e.what,
+                            max: e.max,
                         })?;
                     next.values[i as usize] = v;
                 }
@@ -461,10 +503,10 @@ impl<'a> Stage<'a> {
                 }
             });
         }
-        if self.store.live_count + new_count > graph::OBJECTS_MAX {
+        if self.store.live_count + new_count > self.limits.objects_max {
             return Err(ChangeError::TooLarge {
                 what: "object count",
-                max: graph::OBJECTS_MAX,
+                max: self.limits.objects_max,
             });
         }
         let staged: Vec<&Staged> = self.entries.values().collect();

@@ -14,10 +14,10 @@ use crate::error::{ChangeError, CompleteError, SnapshotError};
 use crate::id::{ObjectId, Time};
 use crate::plan::{self, HoldReason, Plan, Scratch, Task};
 use crate::policy::{Policy, WatchEvent, WatchKind, Watcher};
-use crate::schema::{ModelKind, Schema};
+use crate::schema::{FieldSlot, ModelKind, Schema};
 use crate::snapshot;
 use crate::store::Store;
-use crate::value::Value;
+use crate::value::{Value, ValueLimits};
 
 /// Engine settings. Every option states its default; [`Config::default`] gives them all.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
@@ -27,10 +27,25 @@ pub struct Config {
     pub backoff: BackoffPolicy,
     /// Policy rounds before a change set is refused as a loop (R10). Default: 16.
     pub policy_rounds_max: u32,
-    /// Most entries in one change set, policy output included. Default: 10,000,000.
+    /// Most entries in one change set, policy output included (every change a policy
+    /// returns counts). Default: 10,000,000.
     pub changes_max: u64,
-    /// Longest key, in bytes. Default: 1,024.
+    /// Longest key, in bytes, of an object or inside a reference. Default: 1,024.
     pub key_len_max: u32,
+    /// Most live objects in the store; a change set that would leave more is refused.
+    /// Default: 10,000,000 (never more than [`OBJECTS_MAX`](crate::OBJECTS_MAX)).
+    pub objects_max: u64,
+    /// Longest `string` value, in bytes (declarative and feedback). Default: 1,048,576.
+    pub string_len_max: u32,
+    /// Longest `bytes` value. Default: 1,048,576.
+    pub bytes_len_max: u32,
+    /// Longest `json` value, as canonical text in bytes. Default: 1,048,576.
+    pub json_len_max: u32,
+    /// Deepest nesting of arrays and objects in a `json` value. Default: 64. (JSON input
+    /// nested deeper than 128 does not parse at all.)
+    pub json_depth_max: u32,
+    /// Most references in one `refs` field. Default: 65,536.
+    pub refs_max: u32,
 }
 
 impl Default for Config {
@@ -40,6 +55,37 @@ impl Default for Config {
             policy_rounds_max: 16,
             changes_max: 10_000_000,
             key_len_max: 1024,
+            objects_max: 10_000_000,
+            string_len_max: 1 << 20,
+            bytes_len_max: 1 << 20,
+            json_len_max: 1 << 20,
+            json_depth_max: 64,
+            refs_max: 1 << 16,
+        }
+    }
+}
+
+impl Config {
+    /// The limits staging checks every change against (issue 7).
+    pub(crate) fn limits(&self) -> change::Limits {
+        let usize_of = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
+        change::Limits {
+            changes_max: usize_of(self.changes_max),
+            key_len_max: self.key_len_max as usize,
+            objects_max: usize_of(self.objects_max).min(crate::graph::OBJECTS_MAX),
+            value: self.value_limits(),
+        }
+    }
+
+    /// The size limits on one field value.
+    pub(crate) fn value_limits(&self) -> ValueLimits {
+        ValueLimits {
+            string_len_max: self.string_len_max as usize,
+            bytes_len_max: self.bytes_len_max as usize,
+            json_len_max: self.json_len_max as usize,
+            json_depth_max: self.json_depth_max as usize,
+            refs_max: self.refs_max as usize,
+            key_len_max: self.key_len_max as usize,
         }
     }
 }
@@ -250,24 +296,15 @@ impl Engine {
     /// O(changes + their edges), plus the effective ancestors of objects that gain
     /// dependencies (the cycle check, R11). Never O(store) (R15).
     pub fn apply(&mut self, set: ChangeSet) -> Result<ApplyReport, ChangeError> {
-        if set.changes.len() as u64 > self.config.changes_max {
+        let limits = self.config.limits();
+        // Refused before sorting; staging counts policy output against the same limit.
+        if set.changes.len() > limits.changes_max {
             return Err(ChangeError::TooLarge {
                 what: "change set",
-                max: self.config.changes_max as usize,
+                max: limits.changes_max,
             });
         }
-        if let Some(c) = set
-            .changes
-            .iter()
-            .find(|c| c.key().len() > self.config.key_len_max as usize)
-        {
-            let _ = c;
-            return Err(ChangeError::TooLarge {
-                what: "key length",
-                max: self.config.key_len_max as usize,
-            });
-        }
-        let checked = Stage::new(&self.schema, &self.store).run(
+        let checked = Stage::new(&self.schema, &self.store, limits).run(
             &set,
             &self.policies,
             self.config.policy_rounds_max,
@@ -307,6 +344,7 @@ impl Engine {
         outcome: Outcome,
         now: Time,
     ) -> Result<Completion, CompleteError> {
+        let outcome = self.check_feedback_limits(task, outcome);
         let (done, changed) = complete::complete(
             &self.schema,
             &mut self.store,
@@ -320,6 +358,38 @@ impl Engine {
             self.notify(&[(key, WatchKind::Feedback, changed)]);
         }
         Ok(done)
+    }
+
+    /// An `Ok` outcome whose feedback breaks a value limit becomes a failure naming the
+    /// field, recorded like a refused declarative write (R9): oversized feedback never
+    /// reaches the store.
+    fn check_feedback_limits(&self, task: &Task, outcome: Outcome) -> Outcome {
+        let Outcome::Ok { feedback } = &outcome else {
+            return outcome;
+        };
+        if !self.store.alive(task.object) {
+            return outcome;
+        }
+        let model = self.schema.model(self.store.model(task.object));
+        let limits = self.config.value_limits();
+        for (name, value) in feedback {
+            // Checked as it would be stored; a write `complete` refuses anyway is skipped.
+            let Some(FieldSlot::Feedback(i)) = model.slot(name) else {
+                continue;
+            };
+            let Ok(value) = value.clone().coerce(model.feedback[i as usize].ty) else {
+                continue;
+            };
+            if let Err(e) = value.check_limits(&limits) {
+                return Outcome::Failed {
+                    message: format!(
+                        "feedback field {name}: {} exceeds the limit of {}",
+                        e.what, e.max
+                    ),
+                };
+            }
+        }
+        outcome
     }
 
     /// Records a report about an object of an external model (R17).

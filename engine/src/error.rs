@@ -258,7 +258,8 @@ pub enum ChangeError {
         /// The limit.
         rounds: u32,
     },
-    /// A limit of the engine's configuration was exceeded.
+    /// A limit of the engine's configuration was exceeded: `"change set"` (entries, policy
+    /// output included: `changes_max`) or `"object count"` (`objects_max`).
     #[error("{what} exceeds the limit of {max}")]
     TooLarge {
         /// What is too large.
@@ -266,6 +267,52 @@ pub enum ChangeError {
         /// The limit.
         max: usize,
     },
+    /// A field value exceeds a size limit of the engine's configuration: `what` is one of
+    /// `"string length"`, `"bytes length"`, `"json length"`, `"json depth"`,
+    /// `"reference count"`, `"reference key length"`.
+    #[error("object {key}: field {field}: {what} exceeds the limit of {max}")]
+    ValueTooLarge {
+        /// The key.
+        key: String,
+        /// The field.
+        field: String,
+        /// What is too large.
+        what: &'static str,
+        /// The limit (`Config`'s matching `*_max`).
+        max: usize,
+    },
+    /// A key is longer than `Config::key_len_max`.
+    #[error("object key of {len} bytes starting {prefix:?} exceeds the limit of {max}")]
+    KeyTooLong {
+        /// The key's first characters (at most [`KEY_PREFIX_LEN`] bytes).
+        prefix: String,
+        /// Its length, in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A key is the empty string.
+    #[error("object key is empty")]
+    EmptyKey,
+}
+
+/// How much of an overlong key [`ChangeError::KeyTooLong`] quotes, in bytes.
+pub const KEY_PREFIX_LEN: usize = 32;
+
+impl ChangeError {
+    /// [`ChangeError::KeyTooLong`] for `key`, quoting its first [`KEY_PREFIX_LEN`] bytes
+    /// (cut at a character boundary).
+    pub(crate) fn key_too_long(key: &str, max: usize) -> ChangeError {
+        let mut end = key.len().min(KEY_PREFIX_LEN);
+        while !key.is_char_boundary(end) {
+            end -= 1;
+        }
+        ChangeError::KeyTooLong {
+            prefix: key[..end].to_string(),
+            len: key.len(),
+            max,
+        }
+    }
 }
 
 /// A completion was refused.

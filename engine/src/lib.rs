@@ -69,7 +69,7 @@ pub use change::{ApplyReport, Change, ChangeSet};
 pub use clock::{Clock, RealClock, VirtualClock};
 pub use complete::{Completion, ExternalReport};
 pub use engine::{Config, Engine, ObjectInfo, Status, UnknownModel, WatchStats, WATCH_LOG_MAX};
-pub use error::{ChangeError, CompleteError, SchemaError, SnapshotError};
+pub use error::{ChangeError, CompleteError, SchemaError, SnapshotError, KEY_PREFIX_LEN};
 pub use exec::{
     Actuators, CancelToken, ExecConfig, ExecError, Executor, RunCounts, RunReport, Span, TaskState,
     THREADS_MAX,

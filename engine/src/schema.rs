@@ -397,13 +397,29 @@ fn check_model_cycles(def: &SchemaDef, models: &[Model]) -> Result<(), SchemaErr
         }
     }
     // R16 implies edges too: a non-proxy link A -> B makes A wait for every extension E of B.
+    // Extensions are indexed once, so this costs links x extensions, not links x all links
+    // (a large schema must not take quadratic time to refuse or accept, issue 7).
+    let mut extensions_of: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (e, em) in models.iter().enumerate() {
+        for pl in em.links.iter().filter(|l| l.proxy) {
+            extensions_of[pl.target.index()].push(e);
+        }
+    }
+    for ext in &mut extensions_of {
+        ext.sort_unstable();
+        ext.dedup();
+    }
     for (a, m) in models.iter().enumerate() {
-        for l in m.links.iter().filter(|l| !l.proxy) {
-            for (e, em) in models.iter().enumerate() {
-                if e != a && em.links.iter().any(|pl| pl.proxy && pl.target == l.target) {
-                    all[a].push(e);
-                }
-            }
+        let mut targets: Vec<usize> = m
+            .links
+            .iter()
+            .filter(|l| !l.proxy)
+            .map(|l| l.target.index())
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
+        for t in targets {
+            all[a].extend(extensions_of[t].iter().copied().filter(|&e| e != a));
         }
     }
     if let Some(cycle) = find_cycle(&strict) {

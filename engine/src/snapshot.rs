@@ -18,7 +18,7 @@ use crate::store::{StoreData, DEAD};
 /// The magic bytes that open a snapshot.
 pub const MAGIC: &[u8; 8] = b"SYNCORE\0";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(bincode::Encode, bincode::Decode)]
 struct Body {

@@ -216,6 +216,89 @@ impl Value {
     }
 }
 
+/// Size limits on one value (the engine's `Config` `*_max` options, in bytes or counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ValueLimits {
+    /// Longest `Str`, in bytes.
+    pub string_len_max: usize,
+    /// Longest `Bytes`.
+    pub bytes_len_max: usize,
+    /// Longest `Json` text (canonical), in bytes.
+    pub json_len_max: usize,
+    /// Deepest nesting of arrays and objects in a `Json` value.
+    pub json_depth_max: usize,
+    /// Most keys in one `Refs`.
+    pub refs_max: usize,
+    /// Longest key inside a `Ref` or `Refs`, in bytes.
+    pub key_len_max: usize,
+}
+
+/// A value over one of its [`ValueLimits`]: what is too large, and the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Exceeded {
+    /// What is too large, in words ("string length").
+    pub what: &'static str,
+    /// The limit.
+    pub max: usize,
+}
+
+impl Value {
+    /// Checks this value against `limits`, in time linear in its size and without recursion
+    /// (a JSON text's depth is counted by scanning it).
+    pub(crate) fn check_limits(&self, limits: &ValueLimits) -> Result<(), Exceeded> {
+        let over = |what, len: usize, max: usize| {
+            if len > max {
+                Err(Exceeded { what, max })
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => Ok(()),
+            Value::Str(s) => over("string length", s.len(), limits.string_len_max),
+            Value::Bytes(b) => over("bytes length", b.len(), limits.bytes_len_max),
+            Value::Ref(k) => over("reference key length", k.len(), limits.key_len_max),
+            Value::Refs(ks) => {
+                over("reference count", ks.len(), limits.refs_max)?;
+                ks.iter()
+                    .try_for_each(|k| over("reference key length", k.len(), limits.key_len_max))
+            }
+            Value::Json(text) => {
+                over("json length", text.len(), limits.json_len_max)?;
+                over("json depth", json_depth(text), limits.json_depth_max)
+            }
+        }
+    }
+}
+
+/// The deepest nesting of arrays and objects in JSON text (0 for a scalar), counted by a
+/// scan that skips string contents; for text that is not JSON, a count of the same kind.
+pub(crate) fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Canonical JSON text: serde_json's default map is ordered, so keys come out sorted.
 fn canonical_json(json: &serde_json::Value) -> String {
     serde_json::to_string(json).unwrap_or_else(|_| "null".to_string())
@@ -293,6 +376,47 @@ mod tests {
             a.coerce(FieldType::Json).unwrap(),
             b.coerce(FieldType::Json).unwrap()
         );
+    }
+
+    #[test]
+    fn json_depth_counts_nesting_outside_strings() {
+        assert_eq!(json_depth("1"), 0);
+        assert_eq!(json_depth(r#"[1,{"a":[2]}]"#), 3);
+        assert_eq!(json_depth(r#"["[[[", "\\", "\"{", {"}": 1}]"#), 2);
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(json_depth(&deep), 100);
+    }
+
+    #[test]
+    fn limits_name_what_is_too_large() {
+        let limits = ValueLimits {
+            string_len_max: 3,
+            bytes_len_max: 2,
+            json_len_max: 10,
+            json_depth_max: 2,
+            refs_max: 2,
+            key_len_max: 4,
+        };
+        let check = |v: Value| v.check_limits(&limits).err().map(|e| (e.what, e.max));
+        assert_eq!(check(Value::Str("abc".into())), None);
+        assert_eq!(check(Value::Str("abcd".into())), Some(("string length", 3)));
+        assert_eq!(check(Value::Bytes(vec![0; 3])), Some(("bytes length", 2)));
+        assert_eq!(
+            check(Value::Ref("kkkkk".into())),
+            Some(("reference key length", 4))
+        );
+        let refs = |n| Value::Refs((0..n).map(|i| format!("k{i}")).collect());
+        assert_eq!(check(refs(2)), None);
+        assert_eq!(check(refs(3)), Some(("reference count", 2)));
+        assert_eq!(
+            check(Value::Json("[[[1]]]".into())),
+            Some(("json depth", 2))
+        );
+        assert_eq!(
+            check(Value::Json("\"0123456789\"".into())),
+            Some(("json length", 10))
+        );
+        assert_eq!(check(Value::Int(i64::MAX)), None);
     }
 
     #[test]
