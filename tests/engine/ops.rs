@@ -486,7 +486,11 @@ pub fn run_ops(models: &[GModel], ops: &[Op]) -> Result<(), String> {
 /// ancestor of a sync task is a task of an earlier wave), and a live object with work is
 /// held exactly when it, or something it transitively waits for, is stuck (backing off,
 /// external and unreported or failed, or being deleted).
-fn check_order_and_holds(engine: &Engine, plan: &syncore::Plan, now: Time) -> Result<(), String> {
+pub fn check_order_and_holds(
+    engine: &Engine,
+    plan: &syncore::Plan,
+    now: Time,
+) -> Result<(), String> {
     let r = Reference::new(engine, now);
     let mut wave: BTreeMap<String, usize> = BTreeMap::new();
     let mut i = 0;
