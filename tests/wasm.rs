@@ -865,6 +865,50 @@ mod rules {
         );
     }
 
+    /// Goal: `host.log` lines reach the embedder's sink tagged with the plugin, the object
+    /// and the level, and a call's `log_lines_max` bounds them (the rest are counted).
+    #[test]
+    fn plugin_log_lines_reach_the_sink_within_limits() {
+        use std::sync::{Arc, Mutex};
+        use syncore::wasm::{LogLevel, LogLine, LogSink};
+
+        #[derive(Default)]
+        struct Collect(Mutex<Vec<LogLine>>);
+        impl LogSink for Collect {
+            fn log(&self, line: LogLine) {
+                self.0.lock().unwrap().push(line);
+            }
+        }
+
+        for lines_max in [1u32, 0] {
+            let sink = Arc::new(Collect::default());
+            let config = HostConfig::default().limits(Limits {
+                log_lines_max: lines_max,
+                ..limits()
+            });
+            let host = WasmHost::with_log_sink(config, sink.clone()).unwrap();
+            let cord = actuator(&host, components::CORD_ACTUATORS);
+            let engine = engine_with("Site", "s1");
+            assert_eq!(cord.delete(&engine.view_key("s1").unwrap()), Outcome::ok());
+            let lines = sink.0.lock().unwrap().clone();
+            if lines_max == 1 {
+                assert_eq!(
+                    lines,
+                    vec![LogLine {
+                        plugin: "cord-actuators".into(),
+                        key: "s1".into(),
+                        level: LogLevel::Info,
+                        message: "deleted Site s1".into(),
+                    }]
+                );
+                assert_eq!(host.logs_dropped(), 0);
+            } else {
+                assert!(lines.is_empty(), "{lines:?}");
+                assert_eq!(host.logs_dropped(), 1, "the line over the limit is counted");
+            }
+        }
+    }
+
     /// Goal: a second start loads compiled code from the disk cache instead of compiling.
     /// Method: two hosts over a fresh cache directory load the same component.
     #[test]
