@@ -41,8 +41,8 @@ pub enum Change {
         key: String,
         /// The object's model.
         model: String,
-        /// Declarative field values, by name.
-        #[serde(default)]
+        /// Declarative field values, by name (JSON: a name given twice is an error).
+        #[serde(default, deserialize_with = "unique_fields")]
         fields: BTreeMap<String, Value>,
     },
     /// Delete the object (R7): its delete runs once its referrers are gone.
@@ -50,6 +50,36 @@ pub enum Change {
         /// The key.
         key: String,
     },
+}
+
+/// Reads an upsert's fields, refusing a name given twice (serde would keep the last one
+/// silently, and which value wins should not depend on the text's order).
+fn unique_fields<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Value>, D::Error> {
+    struct Fields;
+    impl<'de> serde::de::Visitor<'de> for Fields {
+        type Value = BTreeMap<String, Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of field names to values")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                if out.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "field `{name}` is given twice"
+                    )));
+                }
+                out.insert(name, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Fields)
 }
 
 impl Change {

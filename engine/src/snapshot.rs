@@ -3,9 +3,9 @@
 //! ```text
 //! magic "SYNCORE\0" | format version u32 LE | payload length u64 LE | payload | FNV-1a-64 of payload, u64 LE
 //! ```
-//! The payload is bincode 2 (standard configuration, with a size limit equal to the payload
-//! length, so a forged length prefix cannot allocate beyond the input). After decoding, the
-//! whole state is checked for consistency (ids, field counts, edges against field values,
+//! The payload is bincode 2 (standard configuration, with a size limit proportional to the
+//! payload length, so a forged length prefix cannot allocate far beyond the input). After
+//! decoding, the whole state is checked for consistency (ids, field counts, edges against field values,
 //! acyclicity, the unsettled set), so well-formed but inconsistent bytes are refused too.
 
 use crate::engine::Config;
@@ -94,9 +94,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Schema, Config, StoreData), Snapsh
     if fnv1a(payload).to_le_bytes() != sum {
         return Err(corrupt("checksum mismatch"));
     }
-    let config = bincode::config::standard().with_limit::<{ 1 << 40 }>();
-    let (body, used): (Body, usize) = bincode::decode_from_slice(payload, config)
-        .map_err(|e| SnapshotError::Corrupt(format!("payload: {e}")))?;
+    let (body, used) =
+        decode_body(payload).map_err(|e| SnapshotError::Corrupt(format!("payload: {e}")))?;
     if used != payload.len() {
         return Err(corrupt("trailing bytes in payload"));
     }
@@ -105,6 +104,34 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Schema, Config, StoreData), Snapsh
     let schema = Schema::new(def)?;
     validate(&schema, &body.store).map_err(SnapshotError::Corrupt)?;
     Ok((schema, body.config, body.store))
+}
+
+/// In-memory bytes a container may claim per payload byte while decoding. Containers
+/// claim `len * size_of::<T>()` against bincode's limit before allocating; every element
+/// takes at least one encoded byte and none is larger than 32 bytes in memory, so a real
+/// snapshot stays within 64 times its payload.
+const CLAIM_PER_BYTE_MAX: usize = 64;
+
+/// Decodes the payload with a bincode limit proportional to its length (issue 7): a forged
+/// length prefix is refused as `LimitExceeded` instead of allocating what it claims (a
+/// fixed limit of 2^40 let 9 bytes ask for 512 GiB). bincode's limit is a const generic, so
+/// the limit is the first of a ladder of powers of four that covers the payload.
+fn decode_body(payload: &[u8]) -> Result<(Body, usize), bincode::error::DecodeError> {
+    let want = payload.len().saturating_mul(CLAIM_PER_BYTE_MAX);
+    macro_rules! ladder {
+        ($($bits:literal)*) => {
+            $(
+                if want <= 1usize << $bits {
+                    let config = bincode::config::standard().with_limit::<{ 1usize << $bits }>();
+                    return bincode::decode_from_slice(payload, config);
+                }
+            )*
+        };
+    }
+    ladder!(12 14 16 18 20 22 24 26 28 30);
+    #[cfg(target_pointer_width = "64")]
+    ladder!(32 34 36 38 40 42 44 46 48);
+    Err(bincode::error::DecodeError::LimitExceeded)
 }
 
 /// Checks every invariant the engine relies on, so that no later call can panic.

@@ -142,6 +142,12 @@ impl Value {
             (FieldType::Int, v @ Value::Int(_)) => v,
             (FieldType::Float, Value::Int(i)) => Value::Float(i as f64),
             (FieldType::Float, Value::Float(x)) if x.is_finite() => Value::Float(x),
+            (FieldType::Float, Value::Float(_)) => {
+                return Err(TypeMismatch {
+                    expected: ty,
+                    found: "non-finite float".into(),
+                })
+            }
             (FieldType::String, v @ Value::Str(_)) => v,
             (FieldType::Bytes, v @ Value::Bytes(_)) => v,
             (FieldType::Bytes, Value::Json(text)) => {
@@ -424,6 +430,7 @@ mod tests {
         let err = Value::Bool(true).coerce(FieldType::Int).unwrap_err();
         assert_eq!(err.expected, FieldType::Int);
         assert_eq!(err.found, "bool");
-        assert!(Value::Float(f64::NAN).coerce(FieldType::Float).is_err());
+        let nan = Value::Float(f64::NAN).coerce(FieldType::Float).unwrap_err();
+        assert_eq!(nan.found, "non-finite float");
     }
 }
