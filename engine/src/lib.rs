@@ -88,3 +88,5 @@ pub use schema::{
 };
 pub use snapshot::{FORMAT_VERSION, MAGIC};
 pub use value::{FieldType, TypeMismatch, Value};
+#[cfg(feature = "wasm")]
+pub use wasm::PluginError;
