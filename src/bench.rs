@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use syncore::{Change, ChangeSet, Config, Engine, Outcome, Schema, Time, Value};
+use syncore::{
+    Actuator, Actuators, Change, ChangeSet, Config, Engine, ExecConfig, Executor, ObjectView,
+    Outcome, Schema, Time, Value,
+};
 
 /// A DAG: `edges` are `(src, dst)`, meaning "dst depends on src".
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,6 +218,22 @@ pub struct Report {
     pub actuations: u64,
     /// Plan rounds the execution took.
     pub rounds: u64,
+    /// Worker threads of the engine's executor run.
+    pub threads: usize,
+    /// Time to execute everything on the engine's executor (plan, run on `threads` threads
+    /// with a no-op actuator, complete the run), s.
+    pub executor_s: f64,
+    /// Actuations the executor ran.
+    pub executor_actuations: u64,
+}
+
+/// The no-op actuator the execution measurements call.
+struct Noop;
+
+impl Actuator for Noop {
+    fn sync(&self, _: &ObjectView<'_>) -> Outcome {
+        Outcome::ok()
+    }
 }
 
 fn secs(d: Duration) -> f64 {
@@ -225,10 +244,13 @@ fn secs(d: Duration) -> f64 {
 ///
 /// # Errors
 /// If the engine refuses the graph (for example a cycle in a DAG1 file).
-pub fn run(dag: &Dag, name: String) -> Result<Report, String> {
+pub fn run(dag: &Dag, name: String, threads: usize) -> Result<Report, String> {
     let schema = Schema::from_json(NODE_SCHEMA).map_err(|e| e.to_string())?;
-    let mut engine = Engine::new(schema, Config::default());
+    let mut engine = Engine::new(schema.clone(), Config::default());
     let set = change_set(dag);
+    let mut twin = Engine::new(schema, Config::default());
+    twin.apply(set.clone())
+        .map_err(|e| format!("the engine refused the graph: {e}"))?;
     let t = Instant::now();
     engine
         .apply(set)
@@ -257,6 +279,28 @@ pub fn run(dag: &Dag, name: String) -> Result<Report, String> {
         }
     }
     let execute_s = secs(t.elapsed());
+
+    // The same graph on the engine's work-stealing executor.
+    let actuators = Actuators::new().with("Node", Noop);
+    let executor = Executor::new(
+        twin.schema(),
+        &actuators,
+        ExecConfig::new().threads(threads.max(1)),
+    )
+    .map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let mut executor_actuations = 0u64;
+    loop {
+        let plan = twin.plan(Time(0));
+        if plan.tasks.is_empty() {
+            break;
+        }
+        let report = executor.run(&twin, &plan);
+        executor_actuations += report.counts().ok as u64;
+        twin.complete_run(&plan, &report, Time(0))
+            .map_err(|e| e.to_string())?;
+    }
+    let executor_s = secs(t.elapsed());
     Ok(Report {
         graph: name,
         nodes: dag.n,
@@ -269,6 +313,9 @@ pub fn run(dag: &Dag, name: String) -> Result<Report, String> {
         execute_s,
         actuations,
         rounds,
+        threads: threads.max(1),
+        executor_s,
+        executor_actuations,
     })
 }
 
@@ -293,7 +340,8 @@ pub fn text(r: &Report) -> String {
         "graph    {}: {} nodes, {} edges, checksum {}\n\
          apply    {:>10.3} ms  {:>9} objects     {:>10}\n\
          plan     {:>10.3} ms  {:>9} tasks       {:>10}  ({} waves)\n\
-         execute  {:>10.3} ms  {:>9} actuations  {:>10}  ({} round{}, no-op actuator: plan, call, complete)\n",
+         execute  {:>10.3} ms  {:>9} actuations  {:>10}  ({} round{}, one thread, no-op actuator: plan, call, complete)\n\
+         executor {:>10.3} ms  {:>9} actuations  {:>10}  (the engine's executor on {} thread{}: plan, run, complete)\n",
         r.graph,
         r.nodes,
         r.edges,
@@ -309,7 +357,12 @@ pub fn text(r: &Report) -> String {
         r.actuations,
         rate(r.actuations as f64, r.execute_s),
         r.rounds,
-        if r.rounds == 1 { "" } else { "s" }
+        if r.rounds == 1 { "" } else { "s" },
+        r.executor_s * 1e3,
+        r.executor_actuations,
+        rate(r.executor_actuations as f64, r.executor_s),
+        r.threads,
+        if r.threads == 1 { "" } else { "s" }
     )
 }
 

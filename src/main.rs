@@ -161,6 +161,9 @@ struct BenchArgs {
     /// Read the graph from a DAG1 file instead.
     #[arg(long, value_name = "FILE")]
     dag: Option<PathBuf>,
+    /// Worker threads of the engine's executor. Default: the machine's parallelism.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -439,7 +442,17 @@ fn cmd_bench(args: BenchArgs) -> u8 {
             return 2;
         }
     };
-    match bench::run(&dag, name) {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if threads == 0 || threads > syncore::THREADS_MAX {
+        eprintln!(
+            "error: --threads must be between 1 and {}",
+            syncore::THREADS_MAX
+        );
+        return 2;
+    }
+    match bench::run(&dag, name, threads) {
         Ok(r) => {
             if args.json {
                 println!("{}", serde_json::to_string(&r).unwrap_or_default());

@@ -430,8 +430,22 @@ fn bench_reports_throughput() {
     assert!(out.contains("200 nodes, 540 edges"), "{out}");
     assert!(out.contains("10 waves"), "{out}");
     assert!(out.contains("200 actuations"), "{out}");
+    let executor = out
+        .lines()
+        .find(|l| l.starts_with("executor"))
+        .expect("executor line");
+    assert!(executor.contains("200 actuations"), "{out}");
 
-    let o = syncore(&["bench", "--width", "100", "--layers", "100", "--json"]);
+    let o = syncore(&[
+        "bench",
+        "--width",
+        "100",
+        "--layers",
+        "100",
+        "--json",
+        "--threads",
+        "2",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(
         v["checksum"], "296679cb607c6f8b",
