@@ -272,9 +272,11 @@ impl Source {
             pos: None,
             message: format!("cannot read the scenario file: {e}"),
         })?;
+        // Absolute, so that a trace recorded here replays from any directory.
         let dir = path
             .parent()
-            .map(Path::to_path_buf)
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
             .unwrap_or_else(|| PathBuf::from("."));
         Source::parse(file, dir, &text)
     }
