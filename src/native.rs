@@ -413,3 +413,64 @@ impl Watcher for LogWatcher {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Count;
+    use syncore::{ChangeSet, Config, Engine, Time};
+
+    fn schema() -> Schema {
+        Schema::from_json(
+            r#"{"models": [{"name": "Net"},
+            {"name": "Port", "fields": [{"name": "net", "type": "ref"}],
+             "links": [{"field": "net", "target": "Net"}]}]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fault_script_defers_then_fails_then_passes() {
+        let fault = Fault {
+            key: Some("n".into()),
+            model: None,
+            on: FaultOn::Sync,
+            defer: Some(Count::Times(1)),
+            fail: Some(Count::Times(2)),
+            message: None,
+            slow_ms: None,
+        };
+        let a = Faulty::new(Arc::new(Noop), vec![fault]);
+        let mut engine = Engine::new(schema(), Config::default());
+        engine
+            .apply(ChangeSet::new().upsert("n", "Net", Vec::<(String, Value)>::new()))
+            .unwrap();
+        let view = engine.view_key("n").unwrap();
+        let outcomes: Vec<Outcome> = (0..4).map(|_| a.sync(&view)).collect();
+        assert!(
+            matches!(&outcomes[0], Outcome::Deferred { message } if message.contains("1 of 1"))
+        );
+        assert!(matches!(&outcomes[1], Outcome::Failed { message } if message.contains("1 of 2")));
+        assert!(matches!(&outcomes[2], Outcome::Failed { message } if message.contains("2 of 2")));
+        assert!(outcomes[3].is_ok());
+        assert!(a.delete(&view).is_ok(), "deletes are not scripted");
+    }
+
+    #[test]
+    fn ensure_policy_creates_one_child_and_refuses_bad_specs() {
+        let s = schema();
+        assert!(policy("ensure:Port.net", &s, "Net").is_ok());
+        assert!(policy("ensure:Port.nope", &s, "Net").is_err());
+        assert!(policy("ensure:Nope.net", &s, "Net").is_err());
+        assert!(policy("whatever", &s, "Net").is_err());
+        let mut engine = Engine::new(s.clone(), Config::default());
+        engine
+            .register_policy("Net", policy("ensure:Port.net", &s, "Net").unwrap())
+            .unwrap();
+        let r = engine
+            .apply(ChangeSet::new().upsert("n", "Net", Vec::<(String, Value)>::new()))
+            .unwrap();
+        assert_eq!(r.changed, vec!["n".to_string(), "n-port".to_string()]);
+        assert_eq!(engine.plan(Time(0)).wave_count(), 2);
+    }
+}

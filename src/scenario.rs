@@ -275,7 +275,13 @@ impl Source {
         // Absolute, so that a trace recorded here replays from any directory.
         let dir = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
             .unwrap_or_else(|| PathBuf::from("."));
         Source::parse(file, dir, &text)
@@ -364,4 +370,47 @@ pub const DEMO: &str = include_str!("../examples/scenarios/cord-demo.json");
 /// Only if the shipped demo were broken (a test checks it is not).
 pub fn demo() -> Result<Source, Problem> {
     Source::parse("<built-in demo>".to_string(), PathBuf::from("."), DEMO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_numbers_or_always() {
+        let f: Fault =
+            serde_json::from_str(r#"{"key": "a", "fail": 3, "defer": "always"}"#).unwrap();
+        assert_eq!(f.fail, Some(Count::Times(3)));
+        assert_eq!(f.defer.map(Count::times), Some(u32::MAX));
+        let e = serde_json::from_str::<Fault>(r#"{"key": "a", "fail": "often"}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("a number of attempts or \"always\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn parse_errors_name_file_line_and_column() {
+        let p = Source::parse(
+            "f.json".into(),
+            PathBuf::from("."),
+            "{\n  \"schema\": {\"models\": []},\n  \"oops\": 1\n}",
+        )
+        .unwrap_err();
+        assert_eq!(p.pos, Some(Pos { line: 3, column: 8 }));
+        assert!(
+            p.to_string()
+                .starts_with("f.json:3:8: invalid scenario: unknown field `oops`"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn the_demo_parses_and_settings_default() {
+        let demo = demo().unwrap();
+        assert_eq!(demo.name(), "cord-demo");
+        assert_eq!(demo.scenario.settings.workers, 4);
+        assert_eq!(Settings::default().duration_ms, 100);
+        assert_eq!(demo.change_sets().len(), 3);
+    }
 }
