@@ -29,7 +29,15 @@ use crate::scenario::{Problem, Source};
 
 /// The synchronizer core's command line: scenarios, the demo, plans, replay, benchmarks.
 #[derive(Debug, Parser)]
-#[command(name = "syncore", version, about, long_about = None)]
+#[command(
+    name = "syncore",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 converged (check: valid; replay: matched), 1 did not converge \
+(replay: mismatch), 2 bad input.\nScenario format: docs/scenarios.md; the demo: \
+`syncore run --print-demo`."
+)]
 struct Cli {
     /// Colors: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]

@@ -380,8 +380,15 @@ pub fn graph(objects: &[FinalObject], title: &str) -> Result<String, String> {
         .fold(60.0f64, f64::max)
         .min(220.0)
         + 18.0;
-    let (box_h, gap_x, gap_y, margin, top) = (38.0, 16.0, 56.0, 30.0, 60.0);
-    let widest = layers.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let (box_h, gap_x, gap_y, row_gap, margin, top) = (38.0, 16.0, 56.0, 14.0, 30.0, 60.0);
+    // A wide layer wraps onto several rows of at most ROW_MAX objects.
+    const ROW_MAX: usize = 40;
+    let widest = layers
+        .iter()
+        .map(|l| l.len().min(ROW_MAX))
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let content_w = widest as f64 * (box_w + gap_x) - gap_x;
     let legend_w: f64 = GRAPH_LEGEND
         .iter()
@@ -390,18 +397,22 @@ pub fn graph(objects: &[FinalObject], title: &str) -> Result<String, String> {
     let width = (content_w + 2.0 * margin)
         .max(legend_w + 2.0 * margin)
         .max(640.0);
-    let height = top + layers_n as f64 * (box_h + gap_y) + 24.0;
     let mut xy = vec![(0.0f64, 0.0f64); n];
-    for (d, layer) in layers.iter().enumerate() {
-        let row_w = layer.len() as f64 * (box_w + gap_x) - gap_x;
-        let x0 = (width - row_w) / 2.0;
-        for (k, &i) in layer.iter().enumerate() {
-            xy[i] = (
-                x0 + k as f64 * (box_w + gap_x),
-                top + d as f64 * (box_h + gap_y),
-            );
+    let mut y = top;
+    for layer in &layers {
+        for (r, row) in layer.chunks(ROW_MAX).enumerate() {
+            if r > 0 {
+                y += box_h + row_gap;
+            }
+            let row_w = row.len() as f64 * (box_w + gap_x) - gap_x;
+            let x0 = (width - row_w) / 2.0;
+            for (k, &i) in row.iter().enumerate() {
+                xy[i] = (x0 + k as f64 * (box_w + gap_x), y);
+            }
         }
+        y += box_h + gap_y;
     }
+    let height = y + 24.0;
     let mut s = String::new();
     let _ = writeln!(
         s,
