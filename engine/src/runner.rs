@@ -36,7 +36,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam::channel::{self, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
 use crate::change::ChangeSet;
@@ -531,7 +531,7 @@ impl Runner {
             }
             let ran = s.counts.ok + s.counts.failed + s.counts.deferred > 0;
             let input_waiting = !self.inbox.is_empty() || !self.rx.is_empty();
-            if (ran && !self.config.pretend) || input_waiting || s.applied > 0 {
+            if (ran && !self.config.pretend) || input_waiting {
                 continue;
             }
             if s.converged && self.config.stop_when_converged {
@@ -550,15 +550,9 @@ impl Runner {
             Some(t) => {
                 let d = self.clock.block_for(t);
                 if d.is_zero() {
-                    match self.rx.try_recv() {
-                        Ok(i) => Some(i),
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                    }
+                    self.rx.try_recv().ok()
                 } else {
-                    match self.rx.recv_timeout(d) {
-                        Ok(i) => Some(i),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                    }
+                    self.rx.recv_timeout(d).ok()
                 }
             }
             // The runner holds a sender itself, so this only returns with input.

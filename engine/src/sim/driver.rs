@@ -29,8 +29,11 @@ use crate::trace::{Event, Recorded, Recorder, StateHash};
 pub struct SimConfig {
     /// The seed: schema, graph, changes, faults and timings all derive from it.
     pub seed: u64,
-    /// Worker threads of the real executor the simulation drives (also the virtual lanes).
+    /// Worker threads of the real executor the simulation drives. Results do not depend
+    /// on it (R12).
     pub threads: usize,
+    /// Actuations that may overlap in virtual time (the virtual workers).
+    pub lanes: usize,
     /// Steps of the fault phase; then faults and changes stop (at virtual time T) and the
     /// system must converge.
     pub steps: u64,
@@ -58,17 +61,19 @@ impl SimConfig {
     /// The configuration `seed` picks: small graphs, a few hundred ms of backoff at most,
     /// faults of every kind at moderate rates.
     pub fn from_seed(seed: u64) -> SimConfig {
-        let mut r = SplitMix64::new(seed ^ 0x5EED_0F_5EED);
+        let mut r = SplitMix64::new(seed ^ 0x005E_ED0F_5EED);
         let threads = match r.below(10) {
             0 => 2,
             1 => 4,
             _ => 1,
         };
+        let lanes = r.range(1, 4) as usize;
         let base = r.range(1, 20);
         let duration_ms_max = r.range(0, 8);
         SimConfig {
             seed,
             threads,
+            lanes,
             steps: 2000,
             steps_max: 20_000,
             objects_max: r.range(3, 14) as usize,
@@ -144,6 +149,8 @@ pub struct SimReport {
     pub seed: u64,
     /// Steps taken.
     pub steps: u64,
+    /// Steps that ran tasks (the others only moved the clock).
+    pub run_steps: u64,
     /// Actuations run.
     pub actuations: u64,
     /// Actuations that failed (panics included).
@@ -170,9 +177,12 @@ pub struct SimReport {
     pub state_hash: u64,
 }
 
+/// A source of change sets written by the user.
+type CustomSource = Box<dyn FnMut(&mut SplitMix64) -> Option<ChangeSet> + Send>;
+
 enum Source {
     Stream(Box<ChangeStream>),
-    Custom(Box<dyn FnMut(&mut SplitMix64) -> Option<ChangeSet> + Send>),
+    Custom(CustomSource),
 }
 
 /// A deterministic simulation: a generated (or given) schema and graph, a seeded stream of
@@ -194,6 +204,8 @@ pub struct Sim {
     healed_at: Option<Time>,
     deadline: Option<Time>,
     report: SimReport,
+    /// The state as of the end of the last step, while nothing changed it since.
+    world: Option<World>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -288,7 +300,6 @@ impl Sim {
         let stream = ChangeStream::new(schema, rng.next_u64(), config.objects_max);
         Ok(Sim {
             next_change: Time(0),
-            config,
             engine,
             clock,
             switch,
@@ -301,7 +312,12 @@ impl Sim {
             step: 0,
             healed_at: None,
             deadline: None,
-            report: SimReport::default(),
+            report: SimReport {
+                seed: config.seed,
+                ..SimReport::default()
+            },
+            world: None,
+            config,
         })
     }
 
@@ -352,9 +368,9 @@ impl Sim {
     ///
     /// # Errors
     /// The first [`SimFailure`].
-    pub fn run(mut self) -> Result<SimReport, SimFailure> {
+    pub fn run(&mut self) -> Result<SimReport, SimFailure> {
         while !self.step()? {}
-        Ok(self.report)
+        Ok(self.report.clone())
     }
 
     fn fail(&self, violation: Violation) -> SimFailure {
@@ -410,7 +426,10 @@ impl Sim {
         }
 
         let plan = self.engine.plan(now);
-        let before = World::capture(&self.engine);
+        let before = match self.world.take() {
+            Some(w) => w,
+            None => World::capture(&self.engine),
+        };
         self.checker
             .check_plan_in(&self.engine, &before, &plan)
             .map_err(|v| self.fail(v))?;
@@ -450,11 +469,13 @@ impl Sim {
                 next
             };
             self.clock.set(next.max(now.after(1)));
+            self.world = Some(before);
             self.emit_step(now, &RunReport::default())?;
             return self.check_deadline();
         }
 
         // Run the plan on the real executor, then lay it out in virtual time.
+        self.report.run_steps += 1;
         self.checker.begin_run(&self.engine, &before, &plan);
         let report = self.executor.run(&self.engine, &plan);
         self.checker.end_run().map_err(|v| self.fail(v))?;
@@ -525,6 +546,7 @@ impl Sim {
             .check_step(&before, &after, &synced, &removed)
             .map_err(|v| self.fail(v))?;
         self.clock.set(end);
+        self.world = Some(after);
         self.emit_step(now, &report)?;
         self.check_deadline()
     }
@@ -569,7 +591,7 @@ impl Sim {
         self.healed_at = Some(now);
         let world = World::capture(&self.engine);
         let depth = world.depth(self.engine.schema());
-        let lanes = self.config.threads.max(1) as u64;
+        let lanes = self.config.lanes.max(1) as u64;
         let width = (world.objs.len() as u64).div_ceil(lanes);
         let per_level = self.config.faults.duration_ms_max + self.config.step_ms;
         let deadline = now
@@ -582,15 +604,33 @@ impl Sim {
     }
 
     fn apply(&mut self, set: ChangeSet, now: Time) -> Result<(), SimFailure> {
-        let hash = self.engine.state_hash();
+        // Hashing costs a snapshot: only when a refusal is expected, or cannot be predicted.
+        let predicted = match &self.source {
+            Source::Stream(s) => Some(s.last_was_invalid()),
+            Source::Custom(_) => None,
+        };
+        let hash = (predicted != Some(false)).then(|| self.engine.state_hash());
         let recorded = self.recorder.is_some().then(|| set.clone());
         let result = match self.engine.apply(set) {
             Ok(r) => {
                 self.report.applied += 1;
+                if predicted == Some(true) {
+                    return Err(self.fail(Violation::new(
+                        "atomicity",
+                        "a change set linking to a missing key was applied",
+                    )));
+                }
+                self.world = None;
                 Recorded::Ok(r)
             }
             Err(e) => {
                 self.report.refused += 1;
+                let Some(hash) = hash else {
+                    return Err(self.fail(Violation::new(
+                        "atomicity",
+                        format!("a valid change set was refused: {e}"),
+                    )));
+                };
                 if self.engine.state_hash() != hash {
                     return Err(self.fail(Violation::new(
                         "atomicity",
@@ -638,11 +678,12 @@ impl Sim {
         Ok(())
     }
 
-    /// Virtual start and end of each task: list scheduling on `threads` lanes in plan
+    /// Virtual start and end of each task: list scheduling on [`SimConfig::lanes`] in plan
     /// order, each task starting once its dependencies ended, taking its actuator's
-    /// virtual duration. Tasks not run get `(now, now)`.
+    /// virtual duration. Tasks not run get `(now, now)`. Independent of the real
+    /// executor's thread count, so a seed gives the same run on any number of threads.
     fn schedule(&self, plan: &Plan, report: &RunReport, now: Time) -> Vec<(Time, Time)> {
-        let mut lanes = vec![now; self.config.threads.max(1)];
+        let mut lanes = vec![now; self.config.lanes.max(1)];
         let mut spans = vec![(now, now); plan.tasks.len()];
         for (i, task) in plan.tasks.iter().enumerate() {
             if !matches!(report.states[i], TaskState::Ran { .. }) {

@@ -233,7 +233,9 @@ impl ChangeStream {
 
     /// The next change set: one to four changes on distinct keys.
     pub fn next_set(&mut self) -> ChangeSet {
-        let backup = (self.members.clone(), self.next_index);
+        // Decided first, so the population is copied only when it must be restored.
+        let invalid = self.rng.chance(50);
+        let backup = invalid.then(|| (self.members.clone(), self.next_index));
         let mut changes: Vec<Change> = Vec::new();
         let mut used: BTreeSet<String> = BTreeSet::new();
         let mut deleted: BTreeSet<String> = BTreeSet::new();
@@ -312,7 +314,7 @@ impl ChangeStream {
             }
         }
         self.last_invalid = false;
-        if self.rng.chance(50) {
+        if let Some(backup) = backup {
             if let Some((key, model, field)) = self.any_link_field() {
                 if !used.contains(&key) {
                     changes.push(Change::upsert(

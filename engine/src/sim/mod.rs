@@ -4,7 +4,7 @@
 //! ## What a simulation is
 //! A seed picks everything ([`SimConfig::from_seed`]): a schema and a first graph
 //! ([`gen`]), a stream of change sets, fault rates, actuation times, backoff settings and
-//! the number of worker threads. [`Sim`] then loops, one *step* at a time:
+//! the number of worker threads and virtual lanes. [`Sim`] then loops, one *step* at a time:
 //! 1. during the fault phase, apply the next change set when it is due (a refused one must
 //!    leave the state untouched: atomicity);
 //! 2. plan at the virtual time, and check the plan with the [`Checker`];
@@ -115,6 +115,59 @@ pub fn check_seeds<T, E: std::fmt::Display>(
     let mut out = Vec::new();
     for seed in seeds(default_count) {
         match run(seed) {
+            Ok(t) => out.push(t),
+            Err(e) => panic!("SYNCORE_SEED={seed}: {e}"),
+        }
+    }
+    out
+}
+
+/// [`check_seeds`] on every available core: seeds are handed out in order, results come
+/// back in seed order, and the failure reported is the smallest failing seed's.
+///
+/// # Panics
+/// If a seed fails (meant for tests).
+pub fn check_seeds_parallel<T, E>(
+    default_count: u64,
+    run: impl Fn(u64) -> Result<T, E> + Sync,
+) -> Vec<T>
+where
+    T: Send,
+    E: std::fmt::Display + Send,
+{
+    let seeds = seeds(default_count);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(seeds.len().max(1));
+    let mut results: Vec<(u64, Result<T, E>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    while !failed.load(std::sync::atomic::Ordering::Relaxed) {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&seed) = seeds.get(i) else { break };
+                        let r = run(seed);
+                        if r.is_err() {
+                            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        out.push((seed, r));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    results.sort_by_key(|(seed, _)| *seed);
+    let mut out = Vec::with_capacity(results.len());
+    for (seed, r) in results {
+        match r {
             Ok(t) => out.push(t),
             Err(e) => panic!("SYNCORE_SEED={seed}: {e}"),
         }

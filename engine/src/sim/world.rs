@@ -192,12 +192,16 @@ impl World {
                     stack.push(d);
                 }
             }
-        }
-        for m in &schema.models()[o.model].depends_on {
-            for k in &self.by_model[m.index()] {
-                let other = &self.objs[k];
-                if other.unsettled() && !other.deleting && seen.insert(k.clone()) {
-                    pre.push(k.clone());
+            // Model-level waits (R1) of the object and of every settled object it passes
+            // through: every unsettled, live object of the models they depend on.
+            if let Some(xo) = self.objs.get(&x) {
+                for m in &schema.models()[xo.model].depends_on {
+                    for k in &self.by_model[m.index()] {
+                        let other = &self.objs[k];
+                        if other.unsettled() && !other.deleting && k != key && !pre.contains(k) {
+                            pre.push(k.clone());
+                        }
+                    }
                 }
             }
         }
