@@ -30,7 +30,9 @@ failed=0
 for t in "${targets[@]}"; do
     mkdir -p "work/$t"
     echo "fuzz smoke: $t for ${seconds}s"
-    if ! cargo fuzz run "$t" "work/$t" "corpus/$t" -- \
+    dict=()
+    [ -f "$t.dict" ] && dict=(-dict="$t.dict")
+    if ! cargo fuzz run "$t" "work/$t" "corpus/$t" -- "${dict[@]}" \
         -max_total_time="$seconds" -rss_limit_mb=4096 -print_final_stats=1 \
         >"work/$t.log" 2>&1; then
         echo "fuzz smoke: $t FOUND A FAILURE:"

@@ -60,7 +60,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Applies up to 8 byte edits drawn from `edits` to `payload`.
-fn edit(payload: &mut Vec<u8>, edits: &[u8]) {
+pub fn edit(payload: &mut Vec<u8>, edits: &[u8]) {
     let mut u = Unstructured::new(edits);
     for _ in 0..8 {
         if u.is_empty() || payload.is_empty() {
