@@ -47,8 +47,11 @@ pub mod sequences;
 pub mod snapshot;
 pub mod state;
 
+/// A target's entry point: `Err` is a finding.
+pub type Run = fn(&[u8]) -> Result<(), String>;
+
 /// The fuzz targets by name, each with its `run` function (for the corpus replay).
-pub const TARGETS: &[(&str, fn(&[u8]) -> Result<(), String>)] = &[
+pub const TARGETS: &[(&str, Run)] = &[
     ("schema", schema::run),
     ("changes", changes::run),
     ("snapshot", snapshot::run),

@@ -64,11 +64,11 @@ pub fn run(data: &[u8]) -> Result<(), String> {
 pub fn schema_def(u: &mut Unstructured<'_>) -> Draw<SchemaDef> {
     let n = 1 + below(u, 5)?;
     let mut models = Vec::with_capacity(n);
-    for i in 0..n {
+    for default_name in &MODEL_NAMES[..n] {
         let name = if u.ratio(1, 12)? {
             gen::name(u, MODEL_NAMES)?
         } else {
-            MODEL_NAMES[i].to_string()
+            default_name.to_string()
         };
         let field = |u: &mut Unstructured<'_>| -> Draw<FieldDef> {
             Ok(FieldDef {
@@ -112,10 +112,13 @@ pub fn schema_def(u: &mut Unstructured<'_>) -> Draw<SchemaDef> {
     Ok(SchemaDef { models })
 }
 
+/// Edges of the model graph, as (from, to) model names.
+type Edges = BTreeSet<(String, String)>;
+
 /// Model-graph edges restated from the definition: (strict, all). `strict` has non-proxy
 /// links to other models and model-level dependencies; `all` adds proxy links and R16's
 /// implied edges (a non-proxy link to B waits for every extension of B).
-fn edges(def: &SchemaDef) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>) {
+fn edges(def: &SchemaDef) -> (Edges, Edges) {
     let mut strict = BTreeSet::new();
     let mut all = BTreeSet::new();
     for m in &def.models {
@@ -144,7 +147,7 @@ fn edges(def: &SchemaDef) -> (BTreeSet<(String, String)>, BTreeSet<(String, Stri
 }
 
 /// Whether `to` is reachable from `from` in one or more steps.
-fn reaches(edges: &BTreeSet<(String, String)>, from: &str, to: &str) -> bool {
+fn reaches(edges: &Edges, from: &str, to: &str) -> bool {
     let mut adj: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (a, b) in edges {
         adj.entry(a).or_default().push(b);

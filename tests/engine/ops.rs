@@ -91,7 +91,6 @@ pub enum Op {
 }
 
 /// The key of generated key number `k`.
-
 pub fn key(k: u8) -> String {
     format!("k{k:02}")
 }
