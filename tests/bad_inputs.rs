@@ -898,3 +898,78 @@ fn oversized_feedback_is_a_recorded_failure() {
     );
     assert_eq!(info.feedback, vec![("ip".to_string(), Value::Null)]);
 }
+
+/// A policy that answers every site with `count` new tags, keyed after the site (and one
+/// over-long key when `long_key` is set).
+struct Spawner {
+    count: usize,
+    long_key: bool,
+}
+
+impl syncore::Policy for Spawner {
+    fn on_change(
+        &self,
+        input: &syncore::PolicyInput<'_>,
+        _state: &dyn syncore::StateView,
+    ) -> Result<Vec<Change>, String> {
+        let mut out: Vec<Change> = (0..self.count)
+            .map(|i| {
+                Change::upsert(
+                    format!("{}-tag{i}", input.key),
+                    "Tag",
+                    Vec::<(String, Value)>::new(),
+                )
+            })
+            .collect();
+        if self.long_key {
+            out.push(Change::upsert(
+                "p".repeat(2000),
+                "Tag",
+                Vec::<(String, Value)>::new(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Policy output counts against `changes_max` and is held to the key limit, like the
+/// caller's changes (R10: it joins the same atomic change set), and nothing is applied.
+#[test]
+fn policy_output_is_held_to_the_same_limits() {
+    for (spawner, want) in [
+        (
+            Spawner {
+                count: 5,
+                long_key: false,
+            },
+            ChangeError::TooLarge {
+                what: "change set",
+                max: 4,
+            },
+        ),
+        (
+            Spawner {
+                count: 1,
+                long_key: true,
+            },
+            ChangeError::KeyTooLong {
+                prefix: "p".repeat(32),
+                len: 2000,
+                max: 1024,
+            },
+        ),
+    ] {
+        let config = Config {
+            changes_max: 4,
+            ..Config::default()
+        };
+        let mut engine = Engine::new(Schema::from_json(SCHEMA).unwrap(), config);
+        engine.register_policy("Site", Box::new(spawner)).unwrap();
+        let before = engine.snapshot();
+        let err = engine
+            .apply(ChangeSet::new().upsert("s", "Site", Vec::<(String, Value)>::new()))
+            .unwrap_err();
+        assert_eq!(err, want);
+        assert_eq!(engine.snapshot(), before);
+    }
+}
