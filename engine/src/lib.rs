@@ -35,6 +35,15 @@
 //!
 //! The rules the engine honours (R1-R18) are listed in the repository's `DESIGN.md`; each
 //! has a test named after it.
+//!
+//! ## Limits
+//! Input is bounded: [`Config`]'s `*_max` options cap change-set entries (policy output
+//! included), key length, live objects, string, bytes and JSON sizes, JSON depth and
+//! references per field, each with a documented default; [`MODELS_MAX`] and [`FIELDS_MAX`]
+//! cap a schema. A change over a limit is refused with [`ChangeError::ValueTooLarge`]
+//! (naming key and field), [`ChangeError::KeyTooLong`] or [`ChangeError::TooLarge`], and
+//! nothing is applied. Snapshot bytes are decoded within a bound proportional to their
+//! length (R14). The fuzz targets in the repository's `fuzz/` exercise these boundaries.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
