@@ -148,7 +148,6 @@ fn config() -> HostConfig {
 /// One language's plugins, loaded once per test binary (a Python component takes a while to
 /// compile), with the host's log buffer.
 struct Loaded {
-    host: WasmHost,
     logs: Arc<LogBuffer>,
     actuator: WasmActuator,
     policy: WasmPolicy,
@@ -178,7 +177,6 @@ fn loaded(lang: Lang) -> &'static Loaded {
                         .unwrap_or_else(|e| panic!("{e}")),
                     trap: load("panic-message", Path::new(rust::PANIC_MESSAGE)),
                     spin: load("infinite-loop", Path::new(rust::INFINITE_LOOP)),
-                    host: host.clone(),
                     logs,
                 }
             }
@@ -192,7 +190,6 @@ fn loaded(lang: Lang) -> &'static Loaded {
                     trap: actuator.clone(),
                     spin: actuator.clone(),
                     actuator,
-                    host: host.clone(),
                     logs,
                 }
             }
@@ -557,6 +554,5 @@ fn hostile_code_in_every_language_fails_only_its_own_object() {
                 assert_eq!(objects.len(), rust.len(), "{lang:?}");
             }
         }
-        let _ = &plugins.host;
     }
 }

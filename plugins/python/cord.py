@@ -139,7 +139,3 @@ class Policy(exports.Policy):
             fields=[Field("network", Value_Reference(input.key))],
         )
         return [Change_Upsert(port)]
-
-
-
-
