@@ -8,19 +8,17 @@ use std::time::Duration;
 use crossbeam::deque::{Injector, Steal, Stealer, Worker};
 use crossbeam::queue::SegQueue;
 
-use super::sync::{
-    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, OnceLock, Ordering,
-};
+use super::sync::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use super::{CancelToken, Executor, RunReport, Span, TaskState};
 use crate::actuator::{Outcome, TaskKind};
 use crate::clock::Clock;
 use crate::engine::Engine;
 use crate::plan::Plan;
 
-/// One unit of the high half of a pending counter: a dependency that did not succeed.
-const POISON: u64 = 1 << 32;
-/// The low half of a pending counter: dependencies not yet settled.
-const LOW: u64 = POISON - 1;
+/// The top bit of a pending counter: some dependency did not succeed.
+const POISON: u32 = 1 << 31;
+/// The rest of a pending counter: dependencies not yet settled.
+const LOW: u32 = POISON - 1;
 /// Idle rounds spent spinning, then yielding, before a worker sleeps.
 const SPINS: u32 = 64;
 const YIELDS: u32 = 16;
@@ -53,8 +51,9 @@ impl<'a> Shared<'a> {
         plan: &'a Plan,
         cancel: Option<&'a CancelToken>,
         clock: Option<&'a dyn Clock>,
+        invert: bool,
     ) -> Shared<'a> {
-        let n = plan.tasks.len();
+        let n = if invert { plan.tasks.len() } else { 0 };
         let mut succ_off = vec![0u32; n + 1];
         let mut deps_count = vec![0u32; n];
         for (i, count) in deps_count.iter_mut().enumerate() {
@@ -84,7 +83,7 @@ impl<'a> Shared<'a> {
         }
         let clock = clock.filter(|_| exec.config.timing);
         let spans = if clock.is_some() {
-            (0..n)
+            (0..plan.tasks.len())
                 .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
                 .collect()
         } else {
@@ -158,35 +157,31 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// Builds the report from the outcomes, deciding held and not-run tasks in plan order.
-    fn report(
-        self,
-        results: impl Iterator<Item = Option<(Outcome, u16)>>,
-        cancelled: bool,
-        threads: usize,
-    ) -> RunReport {
-        let n = self.plan.tasks.len();
-        let mut states: Vec<TaskState> = Vec::with_capacity(n);
-        for (i, r) in results.enumerate() {
-            let state = match r {
-                Some((outcome, lane)) => TaskState::Ran { outcome, lane },
-                None => {
-                    let mut by: Option<usize> = None;
-                    for &d in self.plan.deps(i) {
-                        let root = match states.get(d as usize) {
-                            Some(TaskState::Ran { outcome, .. }) if !outcome.is_ok() => d as usize,
-                            Some(TaskState::Held { by }) => *by,
-                            _ => continue,
-                        };
-                        by = Some(by.map_or(root, |b| b.min(root)));
-                    }
-                    match by {
-                        Some(by) => TaskState::Held { by },
-                        None => TaskState::NotRun,
-                    }
-                }
+    /// The root cause holding task `i`, if a dependency did not succeed (R3): the failed
+    /// dependency itself, or the root holding it; the smallest task index if several.
+    #[inline]
+    fn held_by(&self, states: &[TaskState], i: usize) -> Option<usize> {
+        let mut by: Option<usize> = None;
+        for &d in self.plan.deps(i) {
+            let root = match states.get(d as usize) {
+                Some(TaskState::Ran { outcome, .. }) if !outcome.is_ok() => d as usize,
+                Some(TaskState::Held { by }) if (d as usize) < i => *by,
+                _ => continue,
             };
-            states.push(state);
+            by = Some(by.map_or(root, |b| b.min(root)));
+        }
+        by
+    }
+
+    /// Builds the report: `states` holds every task run, `NotRun` elsewhere; tasks not run
+    /// behind a dependency that did not succeed become `Held`, in plan order.
+    fn report(self, mut states: Vec<TaskState>, cancelled: bool, threads: usize) -> RunReport {
+        for i in 0..states.len() {
+            if matches!(states[i], TaskState::NotRun) {
+                if let Some(by) = self.held_by(&states, i) {
+                    states[i] = TaskState::Held { by };
+                }
+            }
         }
         debug_assert!(
             cancelled || states.iter().all(|s| !matches!(s, TaskState::NotRun)),
@@ -218,73 +213,62 @@ pub(super) fn run(
     clock: Option<&dyn Clock>,
 ) -> RunReport {
     let n = plan.tasks.len();
-    let shared = Shared::new(exec, engine, plan, cancel, clock);
     let threads = exec.config.threads.clamp(1, n.max(1));
+    let shared = Shared::new(exec, engine, plan, cancel, clock, threads > 1);
     if threads == 1 {
-        let (results, cancelled) = run_single(&shared);
-        return shared.report(results.into_iter(), cancelled, 1);
+        return run_single(shared);
     }
-    let workers: Vec<Worker<u32>> = (0..threads).map(|_| Worker::new_lifo()).collect();
+    let workers: Vec<Worker<u32>> = (0..threads).map(|_| Worker::new_fifo()).collect();
     let pool = Pool::new(&shared, workers.iter().map(Worker::stealer).collect());
-    std::thread::scope(|scope| {
+    let results: Vec<Vec<(u32, Outcome)>> = std::thread::scope(|scope| {
         let mut workers = workers.into_iter().enumerate();
         let (_, mine) = workers.next().expect("at least two workers");
-        for (lane, local) in workers {
-            let pool = &pool;
-            scope.spawn(move || pool.work(lane as u16, &local));
+        let pool = &pool;
+        let handles: Vec<_> = workers
+            .map(|(lane, local)| scope.spawn(move || pool.work(lane as u16, &local)))
+            .collect();
+        let mut all = vec![pool.work(0, &mine)];
+        for h in handles {
+            // A worker only panics on a bug of its own (actuator panics are caught).
+            all.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
         }
-        pool.work(0, &mine);
+        all
     });
     let cancelled = pool.finished.load(Ordering::SeqCst) < n;
-    let Pool { slots, .. } = pool;
-    shared.report(
-        slots.into_vec().into_iter().map(OnceLock::into_inner),
-        cancelled,
-        threads,
-    )
-}
-
-/// One thread, on the caller's: plain counters, a stack for ready tasks.
-fn run_single(sh: &Shared<'_>) -> (Vec<Option<(Outcome, u16)>>, bool) {
-    let n = sh.plan.tasks.len();
-    let mut pending: Vec<u64> = sh.deps_count.iter().map(|&c| u64::from(c)).collect();
-    let mut slots: Vec<Option<(Outcome, u16)>> = (0..n).map(|_| None).collect();
-    let mut ready: Vec<u32> = (0..n as u32)
-        .rev()
-        .filter(|&i| pending[i as usize] == 0)
-        .collect();
-    let mut held: Vec<u32> = Vec::new();
-    while let Some(i) = ready.pop() {
-        if sh.cancelled() {
-            return (slots, true);
-        }
-        let i = i as usize;
-        let outcome = sh.actuate(i);
-        let ok = outcome.is_ok();
-        slots[i] = Some((outcome, 0));
-        for &d in sh.dependents(i) {
-            let p = &mut pending[d as usize];
-            *p = if ok { *p - 1 } else { *p + (POISON - 1) };
-            if *p & LOW == 0 {
-                if *p >> 32 == 0 {
-                    ready.push(d);
-                } else {
-                    held.push(d);
-                }
-            }
-        }
-        // Held tasks poison their dependents in turn (R3).
-        while let Some(h) = held.pop() {
-            for &d in sh.dependents(h as usize) {
-                let p = &mut pending[d as usize];
-                *p += POISON - 1;
-                if *p & LOW == 0 {
-                    held.push(d);
-                }
-            }
+    drop(pool);
+    let mut states: Vec<TaskState> = vec![TaskState::NotRun; n];
+    for (lane, done) in results.into_iter().enumerate() {
+        for (i, outcome) in done {
+            states[i as usize] = TaskState::Ran {
+                outcome,
+                lane: lane as u16,
+            };
         }
     }
-    (slots, false)
+    shared.report(states, cancelled, threads)
+}
+
+/// One thread, on the caller's: plan order is a topological order, so the tasks simply run
+/// in it, each unless a dependency did not succeed (then it is held, R3).
+fn run_single(sh: Shared<'_>) -> RunReport {
+    let n = sh.plan.tasks.len();
+    let mut states: Vec<TaskState> = Vec::with_capacity(n);
+    let mut cancelled = false;
+    for i in 0..n {
+        let state = match sh.held_by(&states, i) {
+            Some(by) => TaskState::Held { by },
+            None if cancelled || sh.cancelled() => {
+                cancelled = true;
+                TaskState::NotRun
+            }
+            None => TaskState::Ran {
+                outcome: sh.actuate(i),
+                lane: 0,
+            },
+        };
+        states.push(state);
+    }
+    sh.report(states, cancelled, 1)
 }
 
 /// A model's concurrency limit: permits and the tasks waiting for one.
@@ -318,14 +302,19 @@ impl Gate {
     }
 }
 
+/// What one worker owns: its deque, a stack for holds, the outcomes it produced.
+struct Local<'q> {
+    queue: &'q Worker<u32>,
+    held: Vec<u32>,
+    out: Vec<(u32, Outcome)>,
+}
+
 /// The multi-threaded state of one run.
 struct Pool<'s, 'a> {
     sh: &'s Shared<'a>,
     n: usize,
-    /// Low half: dependencies pending; high half: dependencies that did not succeed.
-    pending: Box<[AtomicU64]>,
-    /// Each task's outcome and lane, written once by the worker that ran it.
-    slots: Box<[OnceLock<(Outcome, u16)>]>,
+    /// Dependencies pending, and [`POISON`] once one did not succeed.
+    pending: Box<[AtomicU32]>,
     /// Concurrency limit of each model, by model id (empty: no limits at all).
     gates: Vec<Option<Gate>>,
     injector: Injector<u32>,
@@ -366,12 +355,7 @@ impl<'s, 'a> Pool<'s, 'a> {
         Pool {
             sh,
             n,
-            pending: sh
-                .deps_count
-                .iter()
-                .map(|&c| AtomicU64::new(u64::from(c)))
-                .collect(),
-            slots: (0..n).map(|_| OnceLock::new()).collect(),
+            pending: sh.deps_count.iter().map(|&c| AtomicU32::new(c)).collect(),
             gates,
             injector,
             stealers,
@@ -384,18 +368,23 @@ impl<'s, 'a> Pool<'s, 'a> {
     }
 
     /// A worker's loop: its own deque, then stealing, then spinning, then sleeping.
-    fn work(&self, lane: u16, local: &Worker<u32>) {
+    /// Returns the outcomes of the tasks it ran.
+    fn work(&self, lane: u16, local: &Worker<u32>) -> Vec<(u32, Outcome)> {
+        let mut me = Local {
+            queue: local,
+            held: Vec::new(),
+            out: Vec::with_capacity(self.n / self.stealers.len().max(1) + 64),
+        };
         let mut settled = 0usize;
-        let mut held: Vec<u32> = Vec::new();
         let mut idle = 0u32;
         loop {
             if let Some(i) = local.pop().or_else(|| self.steal(lane, local)) {
                 idle = 0;
                 if self.sh.cancelled() {
                     self.halt();
-                    return;
+                    return me.out;
                 }
-                settled += self.process(i as usize, lane, local, &mut held);
+                settled += self.process(i as usize, &mut me);
                 continue;
             }
             if settled > 0 {
@@ -403,15 +392,15 @@ impl<'s, 'a> Pool<'s, 'a> {
                 settled = 0;
                 if total == self.n {
                     self.halt();
-                    return;
+                    return me.out;
                 }
             }
             if self.stop.load(Ordering::Acquire) {
-                return;
+                return me.out;
             }
             if self.sh.cancelled() {
                 self.halt();
-                return;
+                return me.out;
             }
             idle += 1;
             if idle < SPINS {
@@ -467,26 +456,19 @@ impl<'s, 'a> Pool<'s, 'a> {
 
     /// Runs task `i`, or queues it behind its model's limit; returns the tasks settled.
     #[inline]
-    fn process(&self, i: usize, lane: u16, local: &Worker<u32>, held: &mut Vec<u32>) -> usize {
+    fn process(&self, i: usize, me: &mut Local<'_>) -> usize {
         if !self.gates.is_empty() {
             let m = self.sh.plan.tasks[i].model.index();
             if let Some(Some(gate)) = self.gates.get(m) {
-                return self.run_gated(gate, i, lane, local, held);
+                return self.run_gated(gate, i, me);
             }
         }
-        self.run_one(i, lane, local, held)
+        self.run_one(i, me)
     }
 
     /// Queue first, then try for a permit: whoever releases a permit looks at the queue
     /// after releasing, so a queued task is never stranded (both sides fence).
-    fn run_gated(
-        &self,
-        gate: &Gate,
-        i: usize,
-        lane: u16,
-        local: &Worker<u32>,
-        held: &mut Vec<u32>,
-    ) -> usize {
+    fn run_gated(&self, gate: &Gate, i: usize, me: &mut Local<'_>) -> usize {
         gate.waiting.push(i as u32);
         let mut settled = 0;
         loop {
@@ -501,7 +483,7 @@ impl<'s, 'a> Pool<'s, 'a> {
                         self.halt();
                         return settled;
                     }
-                    settled += self.run_one(j as usize, lane, local, held);
+                    settled += self.run_one(j as usize, me);
                     gate.release();
                 }
                 None => gate.release(),
@@ -510,28 +492,28 @@ impl<'s, 'a> Pool<'s, 'a> {
     }
 
     #[inline]
-    fn run_one(&self, i: usize, lane: u16, local: &Worker<u32>, held: &mut Vec<u32>) -> usize {
+    fn run_one(&self, i: usize, me: &mut Local<'_>) -> usize {
         let outcome = self.sh.actuate(i);
         let ok = outcome.is_ok();
-        let fresh = self.slots[i].set((outcome, lane)).is_ok();
-        debug_assert!(fresh, "task {i} ran twice");
+        me.out.push((i as u32, outcome));
         let mut settled = 1;
         for &d in self.sh.dependents(i) {
             let counter = &self.pending[d as usize];
-            let prev = if ok {
-                counter.fetch_sub(1, Ordering::AcqRel)
-            } else {
-                counter.fetch_add(POISON - 1, Ordering::AcqRel)
-            };
+            if !ok {
+                counter.fetch_or(POISON, Ordering::AcqRel);
+            }
+            // The decrement that reaches zero sees every poison set before the other
+            // decrements (each dependency poisons before it decrements).
+            let prev = counter.fetch_sub(1, Ordering::AcqRel);
             if prev & LOW == 1 {
-                if ok && prev >> 32 == 0 {
-                    local.push(d);
+                if prev & POISON == 0 {
+                    me.queue.push(d);
                 } else {
-                    settled += self.hold(d, held);
+                    settled += self.hold(d, &mut me.held);
                 }
             }
         }
-        if local.len() > 1 && self.sleepers.load(Ordering::Relaxed) > 0 {
+        if me.queue.len() > 1 && self.sleepers.load(Ordering::Relaxed) > 0 {
             let _guard = self.lock.lock();
             self.wake.notify_one();
         }
@@ -545,7 +527,9 @@ impl<'s, 'a> Pool<'s, 'a> {
         while let Some(h) = held.pop() {
             count += 1;
             for &e in self.sh.dependents(h as usize) {
-                let prev = self.pending[e as usize].fetch_add(POISON - 1, Ordering::AcqRel);
+                let counter = &self.pending[e as usize];
+                counter.fetch_or(POISON, Ordering::AcqRel);
+                let prev = counter.fetch_sub(1, Ordering::AcqRel);
                 if prev & LOW == 1 {
                     held.push(e);
                 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::world::World;
+use super::world::{Obj, World};
 use crate::actuator::{Outcome, TaskKind};
 use crate::backoff::BackoffPolicy;
 use crate::complete::Completion;
@@ -387,16 +387,17 @@ impl Checker {
         }
     }
 
-    /// Checks that between `before` and `after` nothing became synced, or left the
-    /// store, except the objects in `synced` and `removed`.
+    /// Checks that of the objects a run touched (`before`: their state before it),
+    /// none became synced, or left the store, except those in `synced` and `removed`.
+    /// (Objects the run did not touch are compared with a full capture every few steps.)
     pub(crate) fn check_step(
         &self,
-        before: &World,
+        before: &BTreeMap<String, Obj>,
         after: &World,
         synced: &BTreeSet<String>,
         removed: &BTreeSet<String>,
     ) -> Result<(), Violation> {
-        for (k, o) in &before.objs {
+        for (k, o) in before {
             match after.get(k) {
                 None if !removed.contains(k) => {
                     return Err(Violation::new(

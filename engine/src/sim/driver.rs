@@ -1,6 +1,6 @@
 //! [`Sim`]: one deterministic simulation, from a seed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use super::check::{Checker, Violation};
 use super::faults::{FaultSwitch, Faults, FaultyActuator};
 use super::gen::{self, ChangeStream, SchemaShape};
 use super::rng::SplitMix64;
-use super::world::World;
+use super::world::{Obj, World};
 use crate::actuator::Actuator;
 use crate::backoff::BackoffPolicy;
 use crate::change::ChangeSet;
@@ -62,7 +62,8 @@ impl SimConfig {
     /// faults of every kind at moderate rates.
     pub fn from_seed(seed: u64) -> SimConfig {
         let mut r = SplitMix64::new(seed ^ 0x005E_ED0F_5EED);
-        let threads = match r.below(10) {
+        // Mostly one thread: spawning workers every step is what a debug build feels most.
+        let threads = match r.below(20) {
             0 => 2,
             1 => 4,
             _ => 1,
@@ -76,8 +77,8 @@ impl SimConfig {
             lanes,
             steps: 2000,
             steps_max: 20_000,
-            objects_max: r.range(3, 14) as usize,
-            initial_objects: r.range(0, 8) as usize,
+            objects_max: r.range(2, 9) as usize,
+            initial_objects: r.range(0, 6) as usize,
             faults: Faults {
                 fail_permille: r.range(0, 300) as u32,
                 defer_permille: r.range(0, 100) as u32,
@@ -176,6 +177,9 @@ pub struct SimReport {
     /// The final state hash.
     pub state_hash: u64,
 }
+
+/// Steps between two comparisons of the incremental state view with a full read.
+const VERIFY_EVERY: u64 = 16;
 
 /// A source of change sets written by the user.
 type CustomSource = Box<dyn FnMut(&mut SplitMix64) -> Option<ChangeSet> + Send>;
@@ -426,10 +430,23 @@ impl Sim {
         }
 
         let plan = self.engine.plan(now);
-        let before = match self.world.take() {
+        let mut before = match self.world.take() {
             Some(w) => w,
             None => World::capture(&self.engine),
         };
+        if self.step.is_multiple_of(VERIFY_EVERY) {
+            // The incremental view must match a full read: nothing changed behind a step.
+            let full = World::capture(&self.engine);
+            if full != before {
+                return Err(self.fail(Violation::new(
+                    "R8",
+                    format!(
+                        "objects changed outside any completion or change set: {}",
+                        full.diff(&before).join(", ")
+                    ),
+                )));
+            }
+        }
         self.checker
             .check_plan_in(&self.engine, &before, &plan)
             .map_err(|v| self.fail(v))?;
@@ -505,6 +522,7 @@ impl Sim {
         // Feed back in plan order, each at its virtual end time.
         let mut synced = BTreeSet::new();
         let mut removed = BTreeSet::new();
+        let mut touched: BTreeSet<String> = BTreeSet::new();
         let mut end = now.after(self.config.step_ms);
         for (i, (task, state)) in plan.tasks.iter().zip(&report.states).enumerate() {
             let TaskState::Ran { outcome, .. } = state else {
@@ -513,6 +531,7 @@ impl Sim {
             let at = spans[i].1;
             end = end.max(at);
             let key = self.engine.key(task.object).to_string();
+            touched.insert(key.clone());
             let completion = self
                 .engine
                 .complete(task, outcome.clone(), at)
@@ -541,9 +560,15 @@ impl Sim {
                 })?;
             }
         }
-        let after = World::capture(&self.engine);
+        touched.extend(removed.iter().cloned());
+        let old: BTreeMap<String, Obj> = touched
+            .iter()
+            .filter_map(|k| before.get(k).map(|o| (k.clone(), o.clone())))
+            .collect();
+        before.refresh(&self.engine, &touched);
+        let after = before;
         self.checker
-            .check_step(&before, &after, &synced, &removed)
+            .check_step(&old, &after, &synced, &removed)
             .map_err(|v| self.fail(v))?;
         self.clock.set(end);
         self.world = Some(after);
@@ -620,7 +645,16 @@ impl Sim {
                         "a change set linking to a missing key was applied",
                     )));
                 }
-                self.world = None;
+                if let Some(w) = &mut self.world {
+                    let keys: BTreeSet<String> = r
+                        .changed
+                        .iter()
+                        .chain(&r.deleted)
+                        .chain(&r.removed)
+                        .cloned()
+                        .collect();
+                    w.refresh(&self.engine, &keys);
+                }
                 Recorded::Ok(r)
             }
             Err(e) => {

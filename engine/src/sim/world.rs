@@ -1,7 +1,7 @@
 //! [`World`]: the engine's state as read through its public API only, with the effective
 //! dependency graph recomputed from link fields (R1, R7, R16), for the invariant checker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::engine::Engine;
 use crate::id::Time;
@@ -34,78 +34,123 @@ impl Obj {
     }
 }
 
-/// The whole state, through the public API.
-#[derive(Clone, Debug, Default)]
+/// The whole state, through the public API. Kept up to date incrementally by the
+/// simulator ([`World::refresh`] of the objects a step touched) and compared with a full
+/// [`World::capture`] now and then.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct World {
     pub objs: BTreeMap<String, Obj>,
-    /// Referrers of each key, with the referrer's link proxy flag.
-    pub rdeps: BTreeMap<String, Vec<(String, bool)>>,
-    /// Keys by model index, sorted.
-    pub by_model: Vec<Vec<String>>,
+    /// Referrers of each key, with the referrer's link proxy flag (no empty sets).
+    pub rdeps: BTreeMap<String, BTreeSet<(String, bool)>>,
+    /// Keys by model index.
+    pub by_model: Vec<BTreeSet<String>>,
 }
 
 impl World {
     pub fn capture(engine: &Engine) -> World {
-        let schema = engine.schema();
         let mut w = World {
-            by_model: vec![Vec::new(); schema.models().len()],
+            by_model: vec![BTreeSet::new(); engine.schema().models().len()],
             ..World::default()
         };
         for key in engine.keys() {
-            let Some(info) = engine.object(key) else {
-                continue;
-            };
-            let Some(mid) = schema.model_id(&info.model) else {
-                continue;
-            };
-            let model = schema.model(mid);
-            let mut deps: Vec<(String, bool)> = Vec::new();
-            for link in &model.links {
-                let name = &model.fields[link.field as usize].name;
-                if let Some((_, v)) = info.fields.iter().find(|(f, _)| f == name) {
-                    for r in v.refs() {
-                        deps.push((r.clone(), link.proxy));
-                    }
-                }
+            if let Some(o) = World::read(engine, key) {
+                w.insert(key.to_string(), o);
             }
-            deps.sort();
-            deps.dedup_by(|a, b| a.0 == b.0);
-            w.by_model[mid.index()].push(key.to_string());
-            w.objs.insert(
-                key.to_string(),
-                Obj {
-                    model: mid.index(),
-                    version: info.version,
-                    enacted: info.enacted,
-                    failures: info.failures,
-                    retry_at: info.retry_at,
-                    deferred: info.deferred,
-                    deleting: info.deleting,
-                    external_failed: info.external_failed,
-                    deps,
-                },
-            );
-        }
-        for (k, o) in &w.objs {
-            for (d, proxy) in &o.deps {
-                w.rdeps
-                    .entry(d.clone())
-                    .or_default()
-                    .push((k.clone(), *proxy));
-            }
-        }
-        for list in w.by_model.iter_mut() {
-            list.sort();
         }
         w
+    }
+
+    /// Re-reads `keys` from the engine (gone ones are removed).
+    pub fn refresh<'k>(&mut self, engine: &Engine, keys: impl IntoIterator<Item = &'k String>) {
+        for key in keys {
+            self.remove(key);
+            if let Some(o) = World::read(engine, key) {
+                self.insert(key.clone(), o);
+            }
+        }
+    }
+
+    fn read(engine: &Engine, key: &str) -> Option<Obj> {
+        let schema = engine.schema();
+        let info = engine.object(key)?;
+        let mid = schema.model_id(&info.model)?;
+        let model = schema.model(mid);
+        let mut deps: Vec<(String, bool)> = Vec::new();
+        for link in &model.links {
+            let name = &model.fields[link.field as usize].name;
+            if let Some((_, v)) = info.fields.iter().find(|(f, _)| f == name) {
+                for r in v.refs() {
+                    deps.push((r.clone(), link.proxy));
+                }
+            }
+        }
+        deps.sort();
+        deps.dedup();
+        Some(Obj {
+            model: mid.index(),
+            version: info.version,
+            enacted: info.enacted,
+            failures: info.failures,
+            retry_at: info.retry_at,
+            deferred: info.deferred,
+            deleting: info.deleting,
+            external_failed: info.external_failed,
+            deps,
+        })
+    }
+
+    fn insert(&mut self, key: String, o: Obj) {
+        for (d, proxy) in &o.deps {
+            self.rdeps
+                .entry(d.clone())
+                .or_default()
+                .insert((key.clone(), *proxy));
+        }
+        if let Some(set) = self.by_model.get_mut(o.model) {
+            set.insert(key.clone());
+        }
+        self.objs.insert(key, o);
+    }
+
+    fn remove(&mut self, key: &str) {
+        let Some(o) = self.objs.remove(key) else {
+            return;
+        };
+        for (d, proxy) in &o.deps {
+            if let Some(set) = self.rdeps.get_mut(d) {
+                set.remove(&(key.to_string(), *proxy));
+                if set.is_empty() {
+                    self.rdeps.remove(d);
+                }
+            }
+        }
+        if let Some(set) = self.by_model.get_mut(o.model) {
+            set.remove(key);
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Obj> {
         self.objs.get(key)
     }
 
-    fn referrers(&self, key: &str) -> &[(String, bool)] {
-        self.rdeps.get(key).map_or(&[], Vec::as_slice)
+    fn referrers(&self, key: &str) -> impl Iterator<Item = &(String, bool)> + '_ {
+        self.rdeps.get(key).into_iter().flatten()
+    }
+
+    /// Keys that differ between two worlds (changed, added or removed), sorted.
+    pub fn diff(&self, other: &World) -> Vec<String> {
+        let mut keys: BTreeSet<&String> = BTreeSet::new();
+        for (k, o) in &self.objs {
+            if other.objs.get(k) != Some(o) {
+                keys.insert(k);
+            }
+        }
+        for k in other.objs.keys() {
+            if !self.objs.contains_key(k) {
+                keys.insert(k);
+            }
+        }
+        keys.into_iter().cloned().collect()
     }
 
     /// Effective dependencies (graph.rs semantics): link targets, plus the extensions of
@@ -131,7 +176,7 @@ impl World {
 
     /// Effective referrers: the objects whose effective dependencies include `key`.
     pub fn effective_referrers(&self, key: &str) -> Vec<String> {
-        let mut out: Vec<String> = self.referrers(key).iter().map(|(r, _)| r.clone()).collect();
+        let mut out: Vec<String> = self.referrers(key).map(|(r, _)| r.clone()).collect();
         if let Some(o) = self.objs.get(key) {
             for (b, proxy) in &o.deps {
                 if *proxy {
