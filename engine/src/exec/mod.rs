@@ -57,7 +57,7 @@
 //! let plan = engine.plan(Time(0));
 //! let report = executor.run(&engine, &plan);
 //! assert_eq!(report.counts().ok, 2);
-//! engine.complete_run(&plan, report, Time(1))?;
+//! engine.complete_run(&plan, &report, Time(1))?;
 //! assert!(engine.plan(Time(1)).is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
