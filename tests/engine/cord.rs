@@ -173,7 +173,7 @@ fn cord_deployment_converges_in_dependency_order() {
         1,
         "everything runs in one plan once the controller reported"
     );
-    assert_eq!(e.plan(Time(0)).is_empty(), true);
+    assert!(e.plan(Time(0)).is_empty());
     assert_eq!(
         e.object("vm-a").unwrap().feedback[0].1,
         Value::from("ip-vm-a")
