@@ -7,8 +7,8 @@
 //! * `exec/<graph>/rayon_t{1,2}`: the baseline. The same DAG (the plan's task graph, its
 //!   successor lists built beforehand), atomic in-degree counters, one `rayon::Scope::spawn`
 //!   per ready task, the same no-op actuator called through the same object view.
-//! * `loop/g100k_shuf`: one round of the run loop on 100k pending objects: `plan`, `run`
-//!   (2 threads), `complete_run`; throughput in tasks per second.
+//! * `loop/g100k_shuf/t{1,2}`: one round of the run loop on 100k pending objects: `plan`,
+//!   `run` (1 or 2 threads), `complete_run`; throughput in tasks per second.
 //!
 //! Graphs: `layered` of `BENCH-GRAPHS.md`, 4 dependencies per node, shuffled ids: 10k
 //! (W=100, L=100, seed 7), 100k (W=1000, L=100, seed 7), 1M (W=1000, L=1000, seed 42).
@@ -175,24 +175,26 @@ fn bench_exec(c: &mut Criterion) {
 fn bench_loop(c: &mut Criterion) {
     let dag = common::layered(1000, 100, 4, 7, true, 1);
     let snapshot = common::load_engine(&dag).snapshot();
-    let exec = executor(&Engine::restore(&snapshot).expect("restore"), 2);
-    let mut group = c.benchmark_group("loop");
+    let mut group = c.benchmark_group("loop/g100k_shuf");
     group.sample_size(10);
     group.throughput(Throughput::Elements(u64::from(dag.n)));
-    group.bench_function("g100k_shuf", |b| {
-        b.iter_batched(
-            || Engine::restore(&snapshot).expect("restore"),
-            |mut engine| {
-                let plan = engine.plan(Time(0));
-                let report = exec.run(&engine, &plan);
-                engine
-                    .complete_run(&plan, &report, Time(1))
-                    .expect("complete");
-                engine
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for threads in [1usize, 2] {
+        let exec = executor(&Engine::restore(&snapshot).expect("restore"), threads);
+        group.bench_function(format!("t{threads}"), |b| {
+            b.iter_batched(
+                || Engine::restore(&snapshot).expect("restore"),
+                |mut engine| {
+                    let plan = engine.plan(Time(0));
+                    let report = exec.run(&engine, &plan);
+                    engine
+                        .complete_run(&plan, &report, Time(1))
+                        .expect("complete");
+                    engine
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 

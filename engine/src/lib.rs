@@ -36,6 +36,18 @@
 //! The rules the engine honours (R1-R18) are listed in the repository's `DESIGN.md`; each
 //! has a test named after it.
 //!
+//! ## Running plans
+//! An [`Executor`] runs a plan's tasks on worker threads with your [`Actuators`] (one per
+//! actuated model, R17) and returns their outcomes; [`Engine::complete_run`] feeds them back
+//! in plan order, so the state never depends on the thread count. A [`Runner`] repeats plan,
+//! execute, complete, sleeping on a [`Clock`] until the next wake time or new change sets
+//! ([`Runner::sender`]); [`trace`] records its runs as JSON lines and replays them.
+//!
+//! ## Testing with `sim`
+//! [`sim`] drives generated (or your own) schemas, graphs and change streams through the
+//! real executor in virtual time, with fault-injecting actuators and an invariant checker
+//! after every step; a failing seed prints first and replays with `SYNCORE_SEED=<seed>`.
+//!
 //! ## Limits
 //! Input is bounded: [`Config`]'s `*_max` options cap change-set entries (policy output
 //! included), key length, live objects, string, bytes and JSON sizes, JSON depth and
