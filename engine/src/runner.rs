@@ -219,7 +219,38 @@ pub enum RunnerError {
     Trace(#[from] std::io::Error),
 }
 
-/// The plan-execute-complete loop. See the [module docs](self).
+/// The plan-execute-complete loop.
+///
+/// Each [`Runner::step`] takes the input that arrived (change sets and external reports,
+/// from any thread through [`Runner::sender`]), plans at `clock.now()`, runs the plan's
+/// tasks and feeds the outcomes back in plan order at the time the run ended.
+/// [`Runner::run`] repeats steps: at once while tasks ran, otherwise it sleeps until the
+/// plan's `next_wake` or until new input arrives, whichever is first (never polling), and
+/// stops when asked to ([`RunnerSender::stop`]), when cancelled ([`RunnerSender::cancel`]),
+/// or, if [`RunnerConfig::stop_when_converged`], once converged: no task and no wake time.
+/// In pretend mode ([`RunnerConfig::pretend`], R13) a step applies its input and reports the
+/// waves that would run ([`Engine::pretend`]) without calling any actuator.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use syncore::{Actuator, Actuators, ChangeSet, Config, Engine, ObjectView, Outcome, Runner,
+///               RunnerConfig, Schema, StopReason, Time, VirtualClock};
+/// struct Noop;
+/// impl Actuator for Noop {
+///     fn sync(&self, _: &ObjectView<'_>) -> Outcome { Outcome::ok() }
+/// }
+/// let schema = Schema::from_json(r#"{"models": [{"name": "Site"}]}"#)?;
+/// let mut runner = Runner::new(Engine::new(schema, Config::default()),
+///     &Actuators::new().with("Site", Noop), Arc::new(VirtualClock::new(Time(0))),
+///     RunnerConfig::default())?;
+/// let sender = runner.sender(); // clone it into other threads
+/// sender.send(ChangeSet::new().upsert("s1", "Site", [("x", 0i64); 0]))?;
+/// let summary = runner.run()?;
+/// assert_eq!(summary.reason, StopReason::Converged);
+/// assert_eq!(summary.counts.ok, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Runner {
     engine: Engine,
     /// `None` in pretend mode.
