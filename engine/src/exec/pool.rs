@@ -513,7 +513,9 @@ impl<'s, 'a> Pool<'s, 'a> {
                 }
             }
         }
-        if me.queue.len() > 1 && self.sleepers.load(Ordering::Relaxed) > 0 {
+        // Sleepers first: it is read-mostly, while the deque's length reads a line the
+        // stealers write.
+        if self.sleepers.load(Ordering::Relaxed) > 0 && me.queue.len() > 1 {
             let _guard = self.lock.lock();
             self.wake.notify_one();
         }
