@@ -10,21 +10,26 @@
 //! run does not depend on the number of threads or on which worker finished first (R12).
 //!
 //! ## Algorithm
-//! Per run, O(tasks + edges) arrays are allocated once: the dependents of each task (the
-//! plan stores dependencies; the executor inverts them), one pending-dependency counter per
-//! task and one result slot per task. Tasks without dependencies go to a shared injector
-//! queue; each worker owns a LIFO work-stealing deque (crossbeam) and steals from the
+//! **One thread** runs on the caller's thread, in plan order: plan order is a topological
+//! order, so each task simply runs unless one of its dependencies did not succeed (then it
+//! is held). No counters, no queue, no inverted edges: one pass, each task's state written
+//! once, in order.
+//!
+//! **More threads** are scoped threads (they borrow the engine; nothing is copied), the
+//! caller's thread being one of them. Per run, O(tasks + edges) arrays are allocated once:
+//! the dependents of each task (the plan stores dependencies; the executor inverts them)
+//! and one pending-dependency counter per task. Tasks without dependencies go to a shared
+//! injector queue; each worker owns a FIFO work-stealing deque (crossbeam; FIFO keeps the
+//! order near plan order, which is kinder to caches on big plans) and steals from the
 //! injector and from the other workers when its own runs dry. Finishing a task decrements
 //! the counters of its dependents; the one that reaches zero is pushed on the finishing
-//! worker's deque. A counter is a `u64`: the low half counts dependencies still pending, the
-//! high half counts dependencies that did not succeed, so a single atomic add both releases
-//! and (on failure) poisons a dependent. A poisoned task that becomes ready is never run: it
-//! is held and poisons its own dependents in turn, so every task is settled exactly once and
-//! the run ends when the settled count reaches the number of tasks. Idle workers sleep on a
-//! condition variable and are woken when a worker has work to spare.
-//!
-//! Nothing is allocated per task on this path; one thread runs on the caller's thread (with
-//! plain counters), more use scoped threads, so the engine is borrowed, not copied.
+//! worker's deque. A counter is a `u32` whose top bit says a dependency did not succeed
+//! (set before the decrement, so the decrement that reaches zero sees it): such a task is
+//! never run but held, and poisons its own dependents in turn, so every task is settled
+//! exactly once and the run ends when the settled count reaches the number of tasks.
+//! Outcomes go to a buffer owned by the worker (sized for its share of the plan up front)
+//! and are placed by task index after the run. Idle workers spin, yield, then sleep on a
+//! condition variable, and are woken when a worker has work to spare.
 //!
 //! ## Limits
 //! * `threads` is the global concurrency limit: at most that many actuations at once.
