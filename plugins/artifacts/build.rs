@@ -35,11 +35,17 @@ fn main() {
         .to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is <target>/<profile>/build/<package>-<hash>/out.
-    let target_dir = out_dir
-        .ancestors()
-        .nth(4)
-        .expect("OUT_DIR sits four levels below the target directory")
-        .join("wasm-plugins");
+    // SYNCORE_PLUGINS_TARGET_DIR overrides it, so checkouts that share one outer target
+    // directory (worktrees) never overwrite each other's components.
+    println!("cargo:rerun-if-env-changed=SYNCORE_PLUGINS_TARGET_DIR");
+    let target_dir = match env::var_os("SYNCORE_PLUGINS_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => out_dir
+            .ancestors()
+            .nth(4)
+            .expect("OUT_DIR sits four levels below the target directory")
+            .join("wasm-plugins"),
+    };
 
     let plugins = discover(&plugins_dir);
     rerun_if_changed(&repo, &plugins_dir, &plugins);
