@@ -71,6 +71,7 @@ mod error;
 pub mod exec;
 mod graph;
 mod id;
+mod migrate;
 mod plan;
 mod policy;
 mod runner;
@@ -97,6 +98,7 @@ pub use exec::{
 };
 pub use graph::OBJECTS_MAX;
 pub use id::{ModelId, ObjectId, Time};
+pub use migrate::MigrateError;
 pub use plan::{Hold, HoldReason, Plan, PlanStats, Task};
 pub use policy::{Policy, PolicyInput, StagedObject, StateView, WatchEvent, WatchKind, Watcher};
 pub use runner::{

@@ -1,0 +1,383 @@
+//! The deployment file of `syncore serve`: schema, what syncs each model, settings, listen
+//! address, data directory, and where secrets are read from.
+//!
+//! ```json
+//! {
+//!   "schema": {"models": [{"name": "Site", "fields": [{"name": "name", "type": "string"}]}]},
+//!   "models": {"Site": {"actuator": "rest", "url": "http://127.0.0.1:8080/v1/objects",
+//!                       "token_secret": "inventory"}},
+//!   "secrets": {"inventory": {"env": "INVENTORY_TOKEN"}, "api": {"file": "/run/api-token"}},
+//!   "listen": "127.0.0.1:7070",
+//!   "token_secret": "api",
+//!   "data_dir": "data",
+//!   "settings": {"backoff": {"base_ms": 500}},
+//!   "service": {"snapshot_every": 10000, "body_max": 1048576}
+//! }
+//! ```
+//! Paths are relative to the file. Secrets are read when the service starts, from the file
+//! or environment variable named; their values are never logged or snapshotted.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use syncore::{ChangeSet, Config, Schema, SchemaDef};
+
+/// A deployment file, as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentDef {
+    /// The schema (as `Schema::from_json` reads it).
+    pub schema: SchemaDef,
+    /// What syncs each actuated model, by model name.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelDeploy>,
+    /// Named secrets and where to read them.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Address to listen on. Default: `127.0.0.1:7070`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The secret holding the bearer token the API requires; mandatory when `listen` is
+    /// not a loopback address.
+    #[serde(default)]
+    pub token_secret: Option<String>,
+    /// Where the log lives. Default: `data` beside the file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Engine settings.
+    #[serde(default)]
+    pub settings: Config,
+    /// Service settings.
+    #[serde(default)]
+    pub service: ServiceSettings,
+    /// A change set applied when the log is empty (first start only).
+    #[serde(default)]
+    pub initial: Option<ChangeSet>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7070".into()
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// What syncs one model.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDeploy {
+    /// A built-in actuator: `rest` (an HTTP inventory: `PUT url/key`, `DELETE url/key`),
+    /// `delay` (waits `delay_ms`, fails the first `fail_first` attempts of each object),
+    /// `noop` (succeeds at once).
+    pub actuator: String,
+    /// `rest`: the collection URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `rest`: the secret sent as a bearer token.
+    #[serde(default)]
+    pub token_secret: Option<String>,
+    /// `delay`: how long one actuation takes. Default: 0.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// `delay`: failing attempts per object before success, by key suffix digit: an object
+    /// whose key ends in a digit d fails the first `d % (fail_first + 1)` attempts.
+    #[serde(default)]
+    pub fail_first: u32,
+    /// Most actuations of this model in flight. Default: no limit beyond the global one.
+    #[serde(default)]
+    pub in_flight_max: Option<usize>,
+    /// An actuation longer than this fails as timed out. Default: 30,000.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_timeout() -> u64 {
+    30_000
+}
+
+/// Where a secret comes from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum SecretSource {
+    /// A file, read whole, surrounding whitespace trimmed.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+/// Service settings. Every option states its default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceSettings {
+    /// Log entries between snapshots. Default: 10,000.
+    pub snapshot_every: u64,
+    /// Largest request body, in bytes. Default: 1,048,576.
+    pub body_max: usize,
+    /// Requests per second the API accepts (a token bucket of one second's worth); 0: no
+    /// limit. Default: 0.
+    pub rate_per_s: u32,
+    /// Most actuations in flight. Default: 256.
+    pub in_flight_max: usize,
+    /// On SIGTERM, how long in-flight actuations may still finish. Default: 5,000.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            snapshot_every: 10_000,
+            body_max: 1 << 20,
+            rate_per_s: 0,
+            in_flight_max: 256,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+/// A loaded, checked deployment.
+#[derive(Debug)]
+pub struct Deployment {
+    /// The file's definition.
+    pub def: DeploymentDef,
+    /// The validated schema.
+    pub schema: Schema,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The data directory (resolved).
+    pub data_dir: PathBuf,
+    /// Secret values by name (never logged).
+    pub secrets: BTreeMap<String, String>,
+    /// The bearer token the API requires, if any.
+    pub token: Option<String>,
+}
+
+/// A deployment file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The file could not be read.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The JSON did not parse (or has an unknown or ill-typed field).
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// The deployment is inconsistent.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, naming the model, field or secret.
+        message: String,
+    },
+}
+
+impl Deployment {
+    /// Reads and checks a deployment file, reading the secrets it names.
+    ///
+    /// # Errors
+    /// A [`DeployError`] naming the file, and the line and column or the model, actuator or
+    /// secret at fault.
+    pub fn load(path: &Path) -> Result<Deployment, DeployError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| DeployError::Read {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Deployment::from_str(&text, base, &p)
+    }
+
+    /// Checks deployment text; relative paths are taken from `base`, `name` names it in
+    /// errors.
+    ///
+    /// # Errors
+    /// As [`Deployment::load`].
+    pub fn from_str(text: &str, base: &Path, name: &str) -> Result<Deployment, DeployError> {
+        let invalid = |message: String| DeployError::Invalid {
+            path: name.to_string(),
+            message,
+        };
+        let def: DeploymentDef = serde_json::from_str(text).map_err(|e| DeployError::Parse {
+            path: name.to_string(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        let schema =
+            Schema::new(def.schema.clone()).map_err(|e| invalid(format!("schema: {e}")))?;
+        let listen: SocketAddr = def
+            .listen
+            .parse()
+            .map_err(|e| invalid(format!("listen {:?}: {e}", def.listen)))?;
+        let mut missing = Vec::new();
+        for m in schema.models() {
+            if m.kind == syncore::ModelKind::Actuated && !def.models.contains_key(&m.name) {
+                missing.push(m.name.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(invalid(format!(
+                "no actuator for actuated model(s) {} (R17)",
+                missing.join(", ")
+            )));
+        }
+        for (model, d) in &def.models {
+            if schema.model_id(model).is_none() {
+                return Err(invalid(format!(
+                    "models.{model}: the schema has no such model"
+                )));
+            }
+            match d.actuator.as_str() {
+                "rest" if d.url.is_none() => {
+                    return Err(invalid(format!(
+                        "models.{model}: actuator rest needs a url"
+                    )))
+                }
+                "rest" | "delay" | "noop" => {}
+                other => {
+                    return Err(invalid(format!(
+                        "models.{model}: unknown actuator {other:?} (built-ins: rest, delay, noop)"
+                    )))
+                }
+            }
+            if let Some(s) = &d.token_secret {
+                if !def.secrets.contains_key(s) {
+                    return Err(invalid(format!("models.{model}: no secret named {s:?}")));
+                }
+            }
+        }
+        let mut secrets = BTreeMap::new();
+        for (n, source) in &def.secrets {
+            let value = match source {
+                SecretSource::File(f) => {
+                    let f = base.join(f);
+                    std::fs::read_to_string(&f)
+                        .map(|s| s.trim().to_string())
+                        .map_err(|e| invalid(format!("secret {n}: {}: {e}", f.display())))?
+                }
+                SecretSource::Env(v) => std::env::var(v).map_err(|_| {
+                    invalid(format!("secret {n}: environment variable {v} is not set"))
+                })?,
+            };
+            if value.is_empty() {
+                return Err(invalid(format!("secret {n} is empty")));
+            }
+            secrets.insert(n.clone(), value);
+        }
+        let token = match &def.token_secret {
+            Some(s) => Some(
+                secrets
+                    .get(s)
+                    .cloned()
+                    .ok_or_else(|| invalid(format!("token_secret: no secret named {s:?}")))?,
+            ),
+            None => None,
+        };
+        if !listen.ip().is_loopback() && token.is_none() {
+            return Err(invalid(format!(
+                "listen {listen} is not a loopback address: a token_secret is required"
+            )));
+        }
+        let data_dir = base.join(&def.data_dir);
+        Ok(Deployment {
+            def,
+            schema,
+            listen,
+            data_dir,
+            secrets,
+            token,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = r#""schema": {"models": [{"name": "Site"}]}"#;
+
+    fn load(text: &str) -> Result<Deployment, DeployError> {
+        Deployment::from_str(text, Path::new("/tmp"), "deploy.json")
+    }
+
+    #[test]
+    fn defaults_bind_loopback() {
+        let d = load(&format!(
+            r#"{{{SCHEMA}, "models": {{"Site": {{"actuator": "noop"}}}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(d.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(d.data_dir, Path::new("/tmp/data"));
+        assert!(d.token.is_none());
+    }
+
+    #[test]
+    fn a_public_address_needs_a_token() {
+        let err = load(&format!(
+            r#"{{{SCHEMA}, "models": {{"Site": {{"actuator": "noop"}}}}, "listen": "0.0.0.0:7070"}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("a token_secret is required"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_and_missing_ones_are_named() {
+        std::env::set_var("SYNCORE_TEST_DEPLOY_TOKEN", "s3cret");
+        let d = load(&format!(
+            r#"{{{SCHEMA}, "models": {{"Site": {{"actuator": "noop"}}}}, "listen": "0.0.0.0:1",
+              "secrets": {{"api": {{"env": "SYNCORE_TEST_DEPLOY_TOKEN"}}}}, "token_secret": "api"}}"#
+        ))
+        .unwrap();
+        assert_eq!(d.token.as_deref(), Some("s3cret"));
+        let err = load(&format!(
+            r#"{{{SCHEMA}, "models": {{"Site": {{"actuator": "noop"}}}},
+              "secrets": {{"api": {{"env": "SYNCORE_TEST_DEPLOY_UNSET"}}}}}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("SYNCORE_TEST_DEPLOY_UNSET is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_files_name_line_column_model_or_actuator() {
+        let err = load("{\n  \"schema\": {\"models\": []},\n  \"lisen\": 1}").unwrap_err();
+        assert!(matches!(err, DeployError::Parse { line: 3, .. }), "{err}");
+        let err = load(&format!(r#"{{{SCHEMA}}}"#)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no actuator for actuated model(s) Site"),
+            "{err}"
+        );
+        let err = load(&format!(
+            r#"{{{SCHEMA}, "models": {{"Site": {{"actuator": "magic"}}}}}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown actuator \"magic\""),
+            "{err}"
+        );
+    }
+}
