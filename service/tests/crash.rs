@@ -65,7 +65,11 @@ fn stream(rng: &mut Rng, n: usize) -> Vec<Vec<Value>> {
                 set.push(json!({"upsert": {"key": net, "model": "Network", "fields": {"name": format!("n{i}")}}}));
             }
             let vm = format!("vm-{}", rng.below(30));
-            if keys.insert(vm.clone()) && !out.iter().any(|s: &Vec<Value>| s.iter().any(|c| c["delete"]["key"] == vm.as_str())) {
+            if keys.insert(vm.clone())
+                && !out
+                    .iter()
+                    .any(|s: &Vec<Value>| s.iter().any(|c| c["delete"]["key"] == vm.as_str()))
+            {
                 set.push(json!({"upsert": {"key": vm, "model": "Instance",
                     "fields": {"name": format!("v{i}"), "network": net}}}));
                 live_instances.insert(vm, ());
@@ -90,7 +94,10 @@ fn model_state(sets: &[Vec<Value>]) -> BTreeMap<String, Option<(String, Value)>>
                 for (k, v) in u["fields"].as_object().unwrap() {
                     fields[k] = v.clone();
                 }
-                m.insert(key, Some((u["model"].as_str().unwrap().to_string(), fields)));
+                m.insert(
+                    key,
+                    Some((u["model"].as_str().unwrap().to_string(), fields)),
+                );
             } else {
                 m.insert(c["delete"]["key"].as_str().unwrap().to_string(), None);
             }
@@ -99,14 +106,25 @@ fn model_state(sets: &[Vec<Value>]) -> BTreeMap<String, Option<(String, Value)>>
     m
 }
 
+/// A delete sent again after a kill that had already applied it.
+fn retried_delete(a: &syncore_service::Answer) -> bool {
+    a.status == 422 && (a.body.contains("\"deleting\"") || a.body.contains("\"unknown_key\""))
+}
+
 #[test]
 fn sigkill_at_random_moments_loses_nothing_acknowledged() {
-    let seed: u64 = std::env::var("SYNCORE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_cafe);
+    let seed: u64 = std::env::var("SYNCORE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_cafe);
     eprintln!("seed {seed} (rerun with SYNCORE_SEED={seed})");
     let started = Instant::now();
     let mut rng = Rng(seed);
     let inventory = Inventory::start().unwrap();
-    inventory.set_faults(Faults { latency_ms: 15, ..Faults::default() });
+    inventory.set_faults(Faults {
+        latency_ms: 15,
+        ..Faults::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let deploy = deployment(dir.path(), &inventory.origin());
     let sets = stream(&mut rng, 260);
@@ -117,17 +135,36 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let mut kills = 0;
     // The failing object, applied once and acknowledged before the first kill.
     let mut server = Server::start(&deploy).unwrap();
-    let a = server.client().apply(&json!([{"upsert": {"key": "port-x", "model": "Port", "fields": {"name": "x"}}}]).to_string()).unwrap();
+    let a = server
+        .client()
+        .apply(
+            &json!([{"upsert": {"key": "port-x", "model": "Port", "fields": {"name": "x"}}}])
+                .to_string(),
+        )
+        .unwrap();
     assert!(a.ok(), "{}", a.body);
     while kills < KILLS || acked < sets.len() {
         let c = server.client();
+        // The set that was in flight at the kill may or may not be in: send it again first
+        // (applying a set twice changes nothing; a delete already done is refused as such).
+        if acked < sets.len() {
+            let a = c
+                .apply(&Value::Array(sets[acked].clone()).to_string())
+                .unwrap();
+            assert!(a.ok() || retried_delete(&a), "{} {}", a.status, a.body);
+            acked += 1;
+        }
         // After a restart: everything acknowledged is there, the failure count is intact.
         let want = model_state(&sets[..acked]);
         for (key, state) in &want {
             let a = c.object(key).unwrap();
             match state {
                 Some((model, fields)) => {
-                    assert_eq!(a.status, 200, "acknowledged {key} missing after kill {kills}: {}", a.body);
+                    assert_eq!(
+                        a.status, 200,
+                        "acknowledged {key} missing after kill {kills}: {}",
+                        a.body
+                    );
                     let o: Value = serde_json::from_str(&a.body).unwrap();
                     assert_eq!(&o["model"], model);
                     for (f, v) in fields.as_object().unwrap() {
@@ -145,15 +182,25 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         }
         let port = get(&c, "/v1/objects/port-x");
         let f = port["failures"].as_u64().unwrap();
-        assert!(f >= port_failures, "port-x failures went back from {port_failures} to {f} after kill {kills}");
+        assert!(
+            f >= port_failures,
+            "port-x failures went back from {port_failures} to {f} after kill {kills}"
+        );
         if f == port_failures && port_failures > 0 {
-            assert_eq!(port["retry_at"].as_u64(), port_retry_at, "port-x retry time after kill {kills}");
+            assert_eq!(
+                port["retry_at"].as_u64(),
+                port_retry_at,
+                "port-x retry time after kill {kills}"
+            );
         }
         // Stream some sets, then kill at a seeded moment (possibly mid-request).
         let burst = 2 + rng.below(12) as usize;
         let until = (acked + burst).min(sets.len());
         let pause_ms = rng.below(40);
-        let client_sets: Vec<String> = sets[acked..until].iter().map(|s| Value::Array(s.clone()).to_string()).collect();
+        let client_sets: Vec<String> = sets[acked..until]
+            .iter()
+            .map(|s| Value::Array(s.clone()).to_string())
+            .collect();
         let url = server.url.clone();
         let sender = std::thread::spawn(move || {
             let c = syncore_service::Client::new(&url, None);
@@ -161,7 +208,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             for s in client_sets {
                 match c.apply(&s) {
                     Ok(a) if a.ok() => ok += 1,
-                    Ok(a) if a.status == 422 && (a.body.contains("\"deleting\"") || a.body.contains("\"unknown_key\"")) => ok += 1,
+                    Ok(a) if retried_delete(&a) => ok += 1,
                     Ok(a) => panic!("refused: {} {}", a.status, a.body),
                     Err(_) => break, // killed mid-request: not acknowledged
                 }
@@ -192,7 +239,10 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         let c = server.client();
         let after = get(&c, "/v1/objects/port-x");
         let fa = after["failures"].as_u64().unwrap();
-        assert!(fa + 1 >= fb, "port-x had {fb} failures before kill {kills}, {fa} after");
+        assert!(
+            fa + 1 >= fb,
+            "port-x had {fb} failures before kill {kills}, {fa} after"
+        );
         port_failures = fa;
         port_retry_at = after["retry_at"].as_u64();
         // Objects in flight at the kill are actuated again (unless they finished first).
@@ -221,16 +271,29 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let want = model_state(&sets);
     let records = inventory.records();
     for (key, state) in &want {
-        let coll = if key.starts_with("net-") { "networks" } else { "instances" };
+        let coll = if key.starts_with("net-") {
+            "networks"
+        } else {
+            "instances"
+        };
         match state {
             Some((_, fields)) => {
-                let r = records.get(coll, key).unwrap_or_else(|| panic!("{key} missing in the inventory"));
-                assert_eq!(&Value::Object(r.fields.clone()), fields, "{key} in the inventory");
+                let r = records
+                    .get(coll, key)
+                    .unwrap_or_else(|| panic!("{key} missing in the inventory"));
+                assert_eq!(
+                    &Value::Object(r.fields.clone()),
+                    fields,
+                    "{key} in the inventory"
+                );
                 // The feedback the actuator recorded is the inventory's id.
                 let o = get(&c, &format!("/v1/objects/{key}"));
                 assert_eq!(o["feedback"]["id"], r.id.as_str(), "{key} feedback");
             }
-            None => assert!(records.get(coll, key).is_none(), "{key} was deleted but is in the inventory"),
+            None => assert!(
+                records.get(coll, key).is_none(),
+                "{key} was deleted but is in the inventory"
+            ),
         }
     }
     let extra: Vec<_> = ["networks", "instances"]
@@ -240,6 +303,13 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         .collect();
     assert!(extra.is_empty(), "records nobody declared: {extra:?}");
     assert!(kills >= KILLS);
-    assert!(rerun_seen > 0, "no in-flight actuation was seen to run again");
-    eprintln!("{kills} kills, {} sets, {rerun_seen} re-runs seen, {:?}", sets.len(), started.elapsed());
+    assert!(
+        rerun_seen > 0,
+        "no in-flight actuation was seen to run again"
+    );
+    eprintln!(
+        "{kills} kills, {} sets, {rerun_seen} re-runs seen, {:?}",
+        sets.len(),
+        started.elapsed()
+    );
 }

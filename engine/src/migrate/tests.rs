@@ -55,8 +55,10 @@ fn added_models_fields_and_links_keep_every_object_its_state() {
        "links": [{"field": "site", "target": "Site"}]},
       {"name": "Spare"}]}"#,
     );
-    let mut cfg = Config::default();
-    cfg.policy_rounds_max = 4;
+    let cfg = Config {
+        policy_rounds_max: 4,
+        ..Config::default()
+    };
     let after = before.migrate(new, cfg.clone()).unwrap();
     assert_eq!(after.config(), &cfg);
     let (s1b, slb) = (info(&after, "s1"), info(&after, "sl"));
@@ -249,8 +251,10 @@ fn a_kind_change_with_objects_and_settings_below_the_state_are_refused() {
         matches!(err, MigrateError::KindChanged { ref model, .. } if model == "Site"),
         "{err}"
     );
-    let mut cfg = Config::default();
-    cfg.objects_max = 2;
+    let cfg = Config {
+        objects_max: 2,
+        ..Config::default()
+    };
     let err = engine().migrate(schema(OLD), cfg).unwrap_err();
     assert_eq!(
         err,
@@ -260,8 +264,10 @@ fn a_kind_change_with_objects_and_settings_below_the_state_are_refused() {
             found: "3 objects".into()
         }
     );
-    let mut cfg = Config::default();
-    cfg.string_len_max = 2;
+    let cfg = Config {
+        string_len_max: 2,
+        ..Config::default()
+    };
     let err = engine().migrate(schema(OLD), cfg).unwrap_err();
     assert!(
         matches!(
