@@ -431,9 +431,13 @@ impl Driver {
         let now = now_ms();
         let plan = self.engine.plan(now);
         let mut waiting = 0u64;
-        for task in &plan.tasks {
-            // At most one actuation per object: a newer version waits for the running one;
-            // and none on a change the log has not committed yet.
+        for (i, task) in plan.tasks.iter().enumerate() {
+            // Only tasks whose prerequisites are all done (R1: the first wave); at most one
+            // actuation per object: a newer version waits for the running one; and none on
+            // a change the log has not committed yet.
+            if !plan.deps(i).is_empty() {
+                continue;
+            }
             if self.in_flight.contains_key(&task.object) || self.touched.contains_key(&task.object)
             {
                 continue;

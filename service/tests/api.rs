@@ -17,7 +17,7 @@ fn deployment(dir: &std::path::Path, extra: Value) -> std::path::PathBuf {
              "feedback": [{"name": "id", "type": "string"}],
              "links": [{"field": "next", "target": "Node"}, {"field": "site", "target": "Site"}]}
         ]},
-        "models": {"Site": {"actuator": "delay", "delay_ms": 5}, "Node": {"actuator": "delay", "delay_ms": 5}},
+        "models": {"Site": {"actuator": "delay", "delay_ms": 60}, "Node": {"actuator": "delay", "delay_ms": 5}},
         "listen": "127.0.0.1:0",
         "data_dir": dir.join("data"),
         "service": {"body_max": 4096}
@@ -182,6 +182,21 @@ fn metrics_status_and_a_restart_after_sigterm_keep_the_state() {
     let n1 = get(&c, "/v1/objects/n1");
     assert_eq!(n1["status"], "synced");
     assert_eq!(n1["feedback"]["id"], "n1-id");
+    // R1 through the service: the node started only after its site's actuation ended.
+    let spans = get(&c, "/v1/actuations")["spans"].clone();
+    let span = |k: &str| {
+        spans
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == k)
+            .cloned()
+            .unwrap()
+    };
+    assert!(
+        span("n1")["start"].as_u64() >= span("s1")["end"].as_u64(),
+        "{spans}"
+    );
     let m = c.get("/metrics").unwrap().body;
     for line in [
         "syncore_actuations_total{model=\"Node\",outcome=\"ok\"} 1",
