@@ -551,7 +551,10 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
                         if let Some(v) = engine.object(key).map(|o| o.version) {
                             let report = match failed {
                                 None => ExternalReport::Synced { version: v },
-                                Some(m) => ExternalReport::Failed { message: m.clone() },
+                                Some(m) => ExternalReport::Failed {
+                                    version: v,
+                                    message: m.clone(),
+                                },
                             };
                             let _ = engine.report_external(key, report);
                         }

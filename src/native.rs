@@ -358,9 +358,20 @@ impl Policy for Ensure {
         if has {
             return Ok(vec![]);
         }
-        let key = format!("{}-{}", input.key, self.child.to_lowercase());
-        if state.get(&key).is_some() {
-            return Ok(vec![]);
+        // `<key>-<child>`; while an earlier one is being deleted (an owned object deleted
+        // alone, R10), `<key>-<child>-2`, `-3`, ...
+        let base = format!("{}-{}", input.key, self.child.to_lowercase());
+        let mut key = base.clone();
+        let mut n = 2;
+        loop {
+            match state.get(&key) {
+                None => break,
+                Some(o) if o.deleted => {
+                    key = format!("{base}-{n}");
+                    n += 1;
+                }
+                Some(_) => return Ok(vec![]),
+            }
         }
         let value = if self.many {
             Value::Refs(vec![input.key.to_string()])
@@ -400,6 +411,7 @@ impl Watcher for LogWatcher {
                     .collect();
                 format!("feedback {}", values.join(", "))
             }
+            syncore::WatchKind::DeleteRequested => "delete requested".to_string(),
             syncore::WatchKind::Deleted => "deleted".to_string(),
         };
         let line = format!(

@@ -44,7 +44,10 @@ pub fn print(setup: &Setup, style: Style, json: bool, rounds_max: usize) -> Resu
             if let Some(version) = engine.object(key).map(|o| o.version) {
                 let r = match failed {
                     None => ExternalReport::Synced { version },
-                    Some(m) => ExternalReport::Failed { message: m.clone() },
+                    Some(m) => ExternalReport::Failed {
+                        version,
+                        message: m.clone(),
+                    },
                 };
                 let _ = engine.report_external(key, r);
             }

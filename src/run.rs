@@ -642,7 +642,10 @@ impl Sim<'_> {
             };
             let report = match failed {
                 None => ExternalReport::Synced { version },
-                Some(m) => ExternalReport::Failed { message: m.clone() },
+                Some(m) => ExternalReport::Failed {
+                    version,
+                    message: m.clone(),
+                },
             };
             let result = engine.report_external(key, report.clone());
             if self.record {

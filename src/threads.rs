@@ -140,7 +140,10 @@ pub fn execute(
                 let version = runner.engine().object(key).map_or(0, |o| o.version);
                 let report = match failed {
                     None => ExternalReport::Synced { version },
-                    Some(m) => ExternalReport::Failed { message: m.clone() },
+                    Some(m) => ExternalReport::Failed {
+                        version,
+                        message: m.clone(),
+                    },
                 };
                 let _ = sender.report_external(key.clone(), report);
             }
@@ -326,7 +329,7 @@ fn rebuild(
             } => {
                 let _ = shadow.report_external(key, report.clone());
                 let failed = match report {
-                    ExternalReport::Failed { message } => Some(message.clone()),
+                    ExternalReport::Failed { message, .. } => Some(message.clone()),
                     ExternalReport::Synced { .. } => None,
                 };
                 emit(

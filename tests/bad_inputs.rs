@@ -708,6 +708,30 @@ fn cases() -> Vec<Case> {
             )),
             "snapshot is corrupt: payload: UnexpectedEnd { additional: 1 }",
         ),
+        // R7: no new reference to an object being deleted (issue 10).
+        case(
+            "change: new reference to an object being deleted",
+            upsert("slice2", "Slice", vec![("site", Value::Ref("gone".into()))]),
+            Want::Change(ChangeError::ReferenceToDeleting {
+                key: "slice2".into(),
+                field: "site".into(),
+                target: "gone".into(),
+            }),
+            "object slice2: field site references gone, which is being deleted",
+        ),
+        case(
+            "change: new reference to an object the same set deletes",
+            Input::Changes(vec![
+                Change::delete("site"),
+                Change::upsert("slice3", "Slice", [("site", "site")]),
+            ]),
+            Want::Change(ChangeError::ReferenceToDeleting {
+                key: "slice3".into(),
+                field: "site".into(),
+                target: "site".into(),
+            }),
+            "object slice3: field site references site, which is being deleted",
+        ),
         // Completions and reports.
         case(
             "complete: a task for no object",
@@ -726,6 +750,46 @@ fn cases() -> Vec<Case> {
             }),
             "no object with id 4000000 and version 1",
         ),
+        not_planned(
+            "complete: a sync of an external object",
+            "owner",
+            None,
+            0,
+            TaskKind::Sync,
+            "external and passive objects get no tasks (R17)",
+        ),
+        not_planned(
+            "complete: a sync of a passive object",
+            "tag",
+            None,
+            0,
+            TaskKind::Sync,
+            "external and passive objects get no tasks (R17)",
+        ),
+        not_planned(
+            "complete: a task naming another model",
+            "site",
+            Some(3),
+            0,
+            TaskKind::Sync,
+            "the object is of another model",
+        ),
+        not_planned(
+            "complete: a version the object never had",
+            "slice",
+            None,
+            100,
+            TaskKind::Sync,
+            "the object never had that version",
+        ),
+        not_planned(
+            "complete: a delete of a live object",
+            "slice",
+            None,
+            0,
+            TaskKind::Delete,
+            "the object is not being deleted",
+        ),
         case(
             "report: not an external object",
             Input::External("site", ExternalReport::Synced { version: 1 }),
@@ -737,6 +801,7 @@ fn cases() -> Vec<Case> {
             Input::External(
                 "nobody",
                 ExternalReport::Failed {
+                    version: 1,
                     message: "x".into(),
                 },
             ),
@@ -746,6 +811,38 @@ fn cases() -> Vec<Case> {
             "object nobody does not exist",
         ),
     ]
+}
+
+/// A completion row for a task the engine never planned (issue 10): the task names `key`'s
+/// object, with `model` (default: its own) and its version plus `ahead`.
+fn not_planned(
+    name: &'static str,
+    key: &str,
+    model: Option<u16>,
+    ahead: u64,
+    kind: TaskKind,
+    why: &'static str,
+) -> Case {
+    let e = base();
+    let info = e.object(key).unwrap();
+    let own = e.schema().model_id(&info.model).unwrap();
+    let version = info.version + ahead;
+    let task = Task {
+        object: info.id,
+        model: model.map_or(own, ModelId),
+        version,
+        kind,
+    };
+    case(
+        name,
+        Input::Complete(task, Outcome::ok()),
+        Want::Complete(CompleteError::NotPlanned {
+            key: key.into(),
+            version,
+            why,
+        }),
+        format!("task for {key} (version {version}) was never planned: {why}"),
+    )
 }
 
 /// Runs one row; returns the error and its message, or a description of what went wrong.

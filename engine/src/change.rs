@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ChangeError;
 use crate::graph::{self, Edge, PROXY};
 use crate::id::{ModelId, ObjectId};
-use crate::policy::{Policy, PolicyInput, StagedObject, StateView};
+use crate::policy::{Policy, PolicyInput, StagedObject, StateView, WatchKind};
 use crate::schema::{FieldSlot, ModelKind, Schema};
 use crate::store::{Store, DEFERRED, DELETING, EXTERNAL_FAILED};
 use crate::value::{Value, ValueLimits};
@@ -192,6 +192,11 @@ impl From<Vec<Change>> for ChangeSet {
 pub struct ApplyReport {
     /// Keys that got a new declarative version, sorted.
     pub changed: Vec<String>,
+    /// The version each key of `changed` got, in the same order (R8: versions come from
+    /// one engine-wide counter, so an object's first version is rarely 1). An external
+    /// object's owner reports against it (R17).
+    #[serde(default)]
+    pub versions: Vec<u64>,
     /// Keys marked for deletion, sorted.
     pub deleted: Vec<String>,
     /// Objects that left the store at once (passive or external, unreferenced).
@@ -202,6 +207,17 @@ pub struct ApplyReport {
     pub touched_objects: u64,
     /// Work done, for R15: edges examined.
     pub touched_edges: u64,
+}
+
+impl ApplyReport {
+    /// The version `key` got from this apply, if it changed.
+    pub fn version(&self, key: &str) -> Option<u64> {
+        let i = self
+            .changed
+            .binary_search_by(|k| k.as_str().cmp(key))
+            .ok()?;
+        self.versions.get(i).copied()
+    }
 }
 
 /// An object as a change set leaves it, before commit.
@@ -234,6 +250,15 @@ pub(crate) struct Stage<'a> {
     store: &'a Store,
     limits: Limits,
     entries: BTreeMap<String, Staged>,
+    /// New objects a policy created, with the trigger that owns them (R10).
+    owners: BTreeMap<String, String>,
+    /// Target key -> the staged, non-deleted objects whose links reference it.
+    staged_refs: HashMap<String, BTreeSet<String>>,
+    /// Work done answering policies' [`StateView::referrers`] (edges examined, R15).
+    view_edges: std::cell::Cell<u64>,
+    /// Keys whose policies must run in the next round although they did not change: owned
+    /// objects deleted with their owner, and owners whose owned object was deleted alone.
+    extra: BTreeSet<String>,
     /// Changes staged so far, policy output included (against `limits.changes_max`).
     changes_count: usize,
     touched_objects: u64,
@@ -243,6 +268,7 @@ pub(crate) struct Stage<'a> {
 /// What commit needs: staged entries with their resolved dependencies.
 pub(crate) struct Checked {
     entries: BTreeMap<String, Staged>,
+    owners: BTreeMap<String, String>,
     deps: HashMap<u32, Box<[Edge]>>,
     /// The id of each entry, in key order (new objects: the id the store will hand out).
     ids: Vec<u32>,
@@ -258,6 +284,10 @@ impl<'a> Stage<'a> {
             store,
             limits,
             entries: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            staged_refs: HashMap::new(),
+            view_edges: std::cell::Cell::new(0),
+            extra: BTreeSet::new(),
             changes_count: 0,
             touched_objects: 0,
             touched_edges: 0,
@@ -375,43 +405,111 @@ impl<'a> Stage<'a> {
         }
         let was_staged = self.entries.contains_key(key);
         let changed = !was_staged && entry.existing.is_none() || next.values != entry.values;
+        self.index_refs(key, false);
         self.entries.insert(key.to_string(), next);
+        self.index_refs(key, true);
         Ok(changed)
     }
 
     fn stage_delete(&mut self, key: &str) -> Result<bool, ChangeError> {
-        if let Some(e) = self.entries.get_mut(key) {
+        let id = if let Some(e) = self.entries.get_mut(key) {
             if e.deleted {
                 return Ok(false);
             }
-            if e.existing.is_none() {
+            let existing = e.existing;
+            self.index_refs(key, false);
+            let Some(id) = existing else {
                 // Created and deleted in the same change set: nothing happens.
                 self.entries.remove(key);
+                self.owners.remove(key);
                 return Ok(true);
+            };
+            if let Some(e) = self.entries.get_mut(key) {
+                e.deleted = true;
             }
-            if let Some(id) = e.existing {
-                if self.store.deleting(id) {
-                    return Ok(false);
+            id
+        } else {
+            let id = self
+                .store
+                .id_of(key)
+                .ok_or_else(|| ChangeError::UnknownKey { key: key.into() })?;
+            if self.store.deleting(id) {
+                return Ok(false);
+            }
+            let staged = Staged {
+                model: self.store.model(id),
+                values: self.store.fields(id).to_vec(),
+                deleted: true,
+                existing: Some(id),
+            };
+            self.entries.insert(key.to_string(), staged);
+            id
+        };
+        self.stage_ownership_of_delete(id)?;
+        Ok(true)
+    }
+
+    /// Adds (or removes) the references of staged, non-deleted `key` to (from) the staged
+    /// reverse index, so [`StateView::referrers`] costs O(its answer), not O(change set).
+    fn index_refs(&mut self, key: &str, add: bool) {
+        let Some(e) = self.entries.get(key) else {
+            return;
+        };
+        if e.deleted {
+            return;
+        }
+        let m = self.schema.model(e.model);
+        for l in &m.links {
+            for t in e.values[l.field as usize].refs() {
+                self.touched_edges += 1;
+                if add {
+                    self.staged_refs
+                        .entry(t.clone())
+                        .or_default()
+                        .insert(key.to_string());
+                } else if let Some(set) = self.staged_refs.get_mut(t) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.staged_refs.remove(t);
+                    }
                 }
             }
-            e.deleted = true;
-            return Ok(true);
         }
-        let id = self
+    }
+
+    /// R10 ownership, for the delete of stored object `id`: what it owns is deleted with
+    /// it (key order); if it has a live owner, the owner's policy runs again so that it can
+    /// keep its invariant.
+    fn stage_ownership_of_delete(&mut self, id: ObjectId) -> Result<(), ChangeError> {
+        if let Some(owner) = self.store.owner(id) {
+            let key = self.store.key(owner);
+            let owner_deleted =
+                self.store.deleting(owner) || self.entries.get(key).is_some_and(|e| e.deleted);
+            if !owner_deleted {
+                self.extra.insert(key.to_string());
+            }
+        }
+        let mut owned: Vec<&str> = self
             .store
-            .id_of(key)
-            .ok_or_else(|| ChangeError::UnknownKey { key: key.into() })?;
-        if self.store.deleting(id) {
-            return Ok(false);
+            .owned(id)
+            .iter()
+            .map(|&x| self.store.key(ObjectId(x)))
+            .collect();
+        owned.sort_unstable();
+        for key in owned {
+            self.touched_objects += 1;
+            self.changes_count += 1;
+            if self.changes_count > self.limits.changes_max {
+                return Err(ChangeError::TooLarge {
+                    what: "change set",
+                    max: self.limits.changes_max,
+                });
+            }
+            if self.stage_delete(key)? {
+                self.extra.insert(key.to_string());
+            }
         }
-        let staged = Staged {
-            model: self.store.model(id),
-            values: self.store.fields(id).to_vec(),
-            deleted: true,
-            existing: Some(id),
-        };
-        self.entries.insert(key.to_string(), staged);
-        Ok(true)
+        Ok(())
     }
 
     /// Stages the caller's changes, canonicalised by key (R12), then runs policies (R10).
@@ -436,6 +534,7 @@ impl<'a> Stage<'a> {
                 changed.insert(c.key().to_string());
             }
         }
+        changed.append(&mut self.extra);
         let rounds = self.run_policies(changed, policies, rounds_max)?;
         self.check(rounds)
     }
@@ -458,19 +557,25 @@ impl<'a> Stage<'a> {
         rounds_max: u32,
     ) -> Result<u32, ChangeError> {
         let mut round = 0;
+        // For each key of the round, the models whose policies led to its change (R10: a
+        // loop error names every model that took part in it).
+        let mut chains: BTreeMap<String, BTreeSet<ModelId>> = BTreeMap::new();
         loop {
             changed.retain(|k| self.has_policy(policies, k).is_some());
             if changed.is_empty() {
                 return Ok(round);
             }
             if round >= rounds_max {
-                let mut models: Vec<String> = changed
-                    .iter()
-                    .filter_map(|k| self.has_policy(policies, k))
+                let mut ids: BTreeSet<ModelId> = BTreeSet::new();
+                for k in &changed {
+                    ids.extend(self.has_policy(policies, k));
+                    ids.extend(chains.get(k).into_iter().flatten().copied());
+                }
+                let mut models: Vec<String> = ids
+                    .into_iter()
                     .map(|m| self.schema.model(m).name.clone())
                     .collect();
                 models.sort();
-                models.dedup();
                 return Err(ChangeError::PolicyLoop {
                     models,
                     rounds: rounds_max,
@@ -478,25 +583,31 @@ impl<'a> Stage<'a> {
             }
             round += 1;
             let mut next = BTreeSet::new();
+            let mut next_chains: BTreeMap<String, BTreeSet<ModelId>> = BTreeMap::new();
             for key in &changed {
-                let Some(entry) = self.entries.get(key) else {
+                // A staged object, or a stored owner asked to restore its invariant.
+                let (model, values, deleted) = match self.entries.get(key) {
+                    Some(e) => (e.model, &e.values[..], e.deleted),
+                    None => match self.store.id_of(key) {
+                        Some(id) => (self.store.model(id), self.store.fields(id), false),
+                        None => continue,
+                    },
+                };
+                let Some(Some(policy)) = policies.get(model.index()) else {
                     continue;
                 };
-                let Some(Some(policy)) = policies.get(entry.model.index()) else {
-                    continue;
-                };
-                let m = self.schema.model(entry.model);
+                let m = self.schema.model(model);
                 let fields: BTreeMap<String, Value> = m
                     .fields
                     .iter()
                     .map(|f| f.name.clone())
-                    .zip(entry.values.iter().cloned())
+                    .zip(values.iter().cloned())
                     .collect();
                 let input = PolicyInput {
                     key,
                     model: &m.name,
                     fields: &fields,
-                    deleted: entry.deleted,
+                    deleted,
                 };
                 let out =
                     policy
@@ -506,13 +617,35 @@ impl<'a> Stage<'a> {
                             key: key.clone(),
                             message,
                         })?;
+                let mut chain = chains.remove(key).unwrap_or_default();
+                chain.insert(model);
+                let owns = policy.owns_created();
                 for c in &out {
+                    let creates = matches!(c, Change::Upsert { .. })
+                        && !self.entries.contains_key(c.key())
+                        && self.store.id_of(c.key()).is_none();
                     if self.stage(c)? {
                         next.insert(c.key().to_string());
+                        next_chains
+                            .entry(c.key().to_string())
+                            .or_default()
+                            .extend(chain.iter().copied());
                     }
+                    if creates && owns && self.entries.contains_key(c.key()) {
+                        // R10: created by this policy, owned by its trigger.
+                        self.owners.insert(c.key().to_string(), key.clone());
+                    }
+                }
+                for k in std::mem::take(&mut self.extra) {
+                    next_chains
+                        .entry(k.clone())
+                        .or_default()
+                        .extend(chain.iter().copied());
+                    next.insert(k);
                 }
             }
             changed = next;
+            chains = next_chains;
         }
     }
 
@@ -540,11 +673,15 @@ impl<'a> Stage<'a> {
             });
         }
         let staged: Vec<&Staged> = self.entries.values().collect();
-        let resolve = |key: &str| -> Option<(u32, ModelId)> {
+        // A reference resolves to a staged or stored object, with whether it is deleted by
+        // this change set or already being deleted.
+        let resolve = |key: &str| -> Option<(u32, ModelId, bool)> {
             match index.get(key) {
-                Some(&i) if staged[i].deleted => None,
-                Some(&i) => Some((ids[i], staged[i].model)),
-                None => self.store.id_of(key).map(|id| (id.0, self.store.model(id))),
+                Some(&i) => Some((ids[i], staged[i].model, staged[i].deleted)),
+                None => self
+                    .store
+                    .id_of(key)
+                    .map(|id| (id.0, self.store.model(id), self.store.deleting(id))),
             }
         };
         let mut deps: HashMap<u32, Box<[Edge]>> = HashMap::new();
@@ -556,17 +693,19 @@ impl<'a> Stage<'a> {
             }
             let id = ids[i];
             let m = self.schema.model(e.model);
+            let old: &[Edge] = e.existing.map(|i| self.store.deps(i)).unwrap_or(&[]);
             let mut edges: Vec<Edge> = Vec::new();
             for link in &m.links {
                 for target in e.values[link.field as usize].refs() {
                     touched_edges += 1;
                     let field = || m.fields[link.field as usize].name.clone();
-                    let (tid, tmodel) =
+                    let (tid, tmodel, deleting) =
                         resolve(target).ok_or_else(|| ChangeError::DanglingReference {
                             key: key.clone(),
                             field: field(),
                             target: target.clone(),
                         })?;
+                    let edge = tid | if link.proxy { PROXY } else { 0 };
                     if tmodel != link.target {
                         return Err(ChangeError::WrongTargetModel {
                             key: key.clone(),
@@ -576,12 +715,20 @@ impl<'a> Stage<'a> {
                             found: self.schema.model(tmodel).name.clone(),
                         });
                     }
-                    edges.push(tid | if link.proxy { PROXY } else { 0 });
+                    if deleting && old.binary_search(&edge).is_err() {
+                        // R7: the delete would wait for this new referrer, and the
+                        // referrer for the delete, forever.
+                        return Err(ChangeError::ReferenceToDeleting {
+                            key: key.clone(),
+                            field: field(),
+                            target: target.clone(),
+                        });
+                    }
+                    edges.push(edge);
                 }
             }
             edges.sort_unstable();
             edges.dedup();
-            let old: &[Edge] = e.existing.map(|i| self.store.deps(i)).unwrap_or(&[]);
             if edges.iter().any(|x| old.binary_search(x).is_err()) {
                 roots.push(id);
             }
@@ -617,7 +764,13 @@ impl<'a> Stage<'a> {
             }
         }
         drop(index);
+        // An owner deleted in the same change set owns nothing new.
+        let entries = &self.entries;
+        self.owners
+            .retain(|_, owner| !entries.get(owner.as_str()).is_some_and(|e| e.deleted));
+        self.touched_edges += self.view_edges.get();
         Ok(Checked {
+            owners: std::mem::take(&mut self.owners),
             entries: std::mem::take(&mut self.entries),
             deps,
             ids,
@@ -654,9 +807,13 @@ impl StateView for Stage<'_> {
         })
     }
 
+    /// Stored referrers not restaged, plus the staged reverse index: O(referrers), never
+    /// a scan of the change set (R15).
     fn referrers(&self, key: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        let mut examined = 1;
         if let Some(id) = self.store.id_of(key) {
+            examined += self.store.rdeps(id).len() as u64;
             for &r in self.store.rdeps(id) {
                 let rid = graph::target(r);
                 let rkey = self.store.key(rid);
@@ -665,18 +822,11 @@ impl StateView for Stage<'_> {
                 }
             }
         }
-        for (k, e) in &self.entries {
-            if e.deleted {
-                continue;
-            }
-            let m = self.schema.model(e.model);
-            if m.links
-                .iter()
-                .any(|l| e.values[l.field as usize].refs().iter().any(|t| t == key))
-            {
-                out.push(k.clone());
-            }
+        if let Some(staged) = self.staged_refs.get(key) {
+            examined += staged.len() as u64;
+            out.extend(staged.iter().cloned());
         }
+        self.view_edges.set(self.view_edges.get() + examined);
         out.sort();
         out.dedup();
         out
@@ -823,18 +973,19 @@ impl<'a> Overlay<'a> {
     }
 }
 
-/// A watch event from `apply`: the key and its changed declarative fields (`None`: deleted).
-pub(crate) type ApplyEvent = (String, Option<Vec<String>>);
+/// A watch event (R18): key, model, what happened, and the changed field names.
+pub(crate) type Event = (String, ModelId, WatchKind, Vec<String>);
 
-/// Writes a checked change set into the store. Returns the report and the watch events
-/// (key, changed declarative field names; `None` for a delete).
+/// Writes a checked change set into the store. Returns the report and the watch events, in
+/// key order (a delete requested and completed at once gives two, requested first).
 pub(crate) fn commit(
     schema: &Schema,
     store: &mut Store,
     checked: Checked,
-) -> (ApplyReport, Vec<ApplyEvent>) {
+) -> (ApplyReport, Vec<Event>) {
     let Checked {
         entries,
+        owners,
         mut deps,
         ids,
         policy_rounds,
@@ -857,6 +1008,12 @@ pub(crate) fn commit(
         let id = store.insert(key, e.model, values.into_boxed_slice());
         debug_assert_eq!(id.0, want, "staged id matches the allocated one");
     }
+    // Owners (R10): every new object exists now, so owner keys resolve.
+    for (key, owner) in &owners {
+        if let (Some(id), Some(o)) = (store.id_of(key), store.id_of(owner)) {
+            store.set_owner(id, o);
+        }
+    }
     let mut sweep: Vec<ObjectId> = Vec::new();
     for ((key, e), id) in entries.into_iter().zip(ids) {
         touched_objects += 1;
@@ -872,7 +1029,7 @@ pub(crate) fn commit(
                 sweep.push(id);
             }
             store.refresh_unsettled(id);
-            events.push((key.clone(), None));
+            events.push((key.clone(), e.model, WatchKind::DeleteRequested, Vec::new()));
             report.deleted.push(key);
             continue;
         }
@@ -907,22 +1064,31 @@ pub(crate) fn commit(
             store.set_enacted(id, v);
         }
         store.refresh_unsettled(id);
-        events.push((key.clone(), Some(changed_fields)));
+        events.push((key.clone(), e.model, WatchKind::Declarative, changed_fields));
         report.changed.push(key);
+        report.versions.push(store.version(id));
     }
-    report.removed = sweep_unreferenced(schema, store, sweep);
+    let removed = sweep_unreferenced(schema, store, sweep);
+    report.removed = removed.iter().map(|(k, _)| k.clone()).collect();
+    events.extend(
+        removed
+            .into_iter()
+            .map(|(k, m)| (k, m, WatchKind::Deleted, Vec::new())),
+    );
+    // Stable: for one key, the requested delete stays before its completion.
+    events.sort_by(|a, b| a.0.cmp(&b.0));
     report.touched_objects = touched_objects;
     report.touched_edges = touched_edges;
     (report, events)
 }
 
 /// Removes deleting passive and external objects that nothing references any more
-/// (R17), and then whatever that frees in turn. Returns their keys, sorted.
+/// (R17), and then whatever that frees in turn. Returns their keys and models, by key.
 pub(crate) fn sweep_unreferenced(
     schema: &Schema,
     store: &mut Store,
     mut work: Vec<ObjectId>,
-) -> Vec<String> {
+) -> Vec<(String, ModelId)> {
     let mut removed = Vec::new();
     while let Some(id) = work.pop() {
         if !store.alive(id) || !store.deleting(id) || !store.rdeps(id).is_empty() {
@@ -932,7 +1098,7 @@ pub(crate) fn sweep_unreferenced(
             continue;
         }
         work.extend(store.deps(id).iter().map(|&e| graph::target(e)));
-        removed.push(store.key(id).to_string());
+        removed.push((store.key(id).to_string(), store.model(id)));
         store.remove(id);
     }
     removed.sort();

@@ -310,13 +310,6 @@ impl Engine {
             self.config.policy_rounds_max,
         )?;
         let (report, events) = change::commit(&self.schema, &mut self.store, checked);
-        let events: Vec<_> = events
-            .into_iter()
-            .map(|(key, fields)| match fields {
-                Some(f) => (key, WatchKind::Declarative, f),
-                None => (key, WatchKind::Deleted, Vec::new()),
-            })
-            .collect();
         self.notify(&events);
         Ok(report)
     }
@@ -345,7 +338,13 @@ impl Engine {
         now: Time,
     ) -> Result<Completion, CompleteError> {
         let outcome = self.check_feedback_limits(task, outcome);
-        let (done, changed) = complete::complete(
+        let object = self.store.alive(task.object).then(|| {
+            (
+                self.store.key(task.object).to_string(),
+                self.store.model(task.object),
+            )
+        });
+        let (done, changed, swept) = complete::complete(
             &self.schema,
             &mut self.store,
             &self.config.backoff,
@@ -353,10 +352,24 @@ impl Engine {
             outcome,
             now,
         )?;
+        let Some((key, model)) = object else {
+            return Ok(done);
+        };
+        let mut events = Vec::new();
         if !changed.is_empty() {
-            let key = self.store.key(task.object).to_string();
-            self.notify(&[(key, WatchKind::Feedback, changed)]);
+            events.push((key.clone(), model, WatchKind::Feedback, changed));
         }
+        if matches!(done, Completion::Deleted { .. }) {
+            // The object left the store, and the passive or external objects it freed (R18).
+            events.push((key, model, WatchKind::Deleted, Vec::new()));
+            events.extend(
+                swept
+                    .into_iter()
+                    .map(|(k, m)| (k, m, WatchKind::Deleted, Vec::new())),
+            );
+            events.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        self.notify(&events);
         Ok(done)
     }
 
@@ -392,7 +405,11 @@ impl Engine {
         outcome
     }
 
-    /// Records a report about an object of an external model (R17).
+    /// Records a report about an object of an external model (R17). A report names the
+    /// version it is about ([`ApplyReport::versions`] tells the embedder which version an
+    /// apply gave); one about another version than the current one is
+    /// [`Completion::Stale`]. A failure of the current version blocks its dependents, even
+    /// after it was reported synced.
     ///
     /// # Errors
     /// [`CompleteError::UnknownKey`] or [`CompleteError::NotExternal`].
@@ -515,7 +532,10 @@ impl Engine {
         let b = *self.store.backoff(id);
         let message = || self.store.message(id).unwrap_or_default().to_string();
         match plan.hold(id) {
-            None | Some(HoldReason::BackingOff { .. }) => {
+            // A task in this plan: work to do now, also when it is the retry of a failure
+            // or deferral whose time has come (R4; the failure stays in `object`).
+            None => Status::Pending,
+            Some(HoldReason::BackingOff { .. }) => {
                 if b.deferred() {
                     Status::Deferred {
                         message: message(),
@@ -571,17 +591,25 @@ impl Engine {
     }
 
     /// Pretend mode (R13): the waves that would run, round after round, if every task
-    /// succeeded at `now`, without calling any actuator, policy or watcher and without
-    /// changing this engine. Rounds stop when nothing runnable is left (or after
-    /// `rounds_max`).
+    /// succeeded, without calling any actuator, policy or watcher and without changing
+    /// this engine. A round with nothing runnable but a backoff expiry ahead waits for it:
+    /// the next round is planned at that time (its [`Plan::now`]). Rounds stop when
+    /// nothing runnable is left or will become so (or after `rounds_max`).
     pub fn pretend(&self, now: Time, rounds_max: usize) -> Vec<Plan> {
         let mut store = self.store.clone();
         let mut scratch = Scratch::default();
         let mut rounds = Vec::new();
+        let mut now = now;
         while rounds.len() < rounds_max {
             let p = plan::plan(&self.schema, &store, &mut scratch, now);
             if p.tasks.is_empty() {
-                break;
+                match p.next_wake {
+                    Some(wake) if wake > now => {
+                        now = wake;
+                        continue;
+                    }
+                    _ => break,
+                }
             }
             for t in &p.tasks {
                 // Every outcome here is Ok; a completion can only fail on a vanished task.
@@ -629,7 +657,7 @@ impl Engine {
     }
 
     /// Delivers watch events in (watcher, key) order (R18); `events` are in key order.
-    fn notify(&mut self, events: &[(String, WatchKind, Vec<String>)]) {
+    fn notify(&mut self, events: &[change::Event]) {
         if events.is_empty() || self.watchers.iter().all(Option::is_none) {
             return;
         }
@@ -638,11 +666,8 @@ impl Engine {
         for (w, watcher) in self.watchers.iter().enumerate() {
             let Some(watcher) = watcher else { continue };
             let wm = &self.schema.models()[w];
-            for (key, kind, changed) in events {
-                let Some(id) = self.store.id_of(key) else {
-                    continue;
-                };
-                let model = self.store.model(id);
+            for (key, model, kind, changed) in events {
+                let model = *model;
                 let Some((_, filter)) = wm.watches.iter().find(|(m, _)| *m == model) else {
                     continue;
                 };
@@ -654,16 +679,21 @@ impl Engine {
                         .collect(),
                     None => changed.clone(),
                 };
-                if fields.is_empty() && *kind != WatchKind::Deleted {
+                let is_delete = matches!(kind, WatchKind::Deleted | WatchKind::DeleteRequested);
+                if fields.is_empty() && !is_delete {
                     continue;
                 }
+                let id = match kind {
+                    WatchKind::Deleted => None,
+                    _ => self.store.id_of(key),
+                };
                 let event = WatchEvent {
                     watcher_model: &wm.name,
                     key,
                     model: &self.schema.model(model).name,
                     kind: *kind,
                     changed: &fields,
-                    object: Some(ObjectView {
+                    object: id.map(|id| ObjectView {
                         schema: &self.schema,
                         store: &self.store,
                         id,

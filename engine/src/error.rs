@@ -228,6 +228,17 @@ pub enum ChangeError {
         /// The key.
         key: String,
     },
+    /// A change adds a reference to an object that is being deleted (R7): the delete would
+    /// wait for the new referrer and the referrer for the delete, forever.
+    #[error("object {key}: field {field} references {target}, which is being deleted")]
+    ReferenceToDeleting {
+        /// The referring key.
+        key: String,
+        /// The link field.
+        field: String,
+        /// The key being deleted.
+        target: String,
+    },
     /// The same key twice in one change set (R12).
     #[error("object {key} appears twice in the change set")]
     DuplicateKey {
@@ -332,6 +343,18 @@ pub enum CompleteError {
     NotExternal {
         /// The key.
         key: String,
+    },
+    /// A task the engine never planned: the object's model is external or passive (they
+    /// get no tasks, R17), the task names another model, a version the object never had,
+    /// or a delete of an object that is not being deleted.
+    #[error("task for {key} (version {version}) was never planned: {why}")]
+    NotPlanned {
+        /// The object's key.
+        key: String,
+        /// The task's version.
+        version: u64,
+        /// What does not match.
+        why: &'static str,
     },
     /// A report names an unknown key.
     #[error("object {key} does not exist")]

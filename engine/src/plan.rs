@@ -9,8 +9,9 @@
 //!    in the effective graph: a depth-first walk through its dependencies that passes
 //!    *through* settled objects (R1: `c -> b -> a` with only `a` and `c` changed still
 //!    orders `c` after `a`), plus every unsettled object of the models it
-//!    `depends_on_models`. A deleting object waits for its deleting referrers (R7); a live
-//!    referrer makes it wait as `WaitingReferrers`.
+//!    `depends_on_models`. A deleting object waits for its deleting referrers and for the
+//!    deleting objects of the models that depend on its model (R7); a live referrer makes
+//!    it wait as `WaitingReferrers`.
 //! 2. **Resolution**, in topological order of those prerequisites (Kahn): an object whose
 //!    prerequisites are all tasks, and which is not itself backing off, becomes a task in
 //!    wave `1 + max(wave of prerequisites)`; otherwise it is held, naming the root cause
@@ -289,14 +290,19 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         scratch.set_slot(u, i as u32, store.deleting(ObjectId(u)));
     }
 
-    // Model-level prerequisites (R1): the unsettled, live objects of each model.
+    // Model-level prerequisites (R1): the unsettled, live objects of each model; and for
+    // deletes (R7), the deleting objects of each model.
     let any_model_deps = schema.models().iter().any(|m| !m.depends_on.is_empty());
     let mut by_model: Vec<Vec<u32>> = Vec::new();
+    let mut deleting_by_model: Vec<Vec<u32>> = Vec::new();
     if any_model_deps {
         by_model = vec![Vec::new(); schema.models().len()];
+        deleting_by_model = vec![Vec::new(); schema.models().len()];
         for (i, &u) in unsettled.iter().enumerate() {
             let id = ObjectId(u);
-            if !store.deleting(id) {
+            if store.deleting(id) {
+                deleting_by_model[store.model(id).index()].push(i as u32);
+            } else {
                 by_model[store.model(id).index()].push(i as u32);
             }
         }
@@ -320,6 +326,19 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                     }
                 }
             });
+            // R7 through `depends_on_models`: the deletes of the models that depend on this
+            // one's model go first.
+            if any_model_deps {
+                for dm in &schema.model(store.model(id)).depended_on_by {
+                    stats.edges += deleting_by_model[dm.index()].len() as u64;
+                    pre.extend(
+                        deleting_by_model[dm.index()]
+                            .iter()
+                            .copied()
+                            .filter(|&s| s != i as u32),
+                    );
+                }
+            }
         } else {
             // Walk dependencies; pass through settled ones (R1), stop at unsettled ones.
             let epoch = scratch.next_visit();
@@ -491,9 +510,21 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
             Res::ExtWait => HoldReason::WaitingExternal { key: id },
             Res::WaitExt { key } => HoldReason::WaitingExternal { key: ObjectId(key) },
             Res::ExtFailed => HoldReason::ExternalFailed,
-            Res::WaitRefs => HoldReason::WaitingReferrers {
-                keys: referrers_waited_for(store, id),
-            },
+            Res::WaitRefs => {
+                let mut keys = referrers_waited_for(store, id);
+                if keys.is_empty() && any_model_deps {
+                    // Held only behind the deletes of dependent models (R7).
+                    for dm in &schema.model(store.model(id)).depended_on_by {
+                        keys.extend(
+                            deleting_by_model[dm.index()]
+                                .iter()
+                                .map(|&s| ObjectId(unsettled[s as usize])),
+                        );
+                    }
+                    keys.sort_by(|a, b| store.key(*a).cmp(store.key(*b)));
+                }
+                HoldReason::WaitingReferrers { keys }
+            }
         };
         holds.push(Hold { object: id, reason });
     }

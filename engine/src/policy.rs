@@ -68,6 +68,14 @@ pub trait Policy: Send + Sync {
         input: &PolicyInput<'_>,
         state: &dyn StateView,
     ) -> Result<Vec<Change>, String>;
+
+    /// Whether objects this policy creates are owned by the object it was called on (R10,
+    /// like Kubernetes owner references): an owned object is deleted with its owner, and
+    /// when it is deleted alone the owner's policy runs again in the same change set, so
+    /// that it can restore its invariant. Default: `true`.
+    fn owns_created(&self) -> bool {
+        true
+    }
 }
 
 /// What changed about a watched object.
@@ -78,7 +86,13 @@ pub enum WatchKind {
     Declarative,
     /// Feedback fields changed (after `complete`).
     Feedback,
-    /// The object left the store.
+    /// Its delete was requested (after `apply`); it is still in the store until the
+    /// delete completes.
+    #[serde(rename = "delete_requested")]
+    DeleteRequested,
+    /// The object left the store: its delete completed (after `complete`), or it was a
+    /// passive or external object swept once nothing referenced it (after `apply` or
+    /// `complete`).
     Deleted,
 }
 
@@ -95,7 +109,7 @@ pub struct WatchEvent<'a> {
     pub kind: WatchKind,
     /// Names of the changed fields (already filtered by the link's `into`).
     pub changed: &'a [String],
-    /// The object as it is now (`None` once deleted).
+    /// The object as it is now (`None` once it left the store: [`WatchKind::Deleted`]).
     pub object: Option<ObjectView<'a>>,
 }
 

@@ -156,6 +156,9 @@ pub struct Model {
     pub link_of_field: Vec<Option<u16>>,
     /// Models every object of this one waits for (R1), sorted.
     pub depends_on: Vec<ModelId>,
+    /// Models whose `depends_on_models` name this one, sorted: their deletes run before
+    /// this model's (R7).
+    pub depended_on_by: Vec<ModelId>,
     /// Watched models with their field filter (`None`: every field), sorted by model.
     pub watches: Vec<(ModelId, Option<BTreeSet<String>>)>,
     slots: BTreeMap<String, FieldSlot>,
@@ -221,6 +224,11 @@ impl Schema {
             models.push(compile_model(m, &by_name)?);
         }
         check_model_cycles(&def, &models)?;
+        for a in 0..models.len() {
+            for d in models[a].depends_on.clone() {
+                models[d.index()].depended_on_by.push(ModelId(a as u16));
+            }
+        }
         compute_watches(&def, &mut models, &by_name)?;
         Ok(Schema {
             def,
@@ -351,6 +359,7 @@ fn compile_model(m: &ModelDef, by_name: &BTreeMap<String, ModelId>) -> Result<Mo
         links,
         link_of_field,
         depends_on,
+        depended_on_by: Vec::new(),
         watches: Vec::new(),
         slots,
     })
@@ -503,7 +512,9 @@ fn compute_watches(
             }
             frontier = next;
         }
-        for t in watches.keys() {
+        // A model watching itself (a tree watching its parent through its self-link) is no
+        // loop: watchers change nothing, and no other model is involved (R11).
+        for t in watches.keys().filter(|t| t.index() != a) {
             watch_graph[a].push(t.index());
         }
         models[a].watches = watches.into_iter().collect();

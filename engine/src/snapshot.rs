@@ -18,7 +18,7 @@ use crate::store::{StoreData, DEAD};
 /// The magic bytes that open a snapshot.
 pub const MAGIC: &[u8; 8] = b"SYNCORE\0";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 #[derive(bincode::Encode, bincode::Decode)]
 struct Body {
@@ -141,6 +141,8 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
         d.model.len(),
         d.version.len(),
         d.enacted.len(),
+        d.born.len(),
+        d.owner.len(),
         d.values.len(),
         d.backoff.len(),
         d.deps.len(),
@@ -179,8 +181,19 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
         if d.values[id].len() != model.fields.len() + model.feedback.len() {
             return Err(format!("object {}: wrong number of values", d.keys[id]));
         }
-        if d.version[id] == 0 || d.version[id] >= d.next_version || d.enacted[id] > d.version[id] {
+        if d.version[id] == 0
+            || d.version[id] >= d.next_version
+            || d.enacted[id] > d.version[id]
+            || d.born[id] == 0
+            || d.born[id] > d.version[id]
+        {
             return Err(format!("object {}: bad version", d.keys[id]));
+        }
+        let o = d.owner[id];
+        if o != crate::store::NO_OWNER
+            && (o as usize >= n || o as usize == id || d.model[o as usize] == DEAD)
+        {
+            return Err(format!("object {}: bad owner", d.keys[id]));
         }
         let fields = model.fields.iter().chain(model.feedback.iter());
         for (f, v) in fields.zip(d.values[id].iter()) {
@@ -267,7 +280,10 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
     }
     for id in 0..n {
         let live = d.model[id] != DEAD;
-        let want = live && (d.enacted[id] != d.version[id] || d.backoff[id].deleting());
+        let want = live
+            && (d.enacted[id] != d.version[id]
+                || d.backoff[id].deleting()
+                || d.backoff[id].external_failed());
         if want != d.unsettled.contains(&(id as u32)) {
             return Err(format!("unsettled set disagrees at slot {id}"));
         }

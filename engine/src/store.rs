@@ -14,6 +14,9 @@ use crate::value::Value;
 /// The model id of a free slot.
 pub(crate) const DEAD: ModelId = ModelId(u16::MAX);
 
+/// The owner of an object nothing owns.
+pub(crate) const NO_OWNER: u32 = u32::MAX;
+
 /// Per-object outcome state: backoff (R5, R6), external reports (R17), deletion (R7).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub(crate) struct Backoff {
@@ -54,9 +57,14 @@ impl Backoff {
 pub(crate) struct StoreData {
     pub keys: Vec<Box<str>>,
     pub model: Vec<ModelId>,
-    /// Declarative version; globally unique across the engine, so a reused id never
-    /// matches a stale task (R8).
+    /// Declarative version; drawn from one engine-wide counter, so versions never repeat
+    /// and a reused id never matches a stale task (R8).
     pub version: Vec<u64>,
+    /// The first version of the object now in the slot: a task with an older version was
+    /// planned for an earlier object in the same slot (R8).
+    pub born: Vec<u64>,
+    /// The object whose policy created this one and which owns it (R10), or [`NO_OWNER`].
+    pub owner: Vec<u32>,
     /// The version last synced; `0`: never.
     pub enacted: Vec<u64>,
     /// Declarative values then feedback values, as many as the model has.
@@ -86,6 +94,8 @@ pub(crate) struct Store {
     /// Base -> its extensions (objects with a proxy link to it, R16). Lookups only; the
     /// order inside each list never reaches an output (planning sorts what it derives).
     pub exts: std::collections::HashMap<u32, Vec<u32>>,
+    /// Owner -> the objects it owns (R10). Lookups only; users sort what they read.
+    pub owned: std::collections::HashMap<u32, Vec<u32>>,
     /// Live objects.
     pub live_count: usize,
     /// Declarative field count per model (from the schema).
@@ -111,6 +121,7 @@ impl Store {
         let mut index = KeyIndex::default();
         index.reserve(n, &d.keys);
         let mut exts: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+        let mut owned: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
         let mut live_count = 0;
         for id in 0..n {
             if d.model[id] == DEAD {
@@ -118,6 +129,9 @@ impl Store {
             }
             live_count += 1;
             index.insert(id as u32, &d.keys);
+            if d.owner[id] != NO_OWNER {
+                owned.entry(d.owner[id]).or_default().push(id as u32);
+            }
             for &e in d.deps[id].iter() {
                 rdeps[graph::target(e).index()].push(graph::retag(id as u32, e));
                 if graph::is_proxy(e) {
@@ -130,6 +144,7 @@ impl Store {
             rdeps,
             index,
             exts,
+            owned,
             live_count,
             decl_counts,
         }
@@ -198,8 +213,46 @@ impl Store {
     pub(crate) fn message(&self, id: ObjectId) -> Option<&str> {
         self.d.messages.get(&id.0).map(String::as_str)
     }
+    /// Work to do or a reason to wait: a version not enacted, a delete, or an external
+    /// report of failure for the current version (R17).
     pub(crate) fn is_unsettled(&self, id: ObjectId) -> bool {
-        self.d.enacted[id.index()] != self.d.version[id.index()] || self.deleting(id)
+        let b = &self.d.backoff[id.index()];
+        self.d.enacted[id.index()] != self.d.version[id.index()]
+            || b.deleting()
+            || b.external_failed()
+    }
+    /// The first version of the object in slot `id`.
+    pub(crate) fn born(&self, id: ObjectId) -> u64 {
+        self.d.born[id.index()]
+    }
+    /// The object owning `id` (R10), if any.
+    pub(crate) fn owner(&self, id: ObjectId) -> Option<ObjectId> {
+        let o = self.d.owner[id.index()];
+        (o != NO_OWNER).then_some(ObjectId(o))
+    }
+    /// The objects `id` owns, in no particular order.
+    pub(crate) fn owned(&self, id: ObjectId) -> &[u32] {
+        if self.owned.is_empty() {
+            return &[];
+        }
+        self.owned.get(&id.0).map_or(&[], Vec::as_slice)
+    }
+    /// Makes `owner` the owner of `id` (R10).
+    pub(crate) fn set_owner(&mut self, id: ObjectId, owner: ObjectId) {
+        self.clear_owner(id);
+        self.d.owner[id.index()] = owner.0;
+        self.owned.entry(owner.0).or_default().push(id.0);
+    }
+    fn clear_owner(&mut self, id: ObjectId) {
+        let o = std::mem::replace(&mut self.d.owner[id.index()], NO_OWNER);
+        if o != NO_OWNER {
+            if let Some(list) = self.owned.get_mut(&o) {
+                list.retain(|&x| x != id.0);
+                if list.is_empty() {
+                    self.owned.remove(&o);
+                }
+            }
+        }
     }
 
     // ---- writers (apply / complete) ----
@@ -222,6 +275,8 @@ impl Store {
                 self.d.keys[i] = key.into();
                 self.d.model[i] = model;
                 self.d.version[i] = 0;
+                self.d.born[i] = 0;
+                self.d.owner[i] = NO_OWNER;
                 self.d.enacted[i] = 0;
                 self.d.values[i] = values;
                 self.d.backoff[i] = Backoff::default();
@@ -234,6 +289,8 @@ impl Store {
                 self.d.keys.push(key.into());
                 self.d.model.push(model);
                 self.d.version.push(0);
+                self.d.born.push(0);
+                self.d.owner.push(NO_OWNER);
                 self.d.enacted.push(0);
                 self.d.values.push(values);
                 self.d.backoff.push(Backoff::default());
@@ -282,6 +339,9 @@ impl Store {
     pub(crate) fn bump_version(&mut self, id: ObjectId) {
         let v = self.d.next_version;
         self.d.next_version += 1;
+        if self.d.version[id.index()] == 0 {
+            self.d.born[id.index()] = v;
+        }
         self.d.version[id.index()] = v;
     }
 
@@ -321,6 +381,11 @@ impl Store {
             "removing a referenced object"
         );
         self.set_deps(id, Box::new([]));
+        self.clear_owner(id);
+        // What it owned is owned by nothing now (their deletes were staged with it).
+        for x in self.owned.remove(&id.0).unwrap_or_default() {
+            self.d.owner[x as usize] = NO_OWNER;
+        }
         let i = id.index();
         let key = std::mem::take(&mut self.d.keys[i]);
         self.d.keys[i] = key;
@@ -328,6 +393,7 @@ impl Store {
         self.d.keys[i] = Box::default();
         self.d.model[i] = DEAD;
         self.d.version[i] = 0;
+        self.d.born[i] = 0;
         self.d.enacted[i] = 0;
         self.d.values[i] = Box::new([]);
         self.d.backoff[i] = Backoff::default();
@@ -345,7 +411,8 @@ impl Store {
         let mut bytes = n
             * (size_of::<Box<str>>()
                 + size_of::<ModelId>()
-                + 2 * size_of::<u64>()
+                + 3 * size_of::<u64>()
+                + size_of::<u32>()
                 + size_of::<Box<[Value]>>()
                 + size_of::<Backoff>()
                 + size_of::<Box<[Edge]>>()

@@ -112,6 +112,7 @@ pub fn scenario(text: &str) -> Result<(), String> {
             let version = engine.object(&report.key).map_or(0, |o| o.version);
             let r = match &report.failed {
                 Some(message) => ExternalReport::Failed {
+                    version,
                     message: message.clone(),
                 },
                 None => ExternalReport::Synced { version },

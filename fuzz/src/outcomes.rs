@@ -102,7 +102,8 @@ fn step(u: &mut Unstructured<'_>, engine: &mut Engine, now: &mut Time) -> Draw<R
                 (true, Some(info)) => ExternalReport::Synced {
                     version: info.version,
                 },
-                _ => ExternalReport::Failed {
+                (_, info) => ExternalReport::Failed {
+                    version: info.map_or(0, |i| i.version),
                     message: gen::text(u)?,
                 },
             };

@@ -117,6 +117,7 @@ pub fn base_engine() -> Engine {
         .report_external(
             "o1",
             ExternalReport::Failed {
+                version: engine.object("o1").map_or(0, |o| o.version),
                 message: "owner refused".into(),
             },
         )

@@ -3,7 +3,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `POST /v1/changes` | apply a change set (a JSON array of changes); answers `{"seq", "versions", "deleted"}` once durable |
-//! | `POST /v1/objects/{key}/report` | report an external object: `{"synced": {"version": 3}}` or `{"failed": {"message": "..."}}` |
+//! | `POST /v1/objects/{key}/report` | report an external object: `{"synced": {"version": 3}}` or `{"failed": {"version": 3, "message": "..."}}` (the version the report is about, R17) |
 //! | `GET /v1/objects/{key}` | one object: fields, feedback, status, hold reason, retry time, in flight |
 //! | `GET /v1/objects?status=&model=&limit=` | objects filtered by status and model (default limit 1,000) |
 //! | `GET /v1/plan` | the current plan: tasks and holds with reasons, the next wake time |

@@ -290,6 +290,17 @@ fn justify(engine: &Engine, set: &ChangeSet, err: &ChangeError, now: Time) -> Re
         ChangeError::DanglingReference { target, .. } => {
             deleted_here(target) || (engine.object(target).is_none() && upserted(target).is_none())
         }
+        ChangeError::ReferenceToDeleting { key, target, .. } => {
+            // R7: a new reference to an object being deleted, or deleted by this set.
+            let deleting = engine.object(target).is_some_and(|o| o.deleting)
+                || (deleted_here(target) && engine.object(target).is_some());
+            let had = engine.object(key).is_some_and(|o| {
+                o.fields
+                    .iter()
+                    .any(|(_, v)| v.refs().iter().any(|t| t == target))
+            });
+            deleting && !had
+        }
         ChangeError::WrongTargetModel {
             target,
             found,
@@ -429,6 +440,7 @@ pub fn run_ops(models: &[GModel], ops: &[Op]) -> Result<(), String> {
                         ExternalReport::Synced { version: o.version }
                     } else {
                         ExternalReport::Failed {
+                            version: o.version,
                             message: "owner says no".into(),
                         }
                     };

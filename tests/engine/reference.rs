@@ -96,17 +96,18 @@ impl Reference {
 
     pub fn unsettled(&self, k: &str) -> bool {
         let o = &self.objs[k];
-        o.enacted != o.version || o.deleting
+        o.enacted != o.version || o.deleting || o.external_failed
     }
 
-    /// R16: a non-proxy dependency on `b` also waits for every extension of `b`.
+    /// R16: a non-proxy dependency on `b` also waits for every extension of `b` (one being
+    /// deleted no longer orders anything).
     pub fn effdeps(&self, x: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for (b, proxy) in &self.objs[x].deps {
             out.insert(b.clone());
             if !proxy {
                 for (e, eo) in &self.objs {
-                    if e != x && eo.deps.contains(&(b.clone(), true)) {
+                    if e != x && !eo.deleting && eo.deps.contains(&(b.clone(), true)) {
                         out.insert(e.clone());
                     }
                 }
@@ -115,11 +116,35 @@ impl Reference {
         out
     }
 
+    /// R7 + R16: what the delete of `x` waits for: the objects referencing it, and, when
+    /// `x` extends a base that is deleted too, the base's other non-proxy referrers.
     pub fn effrefs(&self, x: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (y, yo) in &self.objs {
+            if yo.deps.iter().any(|(t, _)| t == x) {
+                out.insert(y.clone());
+            }
+        }
+        for (b, proxy) in &self.objs[x].deps {
+            if *proxy && self.objs[b].deleting {
+                for (y, yo) in &self.objs {
+                    if y != x && yo.deps.contains(&(b.clone(), false)) {
+                        out.insert(y.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// R7 with `depends_on_models`: the deleting objects of the models that depend on
+    /// `x`'s model.
+    pub fn model_delete_refs(&self, x: &str) -> BTreeSet<String> {
+        let model = &self.objs[x].model;
         self.objs
-            .keys()
-            .filter(|y| self.effdeps(y).contains(x))
-            .cloned()
+            .iter()
+            .filter(|(y, yo)| *y != x && yo.deleting && self.depends_on[&yo.model].contains(model))
+            .map(|(y, _)| y.clone())
             .collect()
     }
 
@@ -168,6 +193,7 @@ impl Reference {
                 .into_iter()
                 .filter(|r| self.objs[r].deleting)
                 .collect();
+            pre.extend(self.model_delete_refs(x));
         } else {
             // Nearest unsettled ancestors, walking through settled ones (R1), with the
             // model-level waits of x and of every settled object passed through.
@@ -222,6 +248,11 @@ impl Reference {
             } else if let Some(r) = root {
                 RRes::Blocked(r)
             } else if wait_refs || wait_ext.is_some() || o.kind != ModelKind::Actuated {
+                let refs = if refs.is_empty() {
+                    self.model_delete_refs(x)
+                } else {
+                    refs
+                };
                 RRes::WaitRefs(refs.into_iter().collect())
             } else if let Some(t) = o.backing_off_until {
                 RRes::Own(t)

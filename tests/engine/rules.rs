@@ -589,6 +589,7 @@ fn r17_external_and_passive_models() {
     e.report_external(
         "c",
         ExternalReport::Failed {
+            version: e.object("c").unwrap().version,
             message: "owner down".into(),
         },
     )
@@ -682,5 +683,13 @@ fn r18_watchers_are_notified_filtered_and_never_hold() {
         "failures are counted, never retried"
     );
     assert!(e.plan(Time(0)).is_empty(), "and never hold anything");
-    assert_eq!(WatchKind::Feedback, WatchKind::Feedback);
+    // A declarative change reaches the unfiltered watcher only, as a declarative event.
+    log.lock().unwrap().clear();
+    e.apply(ChangeSet::new().upsert("h1", "Host", [("name", "c")]))
+        .unwrap();
+    assert_eq!(*log.lock().unwrap(), vec!["Audit:h1:Declarative:name"]);
+    assert_eq!(
+        serde_json::to_string(&WatchKind::DeleteRequested).unwrap(),
+        "\"delete_requested\""
+    );
 }

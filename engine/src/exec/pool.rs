@@ -158,7 +158,8 @@ impl<'a> Shared<'a> {
     }
 
     /// The root cause holding task `i`, if a dependency did not succeed (R3): the failed
-    /// dependency itself, or the root holding it; the smallest task index if several.
+    /// dependency itself, or the root holding it; the one with the smallest key if
+    /// several (R4).
     #[inline]
     fn held_by(&self, states: &[TaskState], i: usize) -> Option<usize> {
         let mut by: Option<usize> = None;
@@ -168,9 +169,17 @@ impl<'a> Shared<'a> {
                 Some(TaskState::Held { by }) if (d as usize) < i => *by,
                 _ => continue,
             };
-            by = Some(by.map_or(root, |b| b.min(root)));
+            by = Some(match by {
+                Some(b) if self.key_of(b) <= self.key_of(root) => b,
+                _ => root,
+            });
         }
         by
+    }
+
+    /// The key of task `i`'s object.
+    fn key_of(&self, i: usize) -> &str {
+        self.engine.key(self.plan.tasks[i].object)
     }
 
     /// Builds the report: `states` holds every task run, `NotRun` elsewhere; tasks not run

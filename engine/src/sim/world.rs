@@ -23,9 +23,10 @@ pub(crate) struct Obj {
 }
 
 impl Obj {
-    /// Work to do: a version not yet enacted, or a delete (the store's "unsettled").
+    /// Work to do: a version not yet enacted, a delete, or an external failure of the
+    /// current version (the store's "unsettled", R17).
     pub fn unsettled(&self) -> bool {
-        self.version != self.enacted || self.deleting
+        self.version != self.enacted || self.deleting || self.external_failed
     }
 
     /// Waiting on its own backoff at `now` (R5, R6).
@@ -161,8 +162,9 @@ impl World {
             for (b, proxy) in &o.deps {
                 out.push(b.clone());
                 if !proxy {
+                    // R16: an extension being deleted orders nothing any more.
                     for (r, rp) in self.referrers(b) {
-                        if *rp && r != key {
+                        if *rp && r != key && !self.deleting(r) {
                             out.push(r.clone());
                         }
                     }
@@ -174,12 +176,13 @@ impl World {
         out
     }
 
-    /// Effective referrers: the objects whose effective dependencies include `key`.
+    /// What a delete of `key` waits for (R7, R16): its referrers and, when it extends a
+    /// base that is deleted too, the base's non-proxy referrers.
     pub fn effective_referrers(&self, key: &str) -> Vec<String> {
         let mut out: Vec<String> = self.referrers(key).map(|(r, _)| r.clone()).collect();
         if let Some(o) = self.objs.get(key) {
             for (b, proxy) in &o.deps {
-                if *proxy {
+                if *proxy && self.deleting(b) {
                     for (r, rp) in self.referrers(b) {
                         if !rp && r != key {
                             out.push(r.clone());
@@ -215,6 +218,16 @@ impl World {
             for r in self.effective_referrers(key) {
                 if self.deleting(&r) {
                     pre.push(r);
+                }
+            }
+            // R7 through `depends_on_models`: deletes of the dependent models go first.
+            for (a, am) in schema.models().iter().enumerate() {
+                if am.depends_on.iter().any(|d| d.index() == o.model) {
+                    for k in &self.by_model[a] {
+                        if k != key && self.deleting(k) && !pre.contains(k) {
+                            pre.push(k.clone());
+                        }
+                    }
                 }
             }
             return (pre, blocking);

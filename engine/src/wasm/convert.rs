@@ -85,9 +85,11 @@ pub(crate) fn policy_input_to_wit(
     }
 }
 
-/// A watch event as the WIT `watch-event`.
-pub(crate) fn event_to_wit(event: &WatchEvent<'_>) -> wit::WatchEvent {
-    wit::WatchEvent {
+/// A watch event as the WIT `watch-event`, or `None` for a requested delete: the WIT
+/// package (0.1) has no case for it, and its `deleted` means the object left the store,
+/// which a plugin is told when it happens (R18).
+pub(crate) fn event_to_wit(event: &WatchEvent<'_>) -> Option<wit::WatchEvent> {
+    Some(wit::WatchEvent {
         watcher_model: event.watcher_model.to_string(),
         key: event.key.to_string(),
         model: event.model.to_string(),
@@ -95,10 +97,11 @@ pub(crate) fn event_to_wit(event: &WatchEvent<'_>) -> wit::WatchEvent {
             WatchKind::Declarative => wit::WatchKind::Declarative,
             WatchKind::Feedback => wit::WatchKind::Feedback,
             WatchKind::Deleted => wit::WatchKind::Deleted,
+            WatchKind::DeleteRequested => return None,
         },
         changed: event.changed.to_vec(),
         object: event.object.as_ref().map(view_to_wit),
-    }
+    })
 }
 
 /// Counts what a result holds, against the result limits.

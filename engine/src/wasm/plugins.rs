@@ -193,7 +193,9 @@ impl WasmWatcher {
 
 impl Watcher for WasmWatcher {
     fn notify(&self, event: &WatchEvent<'_>) -> Result<(), String> {
-        let arg = convert::event_to_wit(event);
+        let Some(arg) = convert::event_to_wit(event) else {
+            return Ok(());
+        };
         let name = &self.plugin.name;
         match self.plugin.call(event.key, |b, store| {
             b.syncore_plugin_watcher().call_notify(store, &arg)
