@@ -80,6 +80,27 @@ fn main() {
         "engine.memory_bytes() estimate: {:.1} B/object",
         engine.memory_bytes() as f64 / n
     );
+    println!(
+        "  target: engine without field data at most 120 B/object + 8 B/edge = {:.1} B/object: {:.2}x",
+        120.0 + 8.0 * e / n,
+        core / n / (120.0 + 8.0 * e / n)
+    );
+    drop(plan);
+    drop(engine);
+    if let Some(hwm) = vm_hwm_kib() {
+        let mb = hwm as f64 * 1024.0 / 1e6;
+        println!(
+            "peak RSS of the process (VmHWM): {mb:.0} MB; target 720 MB (2x Taskflow's 360 MB): {:.2}x",
+            mb / 720.0
+        );
+    }
+}
+
+/// The process's peak resident set (`VmHWM` in /proc/self/status), in KiB.
+fn vm_hwm_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn plan_bytes(plan: &syncore::Plan) -> isize {

@@ -32,6 +32,91 @@ fn kahn(n: usize, offsets: &[u32], targets: &[u32]) -> usize {
     queue.len()
 }
 
+/// The plan floor: what a plan must produce from the stored dependency lists (`pred`, a
+/// CSR of each node's prerequisites), with nothing else: in-degrees, successors, Kahn's
+/// algorithm with waves, tasks sorted by (wave, id) and every task's prerequisites remapped
+/// to task indices (sorted). Returns (tasks, wave offsets, dep offsets, dep targets).
+fn plan_floor(
+    n: usize,
+    pred_off: &[u32],
+    pred: &[u32],
+) -> (Vec<u32>, Vec<u32>, Vec<u32>, Vec<u32>) {
+    let mut indeg: Vec<u32> = (0..n).map(|i| pred_off[i + 1] - pred_off[i]).collect();
+    let mut succ_off = vec![0u32; n + 1];
+    for &p in pred {
+        succ_off[p as usize + 1] += 1;
+    }
+    for i in 0..n {
+        succ_off[i + 1] += succ_off[i];
+    }
+    let mut fill = succ_off.clone();
+    let mut succ = vec![0u32; pred.len()];
+    for i in 0..n {
+        for &p in &pred[pred_off[i] as usize..pred_off[i + 1] as usize] {
+            succ[fill[p as usize] as usize] = i as u32;
+            fill[p as usize] += 1;
+        }
+    }
+    let mut wave = vec![0u32; n];
+    let mut queue: Vec<u32> = (0..n as u32).filter(|&i| indeg[i as usize] == 0).collect();
+    let mut head = 0;
+    let mut waves = 0;
+    while head < queue.len() {
+        let u = queue[head] as usize;
+        head += 1;
+        waves = waves.max(wave[u] + 1);
+        for &v in &succ[succ_off[u] as usize..succ_off[u + 1] as usize] {
+            let v = v as usize;
+            wave[v] = wave[v].max(wave[u] + 1);
+            indeg[v] -= 1;
+            if indeg[v] == 0 {
+                queue.push(v as u32);
+            }
+        }
+    }
+    // Counting sort by wave; ids ascend inside each wave.
+    let mut wave_off = vec![0u32; waves as usize + 1];
+    for &w in &wave {
+        wave_off[w as usize + 1] += 1;
+    }
+    for w in 0..waves as usize {
+        wave_off[w + 1] += wave_off[w];
+    }
+    let mut next = wave_off.clone();
+    let mut tasks = vec![0u32; n];
+    let mut task_of = vec![0u32; n];
+    for i in 0..n {
+        let t = next[wave[i] as usize];
+        next[wave[i] as usize] += 1;
+        tasks[t as usize] = i as u32;
+        task_of[i] = t;
+    }
+    let mut dep_off = Vec::with_capacity(n + 1);
+    let mut deps = Vec::with_capacity(pred.len());
+    dep_off.push(0u32);
+    for &i in &tasks {
+        let start = deps.len();
+        let i = i as usize;
+        deps.extend(
+            pred[pred_off[i] as usize..pred_off[i + 1] as usize]
+                .iter()
+                .map(|&p| task_of[p as usize]),
+        );
+        deps[start..].sort_unstable();
+        dep_off.push(deps.len() as u32);
+    }
+    (tasks, wave_off, dep_off, deps)
+}
+
+/// Each node's prerequisites (predecessors) as a CSR.
+fn pred_csr(dag: &common::Dag) -> (Vec<u32>, Vec<u32>) {
+    let flipped = common::Dag {
+        n: dag.n,
+        edges: dag.edges.iter().map(|&(s, d)| (d, s)).collect(),
+    };
+    csr(&flipped)
+}
+
 fn csr(dag: &common::Dag) -> (Vec<u32>, Vec<u32>) {
     let n = dag.n as usize;
     let mut offsets = vec![0u32; n + 1];
@@ -50,13 +135,19 @@ fn csr(dag: &common::Dag) -> (Vec<u32>, Vec<u32>) {
     (offsets, targets)
 }
 
+const GRAPHS: [(&str, u32, u32, u64); 3] = [
+    ("g10k_shuf", 100, 100, 7),
+    ("g100k_shuf", 1000, 100, 7),
+    ("g1m_shuf", 1000, 1000, 42),
+];
+
 fn full_plan(c: &mut Criterion) {
+    common::mark_start();
     let mut group = c.benchmark_group("full_plan");
-    for (name, w, l, seed) in [
-        ("g10k_shuf", 100, 100, 7),
-        ("g100k_shuf", 1000, 100, 7),
-        ("g1m_shuf", 1000, 1000, 42),
-    ] {
+    for (name, w, l, seed) in GRAPHS {
+        if !common::wanted(&format!("full_plan/{name}")) {
+            continue;
+        }
         let dag = common::layered(w, l, 4, seed, true, 1);
         if name == "g1m_shuf" {
             assert_eq!(
@@ -65,6 +156,8 @@ fn full_plan(c: &mut Criterion) {
                 "BENCH-GRAPHS.md checksum"
             );
             group.sample_size(10);
+            group.warm_up_time(std::time::Duration::from_millis(1));
+            group.measurement_time(std::time::Duration::from_secs(1));
         }
         group.throughput(Throughput::Elements(u64::from(dag.n)));
         let engine = common::load_engine(&dag);
@@ -90,13 +183,43 @@ fn full_plan(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("bare_kahn_u32", name), |b| {
             b.iter(|| kahn(dag.n as usize, &offsets, &targets))
         });
+        let (pred_off, pred) = pred_csr(&dag);
+        let floor = plan_floor(dag.n as usize, &pred_off, &pred);
+        assert_eq!(floor.1.len(), l as usize + 1, "the floor finds every wave");
+        group.bench_function(BenchmarkId::new("plan_floor", name), |b| {
+            b.iter(|| plan_floor(dag.n as usize, &pred_off, &pred))
+        });
     }
     group.finish();
+    let mut rows = Vec::new();
+    for (name, w, l, _) in GRAPHS {
+        let items = u64::from(w * l);
+        let id = format!("full_plan/syncore_plan/{name}");
+        rows.push((
+            name,
+            id.clone(),
+            format!("full_plan/plan_floor/{name}"),
+            items,
+        ));
+        rows.push((
+            name,
+            id,
+            format!("full_plan/petgraph_toposort/{name}"),
+            items,
+        ));
+    }
+    common::print_ratios(
+        "first plan vs the plan floor (first line) and petgraph's toposort (second line)",
+        &rows,
+    );
 }
 
 /// One upsert in a settled 1M-object forest of 10,000 small components, then plan (and
 /// complete the one task, so every iteration starts from the same state).
 fn one_upsert(c: &mut Criterion) {
+    if !common::wanted("incremental/upsert_plan_complete_1m_forest") {
+        return;
+    }
     let dag = common::layered(10, 10, 2, 99, true, 10_000);
     assert_eq!(
         common::checksum(&dag),

@@ -130,3 +130,106 @@ pub fn load_engine(dag: &Dag) -> Engine {
     engine.apply(change_set(dag)).expect("bench graph applies");
     engine
 }
+
+/// Predecessor keys of each node of `dag` (the references its `deps` field holds).
+pub fn pred_keys(dag: &Dag) -> Vec<(String, Vec<String>)> {
+    let mut preds: Vec<Vec<String>> = vec![Vec::new(); dag.n as usize];
+    for &(s, d) in &dag.edges {
+        preds[d as usize].push(key(s));
+    }
+    preds
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (key(i as u32), p))
+        .collect()
+}
+
+/// The median of a finished criterion benchmark, in nanoseconds, read from its
+/// `estimates.json` (`None` when it did not run in this invocation, e.g. filtered out).
+pub fn median_ns(id: &str) -> Option<f64> {
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = std::path::Path::new(&dir)
+        .join("criterion")
+        .join(id)
+        .join("new/estimates.json");
+    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+    // Only results written by this process count.
+    if modified < *START.get_or_init(std::time::SystemTime::now) {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+static START: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+
+/// Marks the start of this bench process (results older than this are not reported).
+pub fn mark_start() {
+    START.get_or_init(std::time::SystemTime::now);
+}
+
+/// Prints each measured figure beside its floor and the ratio, per `unit` items.
+/// `rows`: (label, benchmark id, floor id, items).
+pub fn print_ratios(title: &str, rows: &[(&str, String, String, u64)]) {
+    let mut printed = false;
+    for (label, id, floor, items) in rows {
+        let (Some(a), Some(b)) = (median_ns(id), median_ns(floor)) else {
+            continue;
+        };
+        if !printed {
+            println!("\n{title}");
+            println!(
+                "{:<34} {:>14} {:>14} {:>8}",
+                "", "measured", "floor", "ratio"
+            );
+            printed = true;
+        }
+        let per = |ns: f64| {
+            if *items > 1 {
+                format!("{:.3} us/item", ns / *items as f64 / 1000.0)
+            } else {
+                format!("{:.3} ms", ns / 1e6)
+            }
+        };
+        println!("{label:<34} {:>14} {:>14} {:>7.2}x", per(a), per(b), a / b);
+    }
+}
+
+/// Whether criterion's name filter (the first free argument; `a|b` alternatives matched as
+/// substrings) selects a benchmark whose id contains `id`, so a bench can skip building a
+/// large graph nothing will measure.
+pub fn wanted(id: &str) -> bool {
+    let mut args = std::env::args().skip(1);
+    let mut filter = None;
+    while let Some(a) = args.next() {
+        if a.starts_with("--") {
+            // Options that take a value.
+            if matches!(
+                a.as_str(),
+                "--warm-up-time"
+                    | "--measurement-time"
+                    | "--sample-size"
+                    | "--save-baseline"
+                    | "--baseline"
+                    | "--nresamples"
+                    | "--noise-threshold"
+                    | "--confidence-level"
+                    | "--significance-level"
+                    | "--profile-time"
+                    | "--output-format"
+                    | "--color"
+                    | "--format"
+            ) {
+                args.next();
+            }
+            continue;
+        }
+        filter = Some(a);
+        break;
+    }
+    match filter {
+        None => true,
+        Some(f) => f.split('|').any(|alt| id.contains(alt) || alt.contains(id)),
+    }
+}
