@@ -206,6 +206,8 @@ pub struct Engine {
     watchers: Vec<Option<Box<dyn Watcher>>>,
     watch: WatchStats,
     scratch: Mutex<Scratch>,
+    /// The hash of the schema and configuration (fixed for the engine's life).
+    base_hash: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -234,6 +236,7 @@ impl Engine {
             .map(|m| m.fields.len() as u16)
             .collect();
         let n = schema.models().len();
+        let base_hash = snapshot::header_hash(&schema, &config);
         Engine {
             schema: Arc::new(schema),
             config,
@@ -242,6 +245,7 @@ impl Engine {
             watchers: (0..n).map(|_| None).collect(),
             watch: WatchStats::default(),
             scratch: Mutex::new(Scratch::default()),
+            base_hash,
         }
     }
 
@@ -304,12 +308,19 @@ impl Engine {
                 max: limits.changes_max,
             });
         }
+        self.apply_general(set)
+    }
+
+    /// `apply` through the general staging path (policies, watchers, updates, deletes).
+    pub(crate) fn apply_general(&mut self, set: ChangeSet) -> Result<ApplyReport, ChangeError> {
+        let limits = self.config.limits();
         let checked = Stage::new(&self.schema, &self.store, limits).run(
             &set,
             &self.policies,
             self.config.policy_rounds_max,
         )?;
         let (report, events) = change::commit(&self.schema, &mut self.store, checked);
+        self.store.flush_hash();
         self.notify(&events);
         Ok(report)
     }
@@ -344,14 +355,16 @@ impl Engine {
                 self.store.model(task.object),
             )
         });
-        let (done, changed, swept) = complete::complete(
+        let done = complete::complete(
             &self.schema,
             &mut self.store,
             &self.config.backoff,
             task,
             outcome,
             now,
-        )?;
+        );
+        self.store.flush_hash();
+        let (done, changed, swept) = done?;
         let Some((key, model)) = object else {
             return Ok(done);
         };
@@ -425,7 +438,9 @@ impl Engine {
         if self.schema.model(self.store.model(id)).kind != ModelKind::External {
             return Err(CompleteError::NotExternal { key: key.into() });
         }
-        Ok(complete::report_external(&mut self.store, id, report))
+        let done = complete::report_external(&mut self.store, id, report);
+        self.store.flush_hash();
+        Ok(done)
     }
 
     /// Number of objects in the store.
@@ -639,16 +654,34 @@ impl Engine {
     /// # Errors
     /// A [`SnapshotError`] for foreign, truncated, corrupt or inconsistent bytes; never panics.
     pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
-        let (schema, config, data) = snapshot::decode(bytes)?;
+        let (schema, config, store) = snapshot::decode(bytes)?;
         let mut engine = Engine::new(schema, config);
-        let decl = std::mem::take(&mut engine.store.decl_counts);
-        engine.store = Store::from_data(data, decl);
+        debug_assert_eq!(engine.store.decl_counts, store.decl_counts);
+        engine.store = store;
         Ok(engine)
     }
 
-    /// A 64-bit hash of [`Engine::snapshot`]: equal states hash equal.
+    /// A 64-bit hash of the whole state [`Engine::snapshot`] carries: equal states hash
+    /// equal, whatever order of operations reached them.
+    ///
+    /// # Complexity
+    /// O(1): the hash is maintained as the state changes (see `state_hash.rs`).
     pub fn state_hash(&self) -> u64 {
-        snapshot::fnv1a(&self.snapshot())
+        let h = self.base_hash.wrapping_add(self.store.state_hash());
+        #[cfg(debug_assertions)]
+        if self.store.capacity() <= 256 {
+            debug_assert_eq!(h, self.state_hash_full(), "incremental state hash drifted");
+        }
+        h
+    }
+
+    /// [`Engine::state_hash`] recomputed from scratch, O(store): what the incremental hash
+    /// is checked against.
+    #[doc(hidden)]
+    pub fn state_hash_full(&self) -> u64 {
+        let d = &self.store.d;
+        snapshot::header_hash(&self.schema, &self.config)
+            .wrapping_add(crate::state_hash::SlotHashes::full(d))
     }
 
     /// Approximate heap bytes held by the store and its indexes (field data included).

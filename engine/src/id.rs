@@ -119,6 +119,24 @@ impl KeyIndex {
             .insert_unique(h, id, |&i| hasher.hash_one(&*keys[i as usize]));
     }
 
+    /// Adds `id` unless its key is already present (then returns false, adding nothing).
+    pub(crate) fn insert_new(&mut self, id: u32, keys: &[Box<str>]) -> bool {
+        let hasher = &self.hasher;
+        let key = &*keys[id as usize];
+        let h = hasher.hash_one(key);
+        match self.table.entry(
+            h,
+            |&i| &*keys[i as usize] == key,
+            |&i| hasher.hash_one(&*keys[i as usize]),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(id);
+                true
+            }
+        }
+    }
+
     /// Removes `key`, while `keys` still holds it.
     pub(crate) fn remove(&mut self, key: &str, keys: &[Box<str>]) {
         let h = self.hasher.hash_one(key);

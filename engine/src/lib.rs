@@ -78,6 +78,7 @@ mod runner;
 mod schema;
 pub mod sim;
 mod snapshot;
+mod state_hash;
 mod store;
 pub mod trace;
 mod value;

@@ -153,8 +153,9 @@ impl Engine {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn migrate(self, schema: Schema, config: Config) -> Result<Engine, MigrateError> {
-        let (old, _, mut d) = snapshot::decode(&self.snapshot())
+        let (old, _, store) = snapshot::decode(&self.snapshot())
             .map_err(|e| MigrateError::Inconsistent(e.to_string()))?;
+        let mut d = store.d;
         drop(self);
         check_limits(&d, &config)?;
         let n = d.keys.len();
@@ -319,7 +320,7 @@ impl Engine {
             .iter()
             .map(|m| m.fields.len() as u16)
             .collect();
-        let store = Store::from_data(d, decl);
+        let store = Store::from_data(d, decl).map_err(MigrateError::Inconsistent)?;
         if let Some(keys) = find_cycle(&store) {
             return Err(MigrateError::Cycle { keys });
         }

@@ -13,7 +13,7 @@ use crate::error::SnapshotError;
 use crate::graph::{self, Edge, PROXY};
 use crate::id::ObjectId;
 use crate::schema::{Schema, SchemaDef};
-use crate::store::{StoreData, DEAD};
+use crate::store::{Store, StoreData, DEAD};
 
 /// The magic bytes that open a snapshot.
 pub const MAGIC: &[u8; 8] = b"SYNCORE\0";
@@ -34,6 +34,16 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
         h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+/// The hash of what a snapshot carries besides the store: the schema and configuration.
+pub(crate) fn header_hash(schema: &Schema, config: &Config) -> u64 {
+    let json = serde_json::to_string(schema.def()).unwrap_or_default();
+    let config = bincode::encode_to_vec(config, bincode::config::standard()).unwrap_or_default();
+    let mut h = crate::state_hash::WordHasher::new(0x5359_4e43);
+    h.bytes(json.as_bytes());
+    h.bytes(&config);
+    h.finish()
 }
 
 pub(crate) fn encode(schema: &Schema, config: &Config, store: &StoreData) -> Vec<u8> {
@@ -70,7 +80,7 @@ impl bincode::Encode for BodyRef<'_> {
     }
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<(Schema, Config, StoreData), SnapshotError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<(Schema, Config, Store), SnapshotError> {
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err(SnapshotError::BadMagic);
     }
@@ -102,8 +112,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Schema, Config, StoreData), Snapsh
     let def: SchemaDef = serde_json::from_str(&body.schema_json)
         .map_err(|e| SnapshotError::Corrupt(format!("schema: {e}")))?;
     let schema = Schema::new(def)?;
-    validate(&schema, &body.store).map_err(SnapshotError::Corrupt)?;
-    Ok((schema, body.config, body.store))
+    let store = validate(&schema, body.store).map_err(SnapshotError::Corrupt)?;
+    Ok((schema, body.config, store))
 }
 
 /// In-memory bytes a container may claim per payload byte while decoding. Containers
@@ -134,8 +144,10 @@ fn decode_body(payload: &[u8]) -> Result<(Body, usize), bincode::error::DecodeEr
     Err(bincode::error::DecodeError::LimitExceeded)
 }
 
-/// Checks every invariant the engine relies on, so that no later call can panic.
-fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
+/// Checks every invariant the engine relies on, so that no later call can panic, and
+/// builds the store (its indexes are built once, and serve the checks: each key is hashed
+/// once, each reference looked up once, no value copied).
+fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     let n = d.keys.len();
     if [
         d.model.len(),
@@ -155,7 +167,6 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
     if n > graph::OBJECTS_MAX {
         return Err("too many objects".into());
     }
-    let mut index = std::collections::HashMap::with_capacity(n);
     let mut free = vec![false; n];
     for &f in &d.free {
         let f = f as usize;
@@ -170,12 +181,24 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
             if !is_free {
                 return Err(format!("slot {id} is neither live nor free"));
             }
+            // A free slot holds nothing (the state hash and the indexes skip it).
+            if !d.keys[id].is_empty()
+                || d.version[id] != 0
+                || d.born[id] != 0
+                || d.owner[id] != crate::store::NO_OWNER
+                || d.enacted[id] != 0
+                || !d.values[id].is_empty()
+                || d.backoff[id] != Default::default()
+                || !d.deps[id].is_empty()
+            {
+                return Err(format!("free slot {id} is not empty"));
+            }
             continue;
         }
         let Some(model) = schema.models().get(m.index()) else {
             return Err(format!("object {id}: unknown model {}", m.0));
         };
-        if d.keys[id].is_empty() || index.insert(d.keys[id].clone(), id as u32).is_some() {
+        if d.keys[id].is_empty() {
             return Err(format!("object {id}: empty or duplicate key"));
         }
         if d.values[id].len() != model.fields.len() + model.feedback.len() {
@@ -197,7 +220,7 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
         }
         let fields = model.fields.iter().chain(model.feedback.iter());
         for (f, v) in fields.zip(d.values[id].iter()) {
-            if v.clone().coerce(f.ty).as_ref() != Ok(v) {
+            if !v.has_type(f.ty) {
                 return Err(format!(
                     "object {}: field {} has a {} value",
                     d.keys[id],
@@ -207,26 +230,41 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
             }
         }
     }
+    drop(free);
+    let decl = schema
+        .models()
+        .iter()
+        .map(|m| m.fields.len() as u16)
+        .collect();
+    let store = Store::from_data(d, decl).map_err(|e| {
+        if e.ends_with("duplicate key") {
+            e.replace("duplicate key", "empty or duplicate key")
+        } else {
+            e
+        }
+    })?;
+    let d = &store.d;
     // Edges must be exactly what the field values say.
+    let mut want: Vec<Edge> = Vec::new();
     for id in 0..n {
         let m = d.model[id];
         if m == DEAD {
             continue;
         }
         let model = schema.model(m);
-        let mut want: Vec<Edge> = Vec::new();
+        want.clear();
         for l in &model.links {
             for t in d.values[id][l.field as usize].refs() {
-                let Some(&tid) = index.get(t.as_str()) else {
+                let Some(tid) = store.id_of(t) else {
                     return Err(format!("object {}: dangling reference {t}", d.keys[id]));
                 };
-                if d.model[tid as usize] != l.target {
+                if d.model[tid.index()] != l.target {
                     return Err(format!(
                         "object {}: reference {t} has the wrong model",
                         d.keys[id]
                     ));
                 }
-                want.push(tid | if l.proxy { PROXY } else { 0 });
+                want.push(tid.0 | if l.proxy { PROXY } else { 0 });
             }
         }
         want.sort_unstable();
@@ -238,62 +276,57 @@ fn validate(schema: &Schema, d: &StoreData) -> Result<(), String> {
             ));
         }
     }
-    // Acyclic effective graph (R11): Kahn over link edges plus proxy implications.
-    let store = crate::store::Store::from_data(
-        d.clone(),
-        schema
-            .models()
-            .iter()
-            .map(|m| m.fields.len() as u16)
-            .collect(),
-    );
-    let mut indeg = vec![0u32; n];
-    let mut adj: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for (id, adj_out) in adj.iter_mut().enumerate() {
-        if d.model[id] == DEAD {
-            continue;
+    drop(want);
+    // Acyclic effective graph (R11): Kahn over link edges plus proxy implications, peeling
+    // objects nothing waits for. `waiting[t]` counts the effective dependencies on `t`
+    // (duplicates included: the same enumeration adds and removes them).
+    let mut waiting = vec![0u32; n];
+    for id in 0..n {
+        if d.model[id] != DEAD {
+            graph::for_each_effective_dep(&store, ObjectId(id as u32), |t| {
+                waiting[t.index()] += 1;
+            });
         }
-        let mut out = Vec::new();
-        graph::for_each_effective_dep(&store, ObjectId(id as u32), |t| out.push(t.0));
-        out.sort_unstable();
-        out.dedup();
-        for &t in &out {
-            indeg[t as usize] += 1;
-        }
-        *adj_out = out;
     }
-    let mut queue: Vec<usize> = (0..n)
-        .filter(|&i| d.model[i] != DEAD && indeg[i] == 0)
+    let mut queue: Vec<u32> = (0..n as u32)
+        .filter(|&i| d.model[i as usize] != DEAD && waiting[i as usize] == 0)
         .collect();
     let mut seen = 0;
     while let Some(u) = queue.pop() {
         seen += 1;
-        for &t in &adj[u] {
-            indeg[t as usize] -= 1;
-            if indeg[t as usize] == 0 {
-                queue.push(t as usize);
+        graph::for_each_effective_dep(&store, ObjectId(u), |t| {
+            let w = &mut waiting[t.index()];
+            *w -= 1;
+            if *w == 0 {
+                queue.push(t.0);
             }
-        }
+        });
     }
     if seen != store.live_count {
         return Err("object graph has a cycle".into());
     }
+    drop(waiting);
+    let mut unsettled = d.unsettled.iter().copied().peekable();
     for id in 0..n {
         let live = d.model[id] != DEAD;
         let want = live
             && (d.enacted[id] != d.version[id]
                 || d.backoff[id].deleting()
                 || d.backoff[id].external_failed());
-        if want != d.unsettled.contains(&(id as u32)) {
+        let have = unsettled.peek() == Some(&(id as u32));
+        if have {
+            unsettled.next();
+        }
+        if want != have {
             return Err(format!("unsettled set disagrees at slot {id}"));
         }
     }
-    if d.unsettled.iter().any(|&u| u as usize >= n)
+    if unsettled.next().is_some()
         || d.messages
             .keys()
             .any(|&k| k as usize >= n || d.model[k as usize] == DEAD)
     {
         return Err("index out of range".into());
     }
-    Ok(())
+    Ok(store)
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::graph::{self, Edge};
 use crate::id::{KeyIndex, ModelId, ObjectId, Time};
+use crate::state_hash::SlotHashes;
 use crate::value::Value;
 
 /// The model id of a free slot.
@@ -100,6 +101,8 @@ pub(crate) struct Store {
     pub live_count: usize,
     /// Declarative field count per model (from the schema).
     pub decl_counts: Vec<u16>,
+    /// The state hash, kept up to date by every writer below.
+    pub hash: SlotHashes,
 }
 
 impl Store {
@@ -114,10 +117,13 @@ impl Store {
         }
     }
 
-    /// Rebuilds derived indexes from persistent data (after restore).
-    pub(crate) fn from_data(d: StoreData, decl_counts: Vec<u16>) -> Store {
+    /// Rebuilds derived indexes from persistent data (after restore), refusing data they
+    /// cannot be built from: a live object's key given twice, or an edge to a slot outside
+    /// the arrays (the rest is [`crate::snapshot`]'s consistency check). The arrays must
+    /// have equal lengths. Each key is hashed once; referrer lists are sized exactly.
+    pub(crate) fn from_data(d: StoreData, decl_counts: Vec<u16>) -> Result<Store, String> {
         let n = d.keys.len();
-        let mut rdeps: Vec<Vec<Edge>> = vec![Vec::new(); n];
+        let mut rdeg = vec![0u32; n];
         let mut index = KeyIndex::default();
         index.reserve(n, &d.keys);
         let mut exts: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
@@ -128,7 +134,26 @@ impl Store {
                 continue;
             }
             live_count += 1;
-            index.insert(id as u32, &d.keys);
+            if !index.insert_new(id as u32, &d.keys) {
+                return Err(format!("object {id}: duplicate key"));
+            }
+            for &e in d.deps[id].iter() {
+                let t = graph::target(e).index();
+                if t >= n {
+                    return Err(format!("object {id}: edge to slot {t} out of range"));
+                }
+                rdeg[t] += 1;
+            }
+        }
+        let mut rdeps: Vec<Vec<Edge>> = rdeg
+            .iter()
+            .map(|&c| Vec::with_capacity(c as usize))
+            .collect();
+        drop(rdeg);
+        for id in 0..n {
+            if d.model[id] == DEAD {
+                continue;
+            }
             if d.owner[id] != NO_OWNER {
                 owned.entry(d.owner[id]).or_default().push(id as u32);
             }
@@ -139,7 +164,8 @@ impl Store {
                 }
             }
         }
-        Store {
+        let hash = SlotHashes::new(&d);
+        Ok(Store {
             d,
             rdeps,
             index,
@@ -147,7 +173,8 @@ impl Store {
             owned,
             live_count,
             decl_counts,
-        }
+            hash,
+        })
     }
 
     /// Slots in the arrays (live and free).
@@ -239,11 +266,13 @@ impl Store {
     }
     /// Makes `owner` the owner of `id` (R10).
     pub(crate) fn set_owner(&mut self, id: ObjectId, owner: ObjectId) {
+        self.hash.mark(&self.d, id.index());
         self.clear_owner(id);
         self.d.owner[id.index()] = owner.0;
         self.owned.entry(owner.0).or_default().push(id.0);
     }
     fn clear_owner(&mut self, id: ObjectId) {
+        self.hash.mark(&self.d, id.index());
         let o = std::mem::replace(&mut self.d.owner[id.index()], NO_OWNER);
         if o != NO_OWNER {
             if let Some(list) = self.owned.get_mut(&o) {
@@ -272,6 +301,8 @@ impl Store {
         let id = match self.d.free.pop() {
             Some(id) => {
                 let i = id as usize;
+                self.hash.free_popped(self.d.free.len(), id);
+                self.hash.mark(&self.d, i);
                 self.d.keys[i] = key.into();
                 self.d.model[i] = model;
                 self.d.version[i] = 0;
@@ -286,6 +317,7 @@ impl Store {
             }
             None => {
                 let id = self.d.keys.len() as u32;
+                self.hash.mark(&self.d, id as usize);
                 self.d.keys.push(key.into());
                 self.d.model.push(model);
                 self.d.version.push(0);
@@ -307,6 +339,7 @@ impl Store {
     /// Replaces an object's dependencies, keeping referrer lists in step (pair assertion:
     /// every edge is present on both sides).
     pub(crate) fn set_deps(&mut self, id: ObjectId, deps: Box<[Edge]>) {
+        self.hash.mark(&self.d, id.index());
         let old = std::mem::replace(&mut self.d.deps[id.index()], Box::new([]));
         for &e in old.iter() {
             let list = &mut self.rdeps[graph::target(e).index()];
@@ -337,6 +370,7 @@ impl Store {
 
     /// A fresh declarative version.
     pub(crate) fn bump_version(&mut self, id: ObjectId) {
+        self.hash.mark(&self.d, id.index());
         let v = self.d.next_version;
         self.d.next_version += 1;
         if self.d.version[id.index()] == 0 {
@@ -346,15 +380,19 @@ impl Store {
     }
 
     pub(crate) fn values_mut(&mut self, id: ObjectId) -> &mut [Value] {
+        self.hash.mark(&self.d, id.index());
         &mut self.d.values[id.index()]
     }
     pub(crate) fn backoff_mut(&mut self, id: ObjectId) -> &mut Backoff {
+        self.hash.mark(&self.d, id.index());
         &mut self.d.backoff[id.index()]
     }
     pub(crate) fn set_enacted(&mut self, id: ObjectId, v: u64) {
+        self.hash.mark(&self.d, id.index());
         self.d.enacted[id.index()] = v;
     }
     pub(crate) fn set_message(&mut self, id: ObjectId, message: Option<String>) {
+        self.hash.mark(&self.d, id.index());
         match message {
             Some(m) => {
                 self.d.messages.insert(id.0, m);
@@ -384,6 +422,7 @@ impl Store {
         self.clear_owner(id);
         // What it owned is owned by nothing now (their deletes were staged with it).
         for x in self.owned.remove(&id.0).unwrap_or_default() {
+            self.hash.mark(&self.d, x as usize);
             self.d.owner[x as usize] = NO_OWNER;
         }
         let i = id.index();
@@ -399,8 +438,19 @@ impl Store {
         self.d.backoff[i] = Backoff::default();
         self.d.messages.remove(&id.0);
         self.d.unsettled.remove(&id.0);
+        self.hash.free_pushed(self.d.free.len(), id.0);
         self.d.free.push(id.0);
         self.live_count -= 1;
+    }
+
+    /// Folds the writes since the last call into the state hash (O(slots written)).
+    pub(crate) fn flush_hash(&mut self) {
+        self.hash.flush(&self.d);
+    }
+
+    /// The state hash of the store's data (O(1) after [`Store::flush_hash`]).
+    pub(crate) fn state_hash(&self) -> u64 {
+        self.hash.get(&self.d)
     }
 
     /// Approximate heap bytes of the store and its indexes.

@@ -240,7 +240,7 @@ impl Event {
             format: TRACE_FORMAT.to_string(),
             version: TRACE_VERSION,
             clock: clock.to_string(),
-            state_hash: StateHash(crate::snapshot::fnv1a(&snapshot)),
+            state_hash: StateHash(engine.state_hash()),
             snapshot: hex(&snapshot),
         }
     }

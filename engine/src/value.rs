@@ -212,6 +212,23 @@ impl Value {
         }
     }
 
+    /// Whether this value is already of type `ty`: what `self.clone().coerce(ty) ==
+    /// Ok(self)` says, without the copy (a restored snapshot is checked value by value).
+    pub(crate) fn has_type(&self, ty: FieldType) -> bool {
+        match (ty, self) {
+            (_, Value::Null)
+            | (FieldType::Bool, Value::Bool(_))
+            | (FieldType::Int, Value::Int(_))
+            | (FieldType::String, Value::Str(_))
+            | (FieldType::Bytes, Value::Bytes(_))
+            | (FieldType::Ref, Value::Ref(_))
+            | (FieldType::Refs, Value::Refs(_)) => true,
+            (FieldType::Float, Value::Float(x)) => x.is_finite(),
+            (FieldType::Json, Value::Json(text)) => canonical_json(&self.to_json()) == *text,
+            _ => false,
+        }
+    }
+
     /// The keys this value references (empty unless `Ref` or `Refs`).
     pub fn refs(&self) -> &[String] {
         match self {
