@@ -308,6 +308,21 @@ impl Engine {
                 max: limits.changes_max,
             });
         }
+        // A change set that only creates objects takes the bulk path (same result).
+        let set = match crate::bulk::try_apply(
+            &self.schema,
+            &mut self.store,
+            &limits,
+            &self.policies,
+            &self.watchers,
+            set,
+        ) {
+            Ok(report) => {
+                self.store.flush_hash();
+                return Ok(report);
+            }
+            Err(set) => set,
+        };
         self.apply_general(set)
     }
 

@@ -62,6 +62,7 @@
 
 mod actuator;
 mod backoff;
+mod bulk;
 mod change;
 mod clock;
 mod complete;
