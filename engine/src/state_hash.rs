@@ -100,6 +100,22 @@ fn value(h: &mut WordHasher, v: &Value) {
 
 /// The hash of slot `i`'s contents; 0 for a free slot.
 pub(crate) fn slot(d: &StoreData, i: usize) -> u64 {
+    // Every field of the store is named here, so a new one cannot be left out of the hash
+    // unnoticed: per-object arrays are hashed below; `free` and `next_version` have their
+    // own terms; `unsettled` is derived from the rest (restore checks it).
+    let StoreData {
+        keys: _,
+        model: _,
+        version: _,
+        enacted: _,
+        values: _,
+        backoff: _,
+        deps: _,
+        messages: _,
+        free: _,
+        unsettled: _,
+        next_version: _,
+    } = d;
     if d.model[i] == DEAD {
         return 0;
     }
