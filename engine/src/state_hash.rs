@@ -107,6 +107,8 @@ pub(crate) fn slot(d: &StoreData, i: usize) -> u64 {
         keys: _,
         model: _,
         version: _,
+        born: _,
+        owner: _,
         enacted: _,
         values: _,
         backoff: _,
@@ -348,6 +350,7 @@ mod tests {
                     ExternalReport::Synced { version }
                 } else {
                     ExternalReport::Failed {
+                        version,
                         message: "down".into(),
                     }
                 };
