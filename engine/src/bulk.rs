@@ -136,8 +136,9 @@ fn check(
                     Some(p) => (ids[p as usize], models[p as usize]),
                     None => {
                         let id = store.id_of(target)?;
-                        if link.proxy {
-                            // Extends a stored object: its referrers gain effective
+                        if link.proxy || store.deleting(id) {
+                            // A new reference to a deleting object is refused (R7), and
+                            // one that extends a stored object: its referrers gain effective
                             // dependencies, which the general cycle check follows.
                             return None;
                         }
