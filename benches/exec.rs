@@ -10,7 +10,7 @@
 //! * `loop/g100k_shuf/t{1,2}`: one round of the run loop on 100k pending objects: `plan`,
 //!   `run` (1 or 2 threads), `complete_run`; throughput in tasks per second.
 //!
-//! Graphs: `layered` of `BENCH-GRAPHS.md`, 4 dependencies per node, shuffled ids: 10k
+//! Graphs: `layered` of `docs/bench-graphs.md`, 4 dependencies per node, shuffled ids: 10k
 //! (W=100, L=100, seed 7), 100k (W=1000, L=100, seed 7), 1M (W=1000, L=1000, seed 42).
 //!
 //! Run: `cargo bench --bench exec -- --warm-up-time 1 --measurement-time 3`

@@ -1,5 +1,5 @@
 //! Planning throughput, side by side with petgraph's toposort and a bare Kahn pass on the
-//! same graphs (BENCH-GRAPHS.md), and the cost of one upsert in a 1M-object forest (R15).
+//! same graphs (docs/bench-graphs.md), and the cost of one upsert in a 1M-object forest (R15).
 //!
 //! Run: `cargo bench --bench plan -- --warm-up-time 1 --measurement-time 5`
 
@@ -153,7 +153,7 @@ fn full_plan(c: &mut Criterion) {
             assert_eq!(
                 common::checksum(&dag),
                 0xb0e16571f1241168,
-                "BENCH-GRAPHS.md checksum"
+                "docs/bench-graphs.md checksum"
             );
             group.sample_size(10);
             group.warm_up_time(std::time::Duration::from_millis(1));
@@ -224,7 +224,7 @@ fn one_upsert(c: &mut Criterion) {
     assert_eq!(
         common::checksum(&dag),
         0xccff4ce08551eb44,
-        "BENCH-GRAPHS.md checksum"
+        "docs/bench-graphs.md checksum"
     );
     let mut engine = common::load_engine(&dag);
     for t in engine.plan(Time(0)).tasks.clone() {

@@ -1,4 +1,4 @@
-//! `syncore bench`: synthetic graphs (the `layered` generator of BENCH-GRAPHS.md, chains,
+//! `syncore bench`: synthetic graphs (the `layered` generator of docs/bench-graphs.md, chains,
 //! fan-out, fan-in, or a `DAG1` file), loaded into an engine, planned and executed with a
 //! no-op actuator; reports throughput.
 
@@ -18,7 +18,7 @@ pub struct Dag {
     pub edges: Vec<(u32, u32)>,
 }
 
-/// SplitMix64, exactly as BENCH-GRAPHS.md specifies.
+/// SplitMix64, exactly as docs/bench-graphs.md specifies.
 pub struct SplitMix(pub u64);
 
 impl SplitMix {
@@ -37,7 +37,7 @@ impl SplitMix {
     }
 }
 
-/// `layered(W, L, D, seed, shuffle, comps)` from BENCH-GRAPHS.md.
+/// `layered(W, L, D, seed, shuffle, comps)` from docs/bench-graphs.md.
 ///
 /// # Errors
 /// If `D > W` (a node cannot pick `D` distinct predecessors) or the graph exceeds `u32` ids.

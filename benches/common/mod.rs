@@ -1,4 +1,4 @@
-//! Shared benchmark graphs: the `layered` generator of `shared/BENCH-GRAPHS.md` (SplitMix64,
+//! Shared benchmark graphs: the `layered` generator of `docs/bench-graphs.md` (SplitMix64,
 //! Fisher-Yates shuffles, FNV-1a checksum), the `DAG1` file format, and a loader that turns a
 //! graph into an engine whose objects each link to their predecessors.
 #![allow(dead_code)]
@@ -13,7 +13,7 @@ pub struct Dag {
     pub edges: Vec<(u32, u32)>,
 }
 
-/// SplitMix64, exactly as BENCH-GRAPHS.md specifies.
+/// SplitMix64, exactly as docs/bench-graphs.md specifies.
 pub struct SplitMix(pub u64);
 
 impl SplitMix {
@@ -29,7 +29,7 @@ impl SplitMix {
     }
 }
 
-/// `layered(W, L, D, seed, shuffle, comps)` from BENCH-GRAPHS.md.
+/// `layered(W, L, D, seed, shuffle, comps)` from docs/bench-graphs.md.
 pub fn layered(w: u32, l: u32, d: u32, seed: u64, shuffle: bool, comps: u32) -> Dag {
     let mut rng = SplitMix(seed);
     let n = w * l * comps;

@@ -1,4 +1,4 @@
-//! The shared benchmark graphs match BENCH-GRAPHS.md, and the cost rule R15 holds: apply
+//! The shared benchmark graphs match docs/bench-graphs.md, and the cost rule R15 holds: apply
 //! and plan work grows with the change and the unsettled set, not with the store.
 
 #[path = "../../benches/common/mod.rs"]

@@ -1,6 +1,6 @@
 //! [`SplitMix64`]: the small seeded PRNG every generator of the simulator draws from.
 
-/// SplitMix64 (Steele, Lea, Flood 2014), as `BENCH-GRAPHS.md` specifies it: one `u64` of
+/// SplitMix64 (Steele, Lea, Flood 2014), as `docs/bench-graphs.md` specifies it: one `u64` of
 /// state, `state += 0x9E3779B97F4A7C15` per draw, then a finaliser. Fast, seedable with any
 /// value (0 included), and identical on every platform, so a seed replays a whole run.
 ///
