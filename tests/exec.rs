@@ -234,14 +234,75 @@ fn actuator_panic_leaves_the_state_consistent() {
 
 #[test]
 fn slow_actuator_delays_only_its_dependents() {
+    // net0's sync does not return until every object outside its dependents (net1..3, their
+    // ports and VMs: 12) has been synced, or 10 s have passed: if anything else waited for
+    // net0, the run would take the 10 s and net0 would fail. Its dependents (port0-*, vm0)
+    // must start only after it returned.
+    struct SlowNet0 {
+        events: std::sync::Mutex<Vec<String>>,
+        others_done: AtomicUsize,
+    }
+    impl Actuator for SlowNet0 {
+        fn sync(&self, o: &ObjectView<'_>) -> Outcome {
+            let key = o.key();
+            self.events.lock().unwrap().push(format!("start {key}"));
+            if key == "net0" {
+                let until = std::time::Instant::now() + Duration::from_secs(10);
+                while self.others_done.load(Ordering::SeqCst) < 12 {
+                    if std::time::Instant::now() > until {
+                        return Outcome::failed("other objects waited for net0");
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            } else if !["port0-0", "port0-1", "vm0"].contains(&key) {
+                self.others_done.fetch_add(1, Ordering::SeqCst);
+            }
+            self.events.lock().unwrap().push(format!("end {key}"));
+            if o.model() == "Port" {
+                Outcome::ok_with([("mac", format!("mac-{key}"))])
+            } else {
+                Outcome::ok()
+            }
+        }
+    }
     let mut engine = chain_engine(4);
-    let act = Arc::new(Scripted {
-        slow: ["net0".into()].into(),
-        ..Default::default()
+    let act = Arc::new(SlowNet0 {
+        events: Default::default(),
+        others_done: AtomicUsize::new(0),
     });
-    let report = round(&mut engine, &act, 4, Time(0));
-    assert_eq!(report.counts().ok, 16);
+    let mut acts = Actuators::new();
+    for m in ["Net", "Port", "Vm"] {
+        acts.insert(m, act.clone());
+    }
+    let exec = Executor::new(engine.schema(), &acts, ExecConfig::new().threads(4)).unwrap();
+    let plan = engine.plan(Time(0));
+    let report = exec.run(&engine, &plan);
+    engine.complete_run(&plan, &report, Time(0)).unwrap();
+    assert_eq!(report.counts().ok, 16, "{:?}", engine.object("net0"));
     assert!(engine.plan(Time(0)).is_empty());
+    let events = act.events.lock().unwrap().clone();
+    let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+    // Everything outside net0's dependents finished while net0 was still running ...
+    for n in 1..4 {
+        for key in [
+            format!("net{n}"),
+            format!("port{n}-0"),
+            format!("port{n}-1"),
+            format!("vm{n}"),
+        ] {
+            assert!(
+                at(&format!("end {key}")) < at("end net0"),
+                "{key}: {events:?}"
+            );
+        }
+    }
+    // ... and its dependents started only after it ended.
+    for key in ["port0-0", "port0-1", "vm0"] {
+        assert!(
+            at(&format!("start {key}")) > at("end net0"),
+            "{key}: {events:?}"
+        );
+    }
     assert_eq!(
         engine.object("port0-0").unwrap().feedback,
         vec![("mac".to_string(), Value::Str("mac-port0-0".into()))]
@@ -551,7 +612,7 @@ fn executor_runs_generated_graphs_like_a_sequential_reference() {
     }
 }
 
-/// Habit 2 of STYLE.md: no ambient time or randomness in the engine. Only `clock.rs` (the
+/// Habit 2 of docs/style.md: no ambient time or randomness in the engine. Only `clock.rs` (the
 /// real clock) may read `std::time`; nothing draws from a thread-local generator.
 #[test]
 fn only_the_real_clock_reads_time() {

@@ -198,17 +198,27 @@ fn cancellation_reports_tasks_not_started_as_not_run() {
     }
 }
 
-/// Tracks the most actuations in flight at once.
+/// Tracks the most actuations in flight at once. With `meet` set, the first actuation
+/// waits (up to 1 s) until `meet` are in flight together, so that a cap of `meet` or more is
+/// reached whatever the machine's load, and a cap below it is put under pressure.
 #[derive(Default)]
 struct Concurrency {
     now: AtomicUsize,
     max: AtomicUsize,
+    meet: usize,
+    waited: std::sync::atomic::AtomicBool,
 }
 
 impl Actuator for Concurrency {
     fn sync(&self, _: &ObjectView<'_>) -> Outcome {
         let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.max.fetch_max(n, Ordering::SeqCst);
+        if !self.waited.swap(true, Ordering::SeqCst) {
+            let until = std::time::Instant::now() + Duration::from_secs(1);
+            while self.max.load(Ordering::SeqCst) < self.meet && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
         std::thread::sleep(Duration::from_micros(300));
         self.now.fetch_sub(1, Ordering::SeqCst);
         Outcome::ok()
@@ -219,19 +229,28 @@ impl Actuator for Concurrency {
 fn model_limit_caps_actuations_in_flight() {
     let edges: Vec<(usize, &[usize])> = (0..24).map(|i| (i, &[][..])).collect();
     let engine = engine_with(&edges);
-    for limit in [1, 2] {
-        let act = Arc::new(Concurrency::default());
+    // Every run waits for 2 in flight at once, so a cap of 1 must hold against pressure,
+    // and the control (no cap) and a cap of 2 must reach 2.
+    for limit in [None, Some(1), Some(2)] {
+        let act = Arc::new(Concurrency {
+            meet: 2,
+            ..Concurrency::default()
+        });
         let mut acts = Actuators::new();
         acts.insert("Node", act.clone());
-        let exec = Executor::new(
-            engine.schema(),
-            &acts,
-            ExecConfig::new().threads(4).model_limit("Node", limit),
-        )
-        .unwrap();
+        let mut config = ExecConfig::new().threads(4);
+        if let Some(limit) = limit {
+            config = config.model_limit("Node", limit);
+        }
+        let exec = Executor::new(engine.schema(), &acts, config).unwrap();
         let report = exec.run(&engine, &engine.plan(Time(0)));
         assert_eq!(report.counts().ok, 24);
-        assert!(act.max.load(Ordering::SeqCst) <= limit as usize);
+        let max = act.max.load(Ordering::SeqCst);
+        match limit {
+            // Positive control: without a cap, the four workers overlap.
+            None => assert!(max >= 2, "without a limit only {max} ran at once"),
+            Some(limit) => assert_eq!(max, limit as usize, "limit {limit}"),
+        }
     }
 }
 
