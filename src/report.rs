@@ -293,7 +293,7 @@ pub fn event_line(e: &Event, s: Style) -> String {
                     "{} {what} {took}: the object is gone",
                     s.magenta(&tag("stale"))
                 ),
-                (Outcome::Ok { feedback }, Some(c)) => {
+                (Outcome::Ok { feedback, .. }, Some(c)) => {
                     let mut text = format!("{} {what} {took}", s.green(&tag("ok")));
                     if let Completion::Deleted { removed } = c {
                         if !removed.is_empty() {

@@ -774,7 +774,7 @@ mod rules {
         let roomy_host = host_with(roomy, Instances::Fresh);
         let huge = actuator(&roomy_host, components::HUGE_RESULT);
         match sync(&huge, "Huge", "big") {
-            Outcome::Ok { feedback } => {
+            Outcome::Ok { feedback, .. } => {
                 assert!(matches!(&feedback["blob"], Value::Str(s) if s.len() == 8 << 20))
             }
             other => panic!("{other:?}"),
@@ -797,7 +797,7 @@ mod rules {
             .apply(ChangeSet::new().upsert("probe", "Probe", Vec::<(String, Value)>::new()))
             .unwrap();
         let feedback = match probe.sync(&engine.view_key("probe").unwrap()) {
-            Outcome::Ok { feedback } => feedback,
+            Outcome::Ok { feedback, .. } => feedback,
             other => panic!("{other:?}"),
         };
         let Value::Json(text) = &feedback["report"] else {

@@ -13,7 +13,11 @@ use crate::value::Value;
 ///
 /// Outcomes are data: a failing actuator returns `Failed`, it never panics through the
 /// engine (the executor turns a panic into `Failed` as well).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// An `Ok` may ask to be run again after a delay ([`Outcome::requeue_after`]): the object
+/// is synced (its dependents go ahead) and the scheduler re-actuates it once the delay has
+/// passed, as a per-object re-sync (R9).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The backend matches the declarative state; `feedback` fields to record (R9: feedback
@@ -22,6 +26,10 @@ pub enum Outcome {
         /// Feedback field writes, by name.
         #[serde(default)]
         feedback: BTreeMap<String, Value>,
+        /// Run the actuator again this many milliseconds after the completion (`None`: only
+        /// when something changes or the model's `resync_ms` comes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requeue_after: Option<u64>,
     },
     /// The actuation failed; the object backs off (R5) and holds its dependents (R3).
     Failed {
@@ -40,6 +48,7 @@ impl Outcome {
     pub fn ok() -> Outcome {
         Outcome::Ok {
             feedback: BTreeMap::new(),
+            requeue_after: None,
         }
     }
 
@@ -52,6 +61,7 @@ impl Outcome {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            requeue_after: None,
         }
     }
 
@@ -72,6 +82,30 @@ impl Outcome {
     /// Whether this is `Ok`.
     pub fn is_ok(&self) -> bool {
         matches!(self, Outcome::Ok { .. })
+    }
+
+    /// Asks for the actuator to run again `ms` milliseconds after this completion (an `Ok`
+    /// only; other outcomes are retried by backoff and are returned unchanged).
+    ///
+    /// ```
+    /// use syncore::Outcome;
+    /// let o = Outcome::ok().requeue_after(5_000);
+    /// assert_eq!(o.requeue_delay(), Some(5_000));
+    /// assert_eq!(Outcome::failed("x").requeue_after(1).requeue_delay(), None);
+    /// ```
+    pub fn requeue_after(mut self, ms: u64) -> Outcome {
+        if let Outcome::Ok { requeue_after, .. } = &mut self {
+            *requeue_after = Some(ms);
+        }
+        self
+    }
+
+    /// The re-run delay an `Ok` asked for, if any.
+    pub fn requeue_delay(&self) -> Option<u64> {
+        match self {
+            Outcome::Ok { requeue_after, .. } => *requeue_after,
+            _ => None,
+        }
     }
 }
 

@@ -115,7 +115,7 @@ pub(crate) fn complete(
         return Ok((Completion::Stale, Vec::new(), Vec::new()));
     }
     match outcome {
-        Outcome::Ok { feedback } => {
+        Outcome::Ok { feedback, .. } => {
             if deleting {
                 if !store.rdeps(id).is_empty() {
                     // Referrers still present: the delete ran out of order (R7).

@@ -19,6 +19,10 @@ use crate::snapshot;
 use crate::store::Store;
 use crate::value::{Value, ValueLimits};
 
+/// Crate-private methods the scheduler needs (they read the store directly).
+#[path = "sched/hooks.rs"]
+mod sched_hooks;
+
 /// Engine settings. Every option states its default; [`Config::default`] gives them all.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(default, deny_unknown_fields)]
@@ -405,7 +409,7 @@ impl Engine {
     /// field, recorded like a refused declarative write (R9): oversized feedback never
     /// reaches the store.
     fn check_feedback_limits(&self, task: &Task, outcome: Outcome) -> Outcome {
-        let Outcome::Ok { feedback } = &outcome else {
+        let Outcome::Ok { feedback, .. } = &outcome else {
             return outcome;
         };
         if !self.store.alive(task.object) {

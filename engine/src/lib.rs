@@ -60,6 +60,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod actuation;
 mod actuator;
 mod backoff;
 mod bulk;
@@ -76,6 +77,9 @@ mod migrate;
 mod plan;
 mod policy;
 mod runner;
+#[cfg(feature = "runtime")]
+pub mod runtime;
+pub mod sched;
 mod schema;
 pub mod sim;
 mod snapshot;
@@ -87,6 +91,7 @@ mod value;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 
+pub use actuation::{ActuationContext, AsyncActuator, BoxFuture, CancelToken, OwnedView};
 pub use actuator::{Actuator, ObjectView, Outcome, TaskKind};
 pub use backoff::BackoffPolicy;
 pub use change::{ApplyReport, Change, ChangeSet};
@@ -95,8 +100,7 @@ pub use complete::{Completion, ExternalReport};
 pub use engine::{Config, Engine, ObjectInfo, Status, UnknownModel, WatchStats, WATCH_LOG_MAX};
 pub use error::{ChangeError, CompleteError, SchemaError, SnapshotError, KEY_PREFIX_LEN};
 pub use exec::{
-    Actuators, CancelToken, ExecConfig, ExecError, Executor, RunCounts, RunReport, Span, TaskState,
-    THREADS_MAX,
+    Actuators, ExecConfig, ExecError, Executor, RunCounts, RunReport, Span, TaskState, THREADS_MAX,
 };
 pub use graph::OBJECTS_MAX;
 pub use id::{ModelId, ObjectId, Time};

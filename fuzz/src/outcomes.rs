@@ -158,7 +158,10 @@ fn outcome(u: &mut Unstructured<'_>) -> Draw<Outcome> {
             for _ in 0..below(u, 4)? {
                 feedback.insert(gen::name(u, FIELD_NAMES)?, gen::value(u, BASE_KEYS)?);
             }
-            Outcome::Ok { feedback }
+            Outcome::Ok {
+                feedback,
+                requeue_after: None,
+            }
         }
     })
 }
@@ -252,7 +255,7 @@ pub fn complete_checked(
         }
         (Outcome::Ok { .. }, Completion::Deleted { .. }) if before.deleting => Ok(()),
         (Outcome::Ok { .. }, Completion::Stale) if before.deleting => Ok(()), // referrers left (R7)
-        (Outcome::Ok { feedback }, done) => {
+        (Outcome::Ok { feedback, .. }, done) => {
             let bad: Vec<&String> = feedback
                 .iter()
                 .filter(|(n, v)| refusal(engine, &before.model, n, v).is_some())

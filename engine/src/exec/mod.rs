@@ -83,7 +83,6 @@ use crate::clock::Clock;
 use crate::engine::Engine;
 use crate::plan::Plan;
 use crate::schema::{ModelKind, Schema};
-use sync::{AtomicBool, Ordering};
 
 /// Most worker threads one executor may run.
 pub const THREADS_MAX: usize = 1024;
@@ -182,31 +181,7 @@ impl ExecConfig {
     }
 }
 
-/// A shared flag that cancels runs in progress. Clones share the flag.
-#[derive(Clone, Debug, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    /// A token not cancelled.
-    pub fn new() -> CancelToken {
-        CancelToken::default()
-    }
-
-    /// Cancels: runs using this token start no further task.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether [`CancelToken::cancel`] was called (and not [`CancelToken::reset`] since).
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    /// Clears the flag, so the token can serve the next run.
-    pub fn reset(&self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
-}
+pub use crate::actuation::CancelToken;
 
 /// What became of one task of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

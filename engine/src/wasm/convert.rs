@@ -226,6 +226,7 @@ pub(crate) fn outcome_from_wit(
     Ok(match outcome {
         wit::Outcome::Ok(fields) => Outcome::Ok {
             feedback: feedback_from_wit(view, fields, budget)?,
+            requeue_after: None,
         },
         wit::Outcome::Failed(message) => Outcome::Failed {
             message: super::sandbox::truncate(message, message_max),

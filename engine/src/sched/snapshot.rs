@@ -1,0 +1,150 @@
+//! Persistence of the scheduler: the engine's snapshot plus leases, timers and counters.
+//!
+//! Format: [`SCHED_MAGIC`], the format version ([`SCHED_FORMAT_VERSION`], little-endian
+//! u32), the bincode body, and an FNV-1a checksum of everything before it (u64 LE). The
+//! body embeds the engine's own snapshot bytes (R14), which carry their own header.
+//!
+//! Leases are part of the state (and of [`Scheduler::state_hash`]). On restore they are
+//! not resumed, since the actuations they stand for died with the process: their objects
+//! are still unsettled, so the restored scheduler dispatches them again (actuators are
+//! idempotent by contract); [`Scheduler::restored_leases`] lists what was in flight.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Lease, SchedConfig, SchedConfigError, SchedStats, Scheduler};
+use crate::engine::Engine;
+use crate::error::SnapshotError;
+use crate::id::Time;
+
+/// The first bytes of a scheduler snapshot.
+pub const SCHED_MAGIC: &[u8; 8] = b"SYNCSCHD";
+
+/// The scheduler snapshot format version. 1: leases, re-sync timers, counters.
+pub const SCHED_FORMAT_VERSION: u32 = 1;
+
+#[derive(bincode::Encode, bincode::Decode)]
+struct Body {
+    config: SchedConfig,
+    engine: Vec<u8>,
+    leases: Vec<Lease>,
+    next_lease: u64,
+    timers: Vec<(Time, u32)>,
+    resync_count: Vec<(u32, u32)>,
+    rerun: Vec<u32>,
+    draining: bool,
+    last_now: Time,
+    stats: SchedStats,
+}
+
+/// Scheduler snapshot bytes could not be restored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchedSnapshotError {
+    /// Not a scheduler snapshot.
+    #[error("not a syncore scheduler snapshot (bad magic)")]
+    BadMagic,
+    /// Another format version.
+    #[error("scheduler snapshot format {found}, expected {expected}")]
+    Version {
+        /// Found.
+        found: u32,
+        /// Expected.
+        expected: u32,
+    },
+    /// Truncated or corrupt.
+    #[error("corrupt scheduler snapshot: {0}")]
+    Corrupt(String),
+    /// The embedded engine snapshot.
+    #[error("engine snapshot: {0}")]
+    Engine(SnapshotError),
+    /// The embedded configuration does not fit the schema.
+    #[error("{0}")]
+    Config(SchedConfigError),
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl Scheduler {
+    /// Serialises the whole scheduler state: the engine's snapshot, leases in flight,
+    /// re-sync timers, the lease counter and the work counters. Same inputs, same bytes.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let body = Body {
+            config: self.config.clone(),
+            engine: self.engine.snapshot(),
+            leases: self.leases().copied().collect(),
+            next_lease: self.next_lease,
+            timers: self.timers.iter().copied().collect(),
+            resync_count: self.resync_count.iter().map(|(&k, &v)| (k, v)).collect(),
+            rerun: self.rerun.iter().copied().collect(),
+            draining: self.draining,
+            last_now: self.last_now,
+            stats: self.stats,
+        };
+        let mut out = SCHED_MAGIC.to_vec();
+        out.extend_from_slice(&SCHED_FORMAT_VERSION.to_le_bytes());
+        out.extend(bincode::encode_to_vec(&body, bincode::config::standard()).expect("encodes"));
+        let sum = fnv1a(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// A 64-bit hash of [`Scheduler::snapshot`].
+    pub fn state_hash(&self) -> u64 {
+        fnv1a(&self.snapshot())
+    }
+
+    /// Rebuilds a scheduler from [`Scheduler::snapshot`] bytes. Policies and watchers must
+    /// be registered again ([`Scheduler::engine_mut`]). The leases that were in flight are
+    /// listed by [`Scheduler::restored_leases`] and their tasks are dispatched again.
+    ///
+    /// # Errors
+    /// [`SchedSnapshotError`]; never panics.
+    pub fn restore(bytes: &[u8]) -> Result<Scheduler, SchedSnapshotError> {
+        if bytes.len() < 8 + 4 + 8 || &bytes[..8] != SCHED_MAGIC {
+            return Err(SchedSnapshotError::BadMagic);
+        }
+        let found = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if found != SCHED_FORMAT_VERSION {
+            return Err(SchedSnapshotError::Version {
+                found,
+                expected: SCHED_FORMAT_VERSION,
+            });
+        }
+        let (content, sum) = bytes.split_at(bytes.len() - 8);
+        if fnv1a(content) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+            return Err(SchedSnapshotError::Corrupt("checksum mismatch".into()));
+        }
+        let limit = bincode::config::standard().with_limit::<{ 1 << 32 }>();
+        let (body, used): (Body, usize) = bincode::decode_from_slice(&content[12..], limit)
+            .map_err(|e| SchedSnapshotError::Corrupt(e.to_string()))?;
+        if used != content.len() - 12 {
+            return Err(SchedSnapshotError::Corrupt("trailing bytes".into()));
+        }
+        let engine = Engine::restore(&body.engine).map_err(SchedSnapshotError::Engine)?;
+        let mut s = Scheduler::new(engine, body.config).map_err(SchedSnapshotError::Config)?;
+        s.next_lease = body.next_lease;
+        for (t, id) in body.timers {
+            s.timers.insert((t, id));
+            s.resync_due.insert(id, t);
+        }
+        s.resync_count = body.resync_count.into_iter().collect::<BTreeMap<_, _>>();
+        s.rerun = body.rerun.into_iter().collect::<BTreeSet<_>>();
+        s.draining = body.draining;
+        s.last_now = body.last_now;
+        s.stats = body.stats;
+        s.restored = body.leases;
+        Ok(s)
+    }
+
+    /// The leases in flight when the snapshot this scheduler was restored from was taken
+    /// (their tasks are dispatched again).
+    pub fn restored_leases(&self) -> &[Lease] {
+        &self.restored
+    }
+}

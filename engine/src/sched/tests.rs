@@ -1,0 +1,532 @@
+//! Unit tests of the scheduling state machine, one per rule it implements.
+
+use super::*;
+use crate::{Config, Schema, Status, TaskKind};
+
+const SCHEMA: &str = r#"{"models": [
+  {"name": "Site", "fields": [{"name": "name", "type": "string"}],
+   "feedback": [{"name": "dir", "type": "string"}]},
+  {"name": "Slice", "fields": [{"name": "site", "type": "ref"}, {"name": "n", "type": "int"}],
+   "feedback": [{"name": "seen", "type": "string"}],
+   "links": [{"field": "site", "target": "Site", "into": ["dir"]}]},
+  {"name": "Instance", "fields": [{"name": "slice", "type": "ref"}],
+   "links": [{"field": "slice", "target": "Slice"}]}]}"#;
+
+fn sched(config: SchedConfig) -> Scheduler {
+    let mut c = Config::default();
+    c.backoff.jitter_permille = 0;
+    Scheduler::new(Engine::new(Schema::from_json(SCHEMA).unwrap(), c), config).unwrap()
+}
+
+fn t(ms: u64) -> Time {
+    Time(ms)
+}
+
+fn site(key: &str, name: &str) -> ChangeSet {
+    ChangeSet::new().upsert(key, "Site", [("name", name)])
+}
+
+fn world() -> ChangeSet {
+    ChangeSet::new()
+        .upsert("s", "Site", [("name", "a")])
+        .upsert("sl", "Slice", [("site", "s")])
+        .upsert("i", "Instance", [("slice", "sl")])
+}
+
+fn step(s: &mut Scheduler, input: Input) -> Vec<Dispatch> {
+    let mut out = Vec::new();
+    s.step(input, &mut out);
+    out
+}
+
+fn keys(s: &Scheduler, d: &[Dispatch]) -> Vec<String> {
+    d.iter()
+        .map(|d| s.engine().key(d.task.object).to_string())
+        .collect()
+}
+
+fn ok(s: &mut Scheduler, d: &Dispatch, now: u64) -> Vec<Dispatch> {
+    step(
+        s,
+        Input::Deliver {
+            lease: d.lease,
+            outcome: Outcome::ok(),
+            now: t(now),
+        },
+    )
+}
+
+#[test]
+fn r1_completion_releases_dependents_at_its_own_time() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    assert_eq!(keys(&s, &d), ["s"]);
+    let d2 = ok(&mut s, &d[0], 7);
+    assert_eq!(keys(&s, &d2), ["sl"]);
+    assert_eq!(d2[0].now, t(7));
+    assert_eq!(d2[0].eligible_at, t(7));
+    let d3 = ok(&mut s, &d2[0], 9);
+    assert_eq!(keys(&s, &d3), ["i"]);
+    ok(&mut s, &d3[0], 10);
+    assert_eq!(s.engine().unsettled_count(), 0);
+    // One plan for the whole run: completions walked only their dependents.
+    assert_eq!(s.stats().replans, 1);
+    assert_eq!(s.stats().release_edges, 2);
+}
+
+#[test]
+fn r15_completion_costs_its_dependents_not_the_plan() {
+    let mut s = sched(SchedConfig::default().concurrency(u32::MAX));
+    let mut cs = ChangeSet::new();
+    for i in 0..100 {
+        cs = cs.upsert(format!("s{i:03}"), "Site", [("name", "x")]);
+        for j in 0..10 {
+            cs = cs.upsert(
+                format!("s{i:03}-{j}"),
+                "Slice",
+                [("site", format!("s{i:03}"))],
+            );
+        }
+    }
+    let sites = step(
+        &mut s,
+        Input::Apply {
+            changes: cs,
+            now: t(0),
+        },
+    );
+    assert_eq!(sites.len(), 100);
+    let before = *s.stats();
+    let released = ok(&mut s, &sites[0], 1);
+    assert_eq!(released.len(), 10);
+    assert_eq!(s.stats().release_edges - before.release_edges, 10);
+    assert_eq!(s.stats().replans, before.replans, "no plan per completion");
+}
+
+#[test]
+fn r3_failure_releases_nobody_and_retries_at_failure_time_plus_delay() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    let out = step(
+        &mut s,
+        Input::Deliver {
+            lease: d[0].lease,
+            outcome: Outcome::failed("down"),
+            now: t(300),
+        },
+    );
+    assert!(out.is_empty());
+    let base = s.engine().config().backoff.base_ms;
+    assert_eq!(s.next_wake(), Some(t(300 + base)));
+    assert!(step(
+        &mut s,
+        Input::Tick {
+            now: t(300 + base - 1)
+        }
+    )
+    .is_empty());
+    let retry = step(&mut s, Input::Tick { now: t(300 + base) });
+    assert_eq!(keys(&s, &retry), ["s"]);
+    assert_eq!(retry[0].attempt, 2);
+}
+
+#[test]
+fn r9_refused_outcome_releases_no_dependent() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    // A declarative write: the engine refuses it and records an error (R9).
+    let out = step(
+        &mut s,
+        Input::Deliver {
+            lease: d[0].lease,
+            outcome: Outcome::ok_with([("name", "z")]),
+            now: t(1),
+        },
+    );
+    assert!(
+        out.is_empty(),
+        "the slice must not start behind a refused outcome"
+    );
+    assert!(matches!(
+        s.engine().status("s", t(1)),
+        Some(Status::Error { .. })
+    ));
+}
+
+#[test]
+fn r8_one_lease_per_object_and_stale_completion_never_syncs_newer_version() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "a"),
+            now: t(0),
+        },
+    );
+    let v1 = d[0].task.version;
+    // A new version while v1 is in flight: no second lease.
+    let out = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "b"),
+            now: t(1),
+        },
+    );
+    assert!(out.is_empty());
+    assert_eq!(s.leases().count(), 1);
+    assert!(matches!(s.activity("s"), Some(Activity::InFlight { version, .. }) if version == v1));
+    // v1 completes: stale, the newer version is dispatched right away.
+    let out = ok(&mut s, &d[0], 2);
+    assert_eq!(keys(&s, &out), ["s"]);
+    assert!(out[0].task.version > v1);
+    assert_eq!(s.engine().status("s", t(2)), Some(Status::Pending));
+    ok(&mut s, &out[0], 3);
+    assert_eq!(s.engine().status("s", t(3)), Some(Status::Synced));
+}
+
+#[test]
+fn r7_delete_waits_for_the_sync_in_flight() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "a"),
+            now: t(0),
+        },
+    );
+    let out = step(
+        &mut s,
+        Input::Apply {
+            changes: ChangeSet::new().delete("s"),
+            now: t(1),
+        },
+    );
+    assert!(out.is_empty(), "the delete waits for the running sync");
+    let out = ok(&mut s, &d[0], 2);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].task.kind, TaskKind::Delete);
+    ok(&mut s, &out[0], 3);
+    assert!(s.engine().is_empty());
+}
+
+#[test]
+fn global_and_model_limits_cap_leases() {
+    let mut cs = ChangeSet::new();
+    for i in 0..5 {
+        cs = cs.upsert(format!("s{i}"), "Site", [("name", "x")]);
+    }
+    // Positive control: without limits all five start.
+    let mut s = sched(SchedConfig::default());
+    assert_eq!(
+        step(
+            &mut s,
+            Input::Apply {
+                changes: cs.clone(),
+                now: t(0)
+            }
+        )
+        .len(),
+        5
+    );
+    let mut s = sched(SchedConfig::default().concurrency(2));
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: cs.clone(),
+            now: t(0),
+        },
+    );
+    assert_eq!(d.len(), 2);
+    assert_eq!(s.queue_depth(), 3);
+    assert_eq!(ok(&mut s, &d[0], 1).len(), 1);
+    let mut s = sched(SchedConfig::default().model(
+        "Site",
+        ModelSched {
+            limit: Some(1),
+            ..Default::default()
+        },
+    ));
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: cs,
+            now: t(0),
+        },
+    );
+    assert_eq!(d.len(), 1);
+    assert_eq!(ok(&mut s, &d[0], 1).len(), 1);
+}
+
+#[test]
+fn priority_classes_then_eligible_time_then_id() {
+    let mut config = SchedConfig::default().concurrency(1);
+    config.object_priority.insert("s3".into(), 5);
+    let mut s = sched(config);
+    let mut cs = ChangeSet::new();
+    for i in 0..4 {
+        cs = cs.upsert(format!("s{i}"), "Site", [("name", "x")]);
+    }
+    let mut order = Vec::new();
+    let mut d = step(
+        &mut s,
+        Input::Apply {
+            changes: cs,
+            now: t(0),
+        },
+    );
+    let mut now = 0;
+    while let Some(x) = d.pop() {
+        order.push(s.engine().key(x.task.object).to_string());
+        now += 1;
+        d = ok(&mut s, &x, now);
+    }
+    assert_eq!(order, ["s3", "s0", "s1", "s2"]);
+}
+
+#[test]
+fn timeout_turns_overdue_actuation_into_failure() {
+    let mut s = sched(SchedConfig::default().model(
+        "Site",
+        ModelSched {
+            timeout_ms: Some(50),
+            ..Default::default()
+        },
+    ));
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "a"),
+            now: t(0),
+        },
+    );
+    assert_eq!(d[0].deadline, Some(t(50)));
+    assert_eq!(s.next_wake(), Some(t(50)));
+    step(&mut s, Input::Tick { now: t(50) });
+    assert!(s.leases().next().is_none());
+    match s.engine().status("s", t(50)) {
+        Some(Status::Error { message, .. }) => assert_eq!(message, "timed out after 50 ms"),
+        other => panic!("{other:?}"),
+    }
+    // The real outcome arriving later is ignored.
+    let late = s.deliver(d[0].lease, Outcome::ok(), t(60));
+    assert_eq!(late, Delivery::Late);
+}
+
+#[test]
+fn r9_resync_ms_reactuates_synced_objects_at_their_time() {
+    let mut config = SchedConfig::default().model(
+        "Site",
+        ModelSched {
+            resync_ms: Some(1000),
+            ..Default::default()
+        },
+    );
+    config.resync_jitter_permille = 0;
+    let mut s = sched(config);
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "a"),
+            now: t(0),
+        },
+    );
+    ok(&mut s, &d[0], 10);
+    assert_eq!(s.next_wake(), Some(t(1010)));
+    assert!(step(&mut s, Input::Tick { now: t(1009) }).is_empty());
+    let again = step(&mut s, Input::Tick { now: t(1010) });
+    assert_eq!(keys(&s, &again), ["s"]);
+    assert_eq!(
+        again[0].task.version, d[0].task.version,
+        "no new version (R8)"
+    );
+    ok(&mut s, &again[0], 1020);
+    assert_eq!(s.next_wake(), Some(t(2020)));
+    assert_eq!(s.stats().resyncs, 1);
+}
+
+#[test]
+fn r9_requeue_after_reruns_after_its_delay() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "a"),
+            now: t(0),
+        },
+    );
+    step(
+        &mut s,
+        Input::Deliver {
+            lease: d[0].lease,
+            outcome: Outcome::ok().requeue_after(40),
+            now: t(5),
+        },
+    );
+    assert_eq!(s.engine().status("s", t(5)), Some(Status::Synced));
+    let d = step(&mut s, Input::Tick { now: t(45) });
+    assert_eq!(keys(&s, &d), ["s"]);
+}
+
+#[test]
+fn r18_watched_feedback_change_reactuates_the_watcher() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    let d = step(
+        &mut s,
+        Input::Deliver {
+            lease: d[0].lease,
+            outcome: Outcome::ok_with([("dir", "/a")]),
+            now: t(1),
+        },
+    );
+    let d = ok(&mut s, &d[0], 2);
+    ok(&mut s, &d[0], 3);
+    assert_eq!(s.engine().unsettled_count(), 0);
+    // The site is renamed: its directory (feedback) moves; the slice watches `dir`.
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "b"),
+            now: t(4),
+        },
+    );
+    assert_eq!(keys(&s, &d), ["s"]);
+    let d = step(
+        &mut s,
+        Input::Deliver {
+            lease: d[0].lease,
+            outcome: Outcome::ok_with([("dir", "/b")]),
+            now: t(5),
+        },
+    );
+    assert_eq!(
+        keys(&s, &d),
+        ["sl"],
+        "the watcher re-runs with the new feedback"
+    );
+    assert_eq!(s.stats().watch_resyncs, 1);
+    // The same feedback again triggers nothing.
+    ok(&mut s, &d[0], 6);
+    assert_eq!(s.engine().unsettled_count(), 0);
+}
+
+#[test]
+fn r14_snapshot_carries_leases_and_restore_redispatches() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    let bytes = s.snapshot();
+    // Leases do not survive a restart: they are listed, and their tasks dispatched again.
+    let mut r = Scheduler::restore(&bytes).unwrap();
+    assert_eq!(r.restored_leases().len(), 1);
+    assert_eq!(r.restored_leases()[0].task, d[0].task);
+    let again = step(&mut r, Input::Tick { now: t(1) });
+    assert_eq!(again[0].task, d[0].task);
+    assert_ne!(again[0].lease, d[0].lease);
+    // Without leases in flight a snapshot round-trips byte for byte.
+    let mut q = sched(SchedConfig::default());
+    let d = step(
+        &mut q,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    ok(&mut q, &d[0], 1);
+    let q = Scheduler::restore(&q.snapshot()).unwrap();
+    let idle = q.snapshot();
+    assert_eq!(Scheduler::restore(&idle).unwrap().snapshot(), idle);
+    for bad in [
+        &bytes[..5],
+        &bytes[..bytes.len() - 1],
+        b"SYNCSCHDxxxxxxxxxxxxxxxx".as_slice(),
+    ] {
+        assert!(Scheduler::restore(bad).is_err());
+    }
+}
+
+#[test]
+fn r12_recorded_inputs_replay_to_identical_state_hashes() {
+    let mut s = sched(SchedConfig::default());
+    let mut inputs = Vec::new();
+    let mut hashes = Vec::new();
+    let mut record = |s: &mut Scheduler, i: Input| {
+        let bytes = i.to_bytes();
+        assert_eq!(Input::from_bytes(&bytes).unwrap(), i);
+        inputs.push(i.clone());
+        let d = step(s, i);
+        hashes.push(s.state_hash());
+        d
+    };
+    let d = record(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    let d = record(
+        &mut s,
+        Input::Deliver {
+            lease: d[0].lease,
+            outcome: Outcome::failed("x"),
+            now: t(3),
+        },
+    );
+    assert!(d.is_empty());
+    let d = record(&mut s, Input::Tick { now: t(10_000) });
+    record(
+        &mut s,
+        Input::Deliver {
+            lease: d[0].lease,
+            outcome: Outcome::ok(),
+            now: t(10_001),
+        },
+    );
+    let mut r = sched(SchedConfig::default());
+    assert_eq!(r.replay(inputs), hashes);
+    assert!(Input::from_bytes(&[9, 1, 2]).is_err());
+    assert!(Input::from_bytes(&[]).is_err());
+}
+
+#[test]
+fn config_naming_unknown_model_is_refused() {
+    let e = Scheduler::new(
+        Engine::new(Schema::from_json(SCHEMA).unwrap(), Config::default()),
+        SchedConfig::default().model("Nope", ModelSched::default()),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "scheduler configuration names unknown model Nope"
+    );
+}

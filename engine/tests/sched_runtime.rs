@@ -1,0 +1,403 @@
+//! The real-time runtime against a real backend: directories and files under a temporary
+//! directory (Site -> Slice -> Instance), a slow actuator, a failing one, and a change set
+//! sent mid-run that renames a site so its directory moves. Plus: a run with random
+//! thread timing, recorded and replayed, gives the same final snapshot bytes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use syncore::runtime::{Registry, Runtime, RuntimeConfig};
+use syncore::sched::{ModelSched, SchedConfig, Scheduler};
+use syncore::{
+    ActuationContext, AsyncActuator, BackoffPolicy, BoxFuture, ChangeSet, Config, Engine, Outcome,
+    OwnedView, Schema, Status, Time, Value,
+};
+
+const SCHEMA: &str = r#"{"models": [
+  {"name": "Site", "fields": [{"name": "name", "type": "string"}, {"name": "slow", "type": "bool"}],
+   "feedback": [{"name": "dir", "type": "string"}]},
+  {"name": "Slice", "fields": [{"name": "site", "type": "ref"}, {"name": "name", "type": "string"}],
+   "feedback": [{"name": "dir", "type": "string"}],
+   "links": [{"field": "site", "target": "Site", "into": ["dir"]}]},
+  {"name": "Instance", "fields": [{"name": "slice", "type": "ref"}, {"name": "name", "type": "string"},
+     {"name": "fail_first", "type": "int"}],
+   "feedback": [{"name": "path", "type": "string"}],
+   "links": [{"field": "slice", "target": "Slice", "into": ["dir"]}]}]}"#;
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::Str(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// What the actuators saw, for the checks.
+#[derive(Default)]
+struct Log {
+    /// (key, attempt, start, end).
+    runs: Vec<(String, u32, Instant, Instant)>,
+    /// Problems an actuator found with its dependency's feedback.
+    problems: Vec<String>,
+}
+
+struct Sites {
+    root: PathBuf,
+    log: Arc<Mutex<Log>>,
+}
+
+impl AsyncActuator for Sites {
+    fn sync(&self, cx: ActuationContext, o: OwnedView) -> BoxFuture<Outcome> {
+        let root = self.root.clone();
+        let log = self.log.clone();
+        Box::pin(async move {
+            let start = Instant::now();
+            if o.field("slow") == Some(&Value::Bool(true)) {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let name = text(o.field("name")).unwrap_or_default();
+            let dir = root.join(&name);
+            // A rename moves the old directory (and everything under it).
+            if let Some(old) = text(o.feedback("dir")) {
+                let old = PathBuf::from(old);
+                if old != dir && old.exists() {
+                    std::fs::rename(&old, &dir).expect("move the site directory");
+                }
+            }
+            std::fs::create_dir_all(&dir).expect("site directory");
+            log.lock()
+                .unwrap()
+                .runs
+                .push((o.key().into(), cx.attempt, start, Instant::now()));
+            Outcome::ok_with([("dir", dir.to_string_lossy().to_string())])
+        })
+    }
+}
+
+struct Slices {
+    log: Arc<Mutex<Log>>,
+}
+
+impl AsyncActuator for Slices {
+    fn sync(&self, cx: ActuationContext, o: OwnedView) -> BoxFuture<Outcome> {
+        let log = self.log.clone();
+        Box::pin(async move {
+            let start = Instant::now();
+            let site = &o.dependencies()[0];
+            let Some(site_dir) = text(site.feedback("dir")) else {
+                log.lock()
+                    .unwrap()
+                    .problems
+                    .push(format!("{}: site has no dir", o.key()));
+                return Outcome::deferred("site not ready");
+            };
+            if !Path::new(&site_dir).is_dir() {
+                log.lock()
+                    .unwrap()
+                    .problems
+                    .push(format!("{}: stale site dir {site_dir}", o.key()));
+            }
+            let dir = Path::new(&site_dir).join(text(o.field("name")).unwrap_or_default());
+            std::fs::create_dir_all(&dir).expect("slice directory");
+            log.lock()
+                .unwrap()
+                .runs
+                .push((o.key().into(), cx.attempt, start, Instant::now()));
+            Outcome::ok_with([("dir", dir.to_string_lossy().to_string())])
+        })
+    }
+}
+
+struct Instances {
+    log: Arc<Mutex<Log>>,
+}
+
+impl AsyncActuator for Instances {
+    fn sync(&self, cx: ActuationContext, o: OwnedView) -> BoxFuture<Outcome> {
+        let log = self.log.clone();
+        Box::pin(async move {
+            let start = Instant::now();
+            let slice = &o.dependencies()[0];
+            let Some(slice_dir) = text(slice.feedback("dir")) else {
+                log.lock()
+                    .unwrap()
+                    .problems
+                    .push(format!("{}: slice has no dir", o.key()));
+                return Outcome::deferred("slice not ready");
+            };
+            if !Path::new(&slice_dir).is_dir() {
+                log.lock()
+                    .unwrap()
+                    .problems
+                    .push(format!("{}: stale slice dir {slice_dir}", o.key()));
+            }
+            let fail_first = match o.field("fail_first") {
+                Some(Value::Int(n)) => *n as u32,
+                _ => 0,
+            };
+            log.lock()
+                .unwrap()
+                .runs
+                .push((o.key().into(), cx.attempt, start, Instant::now()));
+            if cx.attempt <= fail_first {
+                return Outcome::failed(format!("attempt {} fails", cx.attempt));
+            }
+            let name = text(o.field("name")).unwrap_or_default();
+            let path = Path::new(&slice_dir).join(format!("{name}.txt"));
+            std::fs::write(&path, format!("{} v{}", o.key(), o.version())).expect("instance file");
+            Outcome::ok_with([("path", path.to_string_lossy().to_string())])
+        })
+    }
+}
+
+fn temp_root(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let root = std::env::temp_dir().join(format!("syncore-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    root
+}
+
+fn initial() -> ChangeSet {
+    ChangeSet::new()
+        .upsert(
+            "s1",
+            "Site",
+            [("name", Value::from("alpha")), ("slow", Value::Bool(false))],
+        )
+        .upsert(
+            "s2",
+            "Site",
+            [
+                ("name", Value::from("slowsite")),
+                ("slow", Value::Bool(true)),
+            ],
+        )
+        .upsert("sl1", "Slice", [("site", "s1"), ("name", "web")])
+        .upsert("sl2", "Slice", [("site", "s2"), ("name", "db")])
+        .upsert("i1", "Instance", [("slice", "sl1"), ("name", "one")])
+        .upsert("i2", "Instance", [("slice", "sl2"), ("name", "two")])
+        .upsert(
+            "ifail",
+            "Instance",
+            [
+                ("slice", Value::from("sl1")),
+                ("name", Value::from("flaky")),
+                ("fail_first", Value::Int(2)),
+            ],
+        )
+}
+
+#[test]
+fn new_user_files_backend_rename_mid_run_slow_and_failing_actuators() {
+    let root = temp_root("sched");
+    let log = Arc::new(Mutex::new(Log::default()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stopped = rt.block_on(async {
+        let config = Config {
+            backoff: BackoffPolicy {
+                base_ms: 200,
+                factor: 2,
+                cap_ms: 10_000,
+                jitter_permille: 0,
+                ..BackoffPolicy::default()
+            },
+            ..Config::default()
+        };
+        let engine = Engine::new(Schema::from_json(SCHEMA).unwrap(), config);
+        let sched = Scheduler::new(engine, SchedConfig::default()).unwrap();
+        let registry = Registry::new()
+            .with_async(
+                "Site",
+                Sites {
+                    root: root.clone(),
+                    log: log.clone(),
+                },
+            )
+            .with_async("Slice", Slices { log: log.clone() })
+            .with_async("Instance", Instances { log: log.clone() });
+        let runtime = Runtime::start(
+            sched,
+            registry,
+            RuntimeConfig {
+                record: true,
+                ..RuntimeConfig::default()
+            },
+        )
+        .unwrap();
+        let h = runtime.handle().clone();
+        let t0 = Instant::now();
+        h.apply(initial()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The slow site is still being synced: the rename must not wait for it.
+        let slow_in_flight = h
+            .query(|s| s.lease(s.engine().id("s2").unwrap()).is_some())
+            .await
+            .unwrap();
+        assert!(slow_in_flight, "the slow site's 2 s actuation is running");
+        let sent = Instant::now();
+        h.apply(ChangeSet::new().upsert("s1", "Site", [("name", "beta")]))
+            .await
+            .unwrap();
+        let took = sent.elapsed();
+        assert!(
+            took < Duration::from_millis(50),
+            "change set applied after {took:?}"
+        );
+        h.converged().await;
+        let total = t0.elapsed();
+        let stopped = runtime.shutdown(Duration::from_secs(1)).await;
+        (stopped, total)
+    });
+    let (stopped, total) = stopped;
+    let log = log.lock().unwrap();
+    assert!(
+        log.problems.is_empty(),
+        "dependents saw stale feedback: {:?}",
+        log.problems
+    );
+
+    // Retries at failure time + delay (200 ms, then 400 ms), not after the slow site.
+    let flaky: Vec<_> = log.runs.iter().filter(|r| r.0 == "ifail").collect();
+    assert_eq!(
+        flaky.iter().map(|r| r.1).take(3).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    for (k, want) in [(1usize, 200u64), (2, 400)] {
+        let gap = flaky[k].2.duration_since(flaky[k - 1].3);
+        assert!(
+            gap >= Duration::from_millis(want - 5) && gap < Duration::from_millis(want + 150),
+            "retry {k} came {gap:?} after the failure, expected about {want} ms"
+        );
+    }
+    assert!(flaky[2].2.duration_since(flaky[0].2) < Duration::from_millis(1500));
+    // Completion-driven: the run takes about the slow site's 2 s, not a batch multiple.
+    assert!(
+        total < Duration::from_millis(3500),
+        "converged after {total:?}"
+    );
+
+    // The backend matches the declarative state, after the rename.
+    let engine = stopped.scheduler.engine();
+    for key in engine.keys() {
+        assert_eq!(
+            engine.status(key, Time(u64::MAX / 2)),
+            Some(Status::Synced),
+            "{key}"
+        );
+    }
+    assert!(!root.join("alpha").exists(), "the old site directory moved");
+    for (key, path) in [
+        ("i1", root.join("beta/web/one.txt")),
+        ("ifail", root.join("beta/web/flaky.txt")),
+        ("i2", root.join("slowsite/db/two.txt")),
+    ] {
+        let content = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let version = engine.object(key).unwrap().version;
+        assert_eq!(content, format!("{key} v{version}"));
+        let fb = text(engine.view_key(key).unwrap().feedback("path")).unwrap();
+        assert_eq!(PathBuf::from(fb), path, "{key}'s feedback names its file");
+    }
+    // i1 ran again after the rename (its slice's dir moved), with the new directory.
+    assert!(log.runs.iter().filter(|r| r.0 == "i1").count() >= 2);
+
+    // The recorded run replays to the same state hashes and snapshot bytes.
+    let mut replay = Scheduler::restore(&stopped.initial).unwrap();
+    assert_eq!(replay.replay(stopped.trace.clone()), stopped.hashes);
+    assert_eq!(replay.snapshot(), stopped.scheduler.snapshot());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// An actuator that sleeps a random few milliseconds (real thread timing), fails now and
+/// then, and writes a file.
+struct Jittery {
+    root: PathBuf,
+    seed: u64,
+}
+
+impl AsyncActuator for Jittery {
+    fn sync(&self, cx: ActuationContext, o: OwnedView) -> BoxFuture<Outcome> {
+        let root = self.root.clone();
+        let h = o
+            .key()
+            .bytes()
+            .fold(self.seed ^ u64::from(cx.attempt), |h, b| {
+                h.wrapping_mul(31).wrapping_add(u64::from(b))
+            });
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_micros(h % 3000)).await;
+            if h % 5 == 0 && cx.attempt == 1 {
+                return Outcome::failed("transient");
+            }
+            std::fs::write(root.join(o.key()), o.version().to_string()).unwrap();
+            Outcome::ok_with([("n", o.version() as i64)])
+        })
+    }
+
+    fn delete(&self, _: ActuationContext, o: OwnedView) -> BoxFuture<Outcome> {
+        let path = self.root.join(o.key());
+        Box::pin(async move {
+            let _ = std::fs::remove_file(path);
+            Outcome::ok()
+        })
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// A runtime run with random thread timing, recorded and replayed from its initial
+    /// snapshot, gives the same final snapshot bytes.
+    #[test]
+    fn r12_runtime_trace_replays_to_the_same_snapshot(seed in any::<u64>(), n in 2usize..12, threads in 1usize..3) {
+        let root = temp_root("replay");
+        let schema = Schema::from_json(r#"{"models": [
+            {"name": "A", "feedback": [{"name": "n", "type": "int"}]},
+            {"name": "B", "fields": [{"name": "a", "type": "ref"}], "feedback": [{"name": "n", "type": "int"}],
+             "links": [{"field": "a", "target": "A", "into": ["n"]}]}]}"#).unwrap();
+        let mut config = Config::default();
+        config.backoff.base_ms = 2;
+        config.backoff.cap_ms = 8;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap();
+        let stopped = rt.block_on(async {
+            let sched = Scheduler::new(Engine::new(schema, config), SchedConfig::default()
+                .concurrency(3)
+                .model("B", ModelSched { limit: Some(2), ..ModelSched::default() })).unwrap();
+            let registry = Registry::new()
+                .with_async("A", Jittery { root: root.clone(), seed })
+                .with_async("B", Jittery { root: root.clone(), seed: seed.rotate_left(7) });
+            let runtime = Runtime::start(sched, registry, RuntimeConfig { record: true, ..RuntimeConfig::default() }).unwrap();
+            let h = runtime.handle().clone();
+            let mut cs = ChangeSet::new();
+            for i in 0..n {
+                cs = cs.upsert(format!("a{i}"), "A", Vec::<(String, Value)>::new());
+                cs = cs.upsert(format!("b{i}"), "B", [("a", format!("a{i}"))]);
+            }
+            h.apply(cs).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(seed % 4)).await;
+            // In-flight updates and deletes.
+            h.apply(ChangeSet::new().upsert("b0", "B", [("a", "a1")]).delete(format!("b{}", n - 1))).await.unwrap();
+            h.converged().await;
+            runtime.shutdown(Duration::from_secs(1)).await
+        });
+        let mut replay = Scheduler::restore(&stopped.initial).unwrap();
+        let hashes = replay.replay(stopped.trace.clone());
+        prop_assert_eq!(hashes, stopped.hashes.clone());
+        prop_assert_eq!(replay.snapshot(), stopped.scheduler.snapshot());
+        // The backend: one file per B left, holding its version.
+        for i in 0..n - 1 {
+            let v = stopped.scheduler.engine().object(&format!("b{i}")).unwrap().version;
+            prop_assert_eq!(std::fs::read_to_string(root.join(format!("b{i}"))).unwrap(), v.to_string());
+        }
+        let gone = root.join(format!("b{}", n - 1));
+        prop_assert!(!gone.exists(), "deleted object's file remains");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
