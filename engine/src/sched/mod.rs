@@ -40,6 +40,7 @@
 
 mod config;
 mod input;
+mod lanes;
 mod queue;
 mod snapshot;
 #[cfg(test)]
@@ -60,6 +61,7 @@ use crate::plan::Task;
 
 pub use config::{ModelSched, SchedConfig, SchedConfigError};
 pub use input::{Effect, Input, InputDecodeError};
+pub use lanes::{LaneRun, LaneSpan, Lanes};
 pub use snapshot::{SchedSnapshotError, SCHED_FORMAT_VERSION, SCHED_MAGIC};
 
 use queue::Ready;
@@ -576,6 +578,8 @@ impl Scheduler {
             }
         }
         if self.backoff_wake.is_some_and(|w| w <= now) {
+            // The next plan knows the next expiry.
+            self.backoff_wake = None;
             self.dirty = true;
         }
     }
