@@ -36,7 +36,18 @@
 //! The rules the engine honours (R1-R18) are listed in the repository's `DESIGN.md`; each
 //! has a test named after it.
 //!
-//! ## Running plans
+//! ## Scheduling: one state machine, two clocks
+//! [`sched::Scheduler`] is the pure scheduling state machine over an engine: leases (one
+//! actuation per object in flight), completion-driven release of dependents, global and
+//! per-model limits, priority classes, re-sync timers and timeouts. Its inputs
+//! ([`sched::Input`]: change sets, deliveries, reports, ticks, each with its time) go
+//! through one function, [`sched::Scheduler::step`], so a recorded sequence replays to the
+//! same state hashes. [`sched::Lanes`] drives it in virtual time (simulated durations on N
+//! lanes); the `runtime` feature's `syncore::runtime` drives it in real time on tokio,
+//! with [`AsyncActuator`]s (an [`ActuationContext`] and an owned [`OwnedView`] per
+//! actuation) and blocking actuators on a bounded pool.
+//!
+//! ## Running plans (batch)
 //! An [`Executor`] runs a plan's tasks on worker threads with your [`Actuators`] (one per
 //! actuated model, R17) and returns their outcomes; [`Engine::complete_run`] feeds them back
 //! in plan order, so the state never depends on the thread count. A [`Runner`] repeats plan,

@@ -401,3 +401,86 @@ proptest! {
         let _ = std::fs::remove_dir_all(&root);
     }
 }
+
+/// A blocking actuator that hangs on its first attempt, on the runtime's pool.
+struct Hangs {
+    calls: Arc<Mutex<Vec<u32>>>,
+}
+
+impl syncore::runtime::BlockingActuator for Hangs {
+    fn sync(&self, cx: ActuationContext, _: OwnedView) -> Outcome {
+        self.calls.lock().unwrap().push(cx.attempt);
+        if cx.attempt == 1 {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        Outcome::ok()
+    }
+}
+
+#[test]
+fn overdue_blocking_actuation_times_out_and_its_thread_is_abandoned() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let stopped = rt.block_on(async {
+        let schema = Schema::from_json(r#"{"models": [{"name": "Site"}]}"#).unwrap();
+        let config = Config {
+            backoff: BackoffPolicy {
+                base_ms: 10,
+                jitter_permille: 0,
+                ..BackoffPolicy::default()
+            },
+            ..Config::default()
+        };
+        let sched = Scheduler::new(
+            Engine::new(schema, config),
+            SchedConfig::default().model(
+                "Site",
+                ModelSched {
+                    timeout_ms: Some(50),
+                    ..ModelSched::default()
+                },
+            ),
+        )
+        .unwrap();
+        let registry = Registry::new().with_blocking(
+            "Site",
+            Hangs {
+                calls: calls.clone(),
+            },
+        );
+        let runtime = Runtime::start(
+            sched,
+            registry,
+            RuntimeConfig {
+                blocking_threads: 1,
+                ..RuntimeConfig::default()
+            },
+        )
+        .unwrap();
+        let start = Instant::now();
+        runtime
+            .handle()
+            .apply(ChangeSet::new().upsert("s", "Site", Vec::<(String, Value)>::new()))
+            .await
+            .unwrap();
+        runtime.handle().converged().await;
+        // The retry ran on a replacement thread, long before the hung call returned.
+        assert!(
+            start.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            start.elapsed()
+        );
+        runtime.shutdown(Duration::from_secs(1)).await
+    });
+    assert_eq!(*calls.lock().unwrap(), [1, 2]);
+    assert_eq!(stopped.stats.abandoned, 1);
+    assert_eq!(stopped.scheduler.stats().timed_out, 1);
+    assert_eq!(
+        stopped.scheduler.engine().status("s", Time(0)),
+        Some(Status::Synced)
+    );
+}

@@ -389,6 +389,7 @@ impl Runtime {
             waiters: Vec::new(),
             out: Vec::new(),
             error: None,
+            reap_due: false,
         };
         let task = tokio::spawn(core.run(rx, done_rx, initial));
         Ok(Runtime {
@@ -438,6 +439,8 @@ struct Core {
     waiters: Vec<(Predicate, Option<oneshot::Sender<()>>)>,
     out: Vec<Dispatch>,
     error: Option<String>,
+    /// A tick happened: look for leases it ended.
+    reap_due: bool,
 }
 
 impl Core {
@@ -587,10 +590,8 @@ impl Core {
         if done.panicked {
             self.stats.panics.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some((_, Some(flag))) = self.cancels.get(&done.lease) {
-            // Finished on the pool: not abandoned any more.
-            flag.store(true, Ordering::SeqCst);
-        }
+        // Ended: nothing to cancel or abandon any more (a late one was reaped already).
+        self.cancels.remove(&done.lease);
         let now = self.now();
         self.input(Input::Deliver {
             lease: done.lease,
@@ -611,7 +612,11 @@ impl Core {
         let _ = self.input(Input::Tick { now });
         let mut shutdown: Option<(Instant, oneshot::Sender<Stopped>)> = None;
         loop {
-            self.reap();
+            if self.reap_due {
+                // A tick may have timed leases out.
+                self.reap_due = false;
+                self.reap();
+            }
             self.notify_waiters();
             if let Some((_, _)) = &shutdown {
                 if self.sched.in_flight() == 0 {
@@ -671,6 +676,7 @@ impl Core {
                 }
                 _ = sleep_until(wake), if wake.is_some() => {
                     let now = self.now();
+                    self.reap_due = true;
                     if self.input(Input::Tick { now }).is_err() { break; }
                 }
                 _ = sleep_until(stop_at), if stop_at.is_some() => break,
