@@ -404,15 +404,20 @@ proptest! {
 
 /// A blocking actuator that hangs on its first attempt, on the runtime's pool.
 struct Hangs {
-    calls: Arc<Mutex<Vec<u32>>>,
+    /// (attempt, start, end).
+    calls: Arc<Mutex<Vec<(u32, Instant, Instant)>>>,
 }
 
 impl syncore::runtime::BlockingActuator for Hangs {
     fn sync(&self, cx: ActuationContext, _: OwnedView) -> Outcome {
-        self.calls.lock().unwrap().push(cx.attempt);
+        let start = Instant::now();
         if cx.attempt == 1 {
-            std::thread::sleep(Duration::from_millis(600));
+            std::thread::sleep(Duration::from_millis(1500));
         }
+        self.calls
+            .lock()
+            .unwrap()
+            .push((cx.attempt, start, Instant::now()));
         Outcome::ok()
     }
 }
@@ -476,7 +481,14 @@ fn overdue_blocking_actuation_times_out_and_its_thread_is_abandoned() {
         );
         runtime.shutdown(Duration::from_secs(1)).await
     });
-    assert_eq!(*calls.lock().unwrap(), [1, 2]);
+    // The retry ran on a replacement thread while the hung call was still running.
+    std::thread::sleep(Duration::from_millis(1600));
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.iter().map(|c| c.0).collect::<Vec<_>>(), [2, 1]);
+    assert!(
+        calls[0].1 < calls[1].2,
+        "the retry did not wait for the hung call"
+    );
     assert_eq!(stopped.stats.abandoned, 1);
     assert_eq!(stopped.scheduler.stats().timed_out, 1);
     assert_eq!(
