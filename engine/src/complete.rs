@@ -105,7 +105,7 @@ pub(crate) fn complete(
             }
         && store.is_unsettled(id);
     if !current {
-        if let (TaskKind::Sync, Outcome::Ok { feedback }) = (task.kind, outcome) {
+        if let (TaskKind::Sync, Outcome::Ok { feedback, .. }) = (task.kind, outcome) {
             // The sync did happen: keep what it reported, all of it or nothing.
             if let Ok(writes) = feedback_writes(model, feedback) {
                 let changed = write_feedback(store, id, model, writes);
