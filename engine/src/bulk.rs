@@ -335,6 +335,7 @@ fn commit(schema: &Schema, store: &mut Store, set: ChangeSet, checked: Checked) 
     }
     drop(changes);
     let mut touched_edges = 0u64;
+    let mut versions: Vec<u64> = Vec::with_capacity(n);
     for (pos, &id) in ids.iter().enumerate() {
         let list = &edges[off[pos] as usize..off[pos + 1] as usize];
         if !list.is_empty() {
@@ -342,6 +343,7 @@ fn commit(schema: &Schema, store: &mut Store, set: ChangeSet, checked: Checked) 
             store.set_deps(id, list.into());
         }
         store.bump_version(id);
+        versions.push(store.version(id));
         if schema.model(models[pos]).kind == ModelKind::Passive {
             let v = store.version(id);
             store.set_enacted(id, v);
@@ -350,6 +352,7 @@ fn commit(schema: &Schema, store: &mut Store, set: ChangeSet, checked: Checked) 
     }
     ApplyReport {
         changed,
+        versions,
         touched_objects: n as u64,
         touched_edges,
         ..Default::default()

@@ -221,6 +221,18 @@ pub fn complete_checked(
         };
     };
     let key = before.key.clone();
+    // A task the engine did not plan (hand-built: an external or passive object, a version
+    // the object never had, a delete of an object not being deleted) is refused (issue 10
+    // item 12), and the refusal changes nothing.
+    if let Err(syncore::CompleteError::NotPlanned { .. }) = &result {
+        return if engine.snapshot() == snapshot {
+            Ok(())
+        } else {
+            Err(format!(
+                "a refused unplanned task for {key} changed the state"
+            ))
+        };
+    }
     let done = result.map_err(|e| format!("completion of live {key} refused: {e}"))?;
     let after = engine.object(&key);
     if let Some(a) = &after {
