@@ -715,9 +715,11 @@ impl<'a> Stage<'a> {
                             found: self.schema.model(tmodel).name.clone(),
                         });
                     }
-                    if deleting && old.binary_search(&edge).is_err() {
+                    if deleting && !old.iter().any(|&o| o & !PROXY == tid) {
                         // R7: the delete would wait for this new referrer, and the
-                        // referrer for the delete, forever.
+                        // referrer for the delete, forever. A referrer that already
+                        // referenced the target (through any link, plain or proxy) is
+                        // not new: the delete already waits for it.
                         return Err(ChangeError::ReferenceToDeleting {
                             key: key.clone(),
                             field: field(),

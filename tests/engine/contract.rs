@@ -149,6 +149,34 @@ fn r7_new_reference_to_a_deleting_object_is_refused_naming_both_keys() {
     );
 }
 
+/// R7: a reference that already existed may stay, also when the change set moves it from a
+/// plain link to a proxy link to the same deleting target (the referrer is not new: the delete
+/// already waits for it).
+#[test]
+fn r7_an_existing_referrer_may_move_its_reference_to_another_link() {
+    let schema = r#"{"models": [{"name": "Base"},
+      {"name": "Ref", "fields": [{"name": "px", "type": "ref"}, {"name": "plain", "type": "ref"}],
+       "links": [{"field": "px", "target": "Base", "proxy": true}, {"field": "plain", "target": "Base"}]}]}"#;
+    let mut e = engine(schema);
+    e.apply(
+        ChangeSet::new()
+            .upsert("b", "Base", none())
+            .upsert("r", "Ref", [("plain", "b")]),
+    )
+    .unwrap();
+    settle(&mut e, Time(0));
+    e.apply(
+        ChangeSet::new()
+            .upsert("r", "Ref", [("px", "b")])
+            .delete("b"),
+    )
+    .expect("an existing referrer is not a new reference");
+    assert!(e.object("b").unwrap().deleting);
+    let r = e.object("r").unwrap();
+    let px = r.fields.iter().find(|(f, _)| f == "px").map(|(_, v)| v);
+    assert_eq!(px, Some(&Value::Ref("b".into())));
+}
+
 /// R7 with `depends_on_models`: dependents are deleted first, also through a model-level
 /// dependency.
 #[test]
