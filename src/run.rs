@@ -1,21 +1,21 @@
-//! Running a scenario in simulated time: plan, start what may run on free workers, complete
-//! at the end of each actuation, apply the timeline's change sets when they are due, jump
-//! over idle time to the next backoff expiry. Everything is deterministic: the same scenario
-//! gives the same events.
+//! Running a scenario in simulated time on the library's scheduler
+//! ([`syncore::sched::Scheduler`]) and its virtual-time driver ([`syncore::sched::Lanes`]):
+//! this module makes no scheduling decision of its own, it feeds the scenario's timeline in
+//! and turns what the scheduler did into [`Event`]s to render. Everything is deterministic:
+//! the same scenario gives the same events.
 //!
-//! Workers are lanes of a discrete-event simulation, not threads: an actuator is called when
-//! its task starts (it sees the state of that moment) and its outcome is completed at
-//! `start + duration` (from the scenario), so a change set applied in between makes the
-//! completion stale (R8), as in a real deployment.
+//! Workers are lanes (the scheduler's concurrency), not threads: an actuator is called when
+//! its task is dispatched (it sees the state of that moment, its dependencies' feedback
+//! included) and its outcome is delivered at `start + duration` (from the scenario). A change
+//! set applied in between makes the completion stale (R8) and waits for it (one actuation
+//! per object in flight), as in a real deployment.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
-use syncore::trace::{self, Recorded, Settled, StateHash};
-use syncore::{
-    Completion, Engine, ExternalReport, HoldReason, ObjectId, Outcome, Plan, RunCounts, Status,
-    Task, TaskKind, Time,
-};
+use syncore::sched::{Delivery, Dispatch, Effect, Input, LaneStop, Lanes, SchedConfig, Scheduler};
+use syncore::trace::{self, Settled, StateHash};
+use syncore::{Completion, ExternalReport, HoldReason, ObjectId, Outcome, Status, TaskKind, Time};
 
 use crate::check::Setup;
 
@@ -197,322 +197,121 @@ impl RunResult {
     }
 }
 
-/// The latest plan and what has happened to its tasks since.
-///
-/// Planning costs O(unsettled objects), so the simulation does not plan after every
-/// completion: a successful completion only releases the completed task's dependents in the
-/// plan, which a fresh plan would also find (R1). Anything else (a change set, a failure, a
-/// deferral, a stale result, a backoff expiry) makes the next iteration plan again.
-struct Cached {
-    plan: Plan,
-    /// Prerequisites of each task not yet completed successfully.
-    pending: Vec<u32>,
-    /// Dependents of each task (the inverse of `plan.deps`).
-    dependents: Vec<Vec<u32>>,
-    /// Tasks free to start, by object id then task index.
-    ready: BTreeSet<(ObjectId, u32)>,
-    /// Task index of each object.
-    index: BTreeMap<ObjectId, u32>,
-}
-
-impl Cached {
-    fn new(plan: Plan, running: &[Option<Running>]) -> Cached {
-        let n = plan.tasks.len();
-        let mut pending = vec![0u32; n];
-        let mut dependents = vec![Vec::new(); n];
-        for (i, p) in pending.iter_mut().enumerate() {
-            let deps = plan.deps(i);
-            *p = deps.len() as u32;
-            for &d in deps {
-                dependents[d as usize].push(i as u32);
-            }
-        }
-        let busy: BTreeSet<ObjectId> = running.iter().flatten().map(|r| r.task.object).collect();
-        let index = plan
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.object, i as u32))
-            .collect();
-        let ready = plan
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(i, t)| pending[*i] == 0 && !busy.contains(&t.object))
-            .map(|(i, t)| (t.object, i as u32))
-            .collect();
-        Cached {
-            plan,
-            pending,
-            dependents,
-            ready,
-            index,
-        }
-    }
-
-    /// `object` completed successfully: its dependents may be ready.
-    fn done(&mut self, object: ObjectId) {
-        let Some(&i) = self.index.get(&object) else {
-            return;
-        };
-        for &d in &self.dependents[i as usize] {
-            let p = &mut self.pending[d as usize];
-            *p = p.saturating_sub(1);
-            if *p == 0 {
-                self.ready.insert((self.plan.tasks[d as usize].object, d));
-            }
-        }
-    }
-}
-
+/// An actuation in flight, as the renderer knows it.
 struct Running {
-    task: Task,
-    /// The step that started it, and its index in that step's plan (for the trace).
-    step: u64,
-    index: usize,
     key: String,
     model: String,
+    kind: TaskKind,
+    version: u64,
     start: u64,
-    end: u64,
+    lane: u32,
     outcome: Outcome,
 }
 
 /// Runs `setup` to convergence, to its end time, or until nothing can progress; `observe`
 /// sees every event as it happens (for progress display). With `record`, the run is also
-/// kept as a `syncore::trace` (the format `syncore replay` reads): each iteration of the
-/// loop below is one trace step.
+/// kept as a scheduler trace (the format `syncore replay` reads): a header with the
+/// scheduler's starting snapshot, then every input with the state hash after it.
 ///
 /// # Errors
-/// A message if a plugin cannot be loaded.
+/// A message if a plugin cannot be loaded or the scheduler settings do not fit the schema.
 pub fn simulate(
     setup: &Setup,
     record: bool,
     observe: &mut dyn FnMut(&Event),
 ) -> Result<RunResult, String> {
-    let mut engine = setup.engine()?;
+    let engine = setup.engine()?;
     let workers = setup.settings.workers.max(1);
-    let mut sim = Sim {
+    let config = SchedConfig {
+        concurrency: u32::try_from(workers).unwrap_or(u32::MAX),
+        models: setup.settings.models.clone(),
+        object_priority: setup.settings.object_priority.clone(),
+        seed: setup.settings.seed,
+        ..SchedConfig::default()
+    };
+    let mut sched = Scheduler::new(engine, config).map_err(|e| e.to_string())?;
+    let mut r = Render {
         setup,
         events: Vec::new(),
         observe,
         deps: BTreeMap::new(),
         trace: Vec::new(),
         record,
-        step: 0,
-        counts: RunCounts::default(),
+        held: BTreeMap::new(),
+        running: BTreeMap::new(),
+        labels: setup.sets.iter().map(|s| s.label.clone()).collect(),
+        next_label: 0,
     };
     if record {
-        sim.trace.push(trace::Event::header(&engine, "virtual"));
+        r.trace.push(trace::Event::sched_header(&sched, "virtual"));
     }
-    let mut now = 0u64;
-    let mut next_set = 0usize;
-    let mut running: Vec<Option<Running>> = (0..workers).map(|_| None).collect();
-    let mut held: BTreeMap<ObjectId, HoldReason> = BTreeMap::new();
-    let mut actuations = 0u64;
-    let mut cache: Option<Cached> = None;
-    let (converged, reason) = loop {
-        if sim.step > 0 {
-            sim.end_step(&engine, now);
+    let mut lanes = Lanes::new(&mut sched)
+        .until(Time(setup.settings.end_ms))
+        .max_dispatches(usize::try_from(setup.settings.actuations_max).unwrap_or(usize::MAX));
+    for set in &setup.sets {
+        let at = Time(set.at);
+        if !set.changes.is_empty() || set.reports.is_empty() {
+            let changes = set.changes.clone();
+            lanes = lanes.at(Input::Apply { changes, now: at });
         }
-        sim.step += 1;
-        while next_set < setup.sets.len() && setup.sets[next_set].at <= now {
-            sim.apply(&mut engine, next_set, now);
-            next_set += 1;
-            cache = None;
-        }
-        let running_count = running.iter().flatten().count();
-        let replan = match &cache {
-            None => true,
-            Some(c) => {
-                c.plan.next_wake.is_some_and(|w| w.0 <= now)
-                    || (c.ready.is_empty() && running_count == 0)
-            }
-        };
-        if replan {
-            let plan = engine.plan(Time(now));
-            if record {
-                sim.trace.push(trace::Event::DidPlan {
-                    step: sim.step,
-                    now: Time(now),
-                    plan: plan.clone(),
-                });
-            }
-            // Holds that are new or have a new reason (R3, R4, R7, R17); an object's own
-            // backoff shows in its Finished event. A hold is forgotten when its object
-            // starts, so the same hold after a retry of its cause is shown again.
-            for h in &plan.holds {
-                if matches!(h.reason, HoldReason::BackingOff { .. }) {
-                    continue;
-                }
-                if held.get(&h.object) != Some(&h.reason) {
-                    sim.emit(Event::Held {
-                        at: now,
-                        key: engine.key(h.object).to_string(),
-                        status: engine.status_in(&plan, h.object),
-                    });
-                    held.insert(h.object, h.reason.clone());
-                }
-            }
-            cache = Some(Cached::new(plan, &running));
-        }
-        let Some(c) = cache.as_mut() else {
-            continue;
-        };
-
-        // Start what may run: tasks whose prerequisites are all done, on free workers, in
-        // object id order (the order of a fresh plan's first wave).
-        while let Some(w) = running.iter().position(Option::is_none) {
-            if actuations >= setup.settings.actuations_max {
-                break;
-            }
-            let Some((_, i)) = c.ready.pop_first() else {
-                break;
-            };
-            let i = i as usize;
-            let t = &c.plan.tasks[i];
-            actuations += 1;
-            let view = engine.view(t.object);
-            let key = view.key().to_string();
-            let model = view.model().to_string();
-            setup.clock.set(Time(now));
-            let outcome = match &setup.actuators[t.model.index()] {
-                Some(a) => {
-                    let call = std::panic::AssertUnwindSafe(|| match t.kind {
-                        TaskKind::Sync => a.sync(&view),
-                        TaskKind::Delete => a.delete(&view),
-                    });
-                    std::panic::catch_unwind(call).unwrap_or_else(|p| {
-                        let msg = p
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| p.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
-                        Outcome::failed(format!("actuator panicked: {msg}"))
-                    })
-                }
-                None => Outcome::failed(format!("model {model} has no actuator")),
-            };
-            let end = now.saturating_add(setup.duration(&key, &model, t.kind));
-            held.remove(&t.object);
-            let count = running.iter().flatten().count() + 1;
-            sim.emit(Event::Started {
-                at: now,
-                worker: w,
-                key: key.clone(),
-                model: model.clone(),
-                kind: t.kind,
-                version: t.version,
-                running: count,
-            });
-            sim.watch_lines(now);
-            running[w] = Some(Running {
-                task: *t,
-                step: sim.step,
-                index: i,
-                key,
-                model,
-                start: now,
-                end,
-                outcome,
+        for (key, failed) in &set.reports {
+            let (key, failed) = (key.clone(), failed.clone());
+            // The report names the version the object has when it arrives.
+            lanes = lanes.at_fn(at, move |s: &Scheduler| {
+                let version = s.engine().object(&key)?.version;
+                let report = match failed {
+                    None => ExternalReport::Synced { version },
+                    Some(message) => ExternalReport::Failed { version, message },
+                };
+                Some(Input::Report {
+                    key,
+                    report,
+                    now: at,
+                })
             });
         }
-
-        let plan = &c.plan;
-        let running_count = running.iter().flatten().count();
-        if running_count == 0 {
-            if plan.is_empty() && next_set == setup.sets.len() {
-                break (true, "every object is synced".to_string());
-            }
-            if actuations >= setup.settings.actuations_max && !plan.tasks.is_empty() {
-                break (
-                    false,
-                    format!(
-                        "stopped after {} actuations (settings.actuations_max)",
-                        setup.settings.actuations_max
-                    ),
-                );
-            }
-            let wake = plan.next_wake.map(|t| t.0).filter(|&t| t > now);
-            let set_at = setup.sets.get(next_set).map(|s| s.at);
-            let next = match (wake, set_at) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => match a.or(b) {
-                    Some(t) => t,
-                    None => break (false, "stuck: nothing can make progress".to_string()),
-                },
-            };
-            if next > setup.settings.end_ms {
-                now = setup.settings.end_ms.max(now);
-                break (
-                    false,
-                    format!("reached the end time t={}ms", setup.settings.end_ms),
-                );
-            }
-            if wake == Some(next) {
-                let backing_off = plan
-                    .holds
-                    .iter()
-                    .filter_map(|h| match h.reason {
-                        HoldReason::BackingOff { until } => {
-                            Some((engine.key(h.object).to_string(), until.0))
-                        }
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>();
-                sim.emit(Event::Waiting {
-                    at: now,
-                    until: next,
-                    backing_off,
-                });
-            }
-            now = next;
-            continue;
-        }
-
-        // Advance to the next completion, or earlier to a due change set or a backoff
-        // expiry when a worker is free to take it.
-        let mut next = running.iter().flatten().map(|r| r.end).min().unwrap_or(now);
-        if let Some(s) = setup.sets.get(next_set) {
-            next = next.min(s.at.max(now));
-        }
-        if running_count < workers {
-            if let Some(w) = plan.next_wake.filter(|w| w.0 > now) {
-                next = next.min(w.0);
-            }
-        }
-        now = next;
-        for (w, slot) in running.iter_mut().enumerate() {
-            if slot.as_ref().is_some_and(|r| r.end == now) {
-                if let Some(r) = slot.take() {
-                    let object = r.task.object;
-                    match sim.finish(&mut engine, r, w, now) {
-                        // Success releases the object's dependents in the cached plan.
-                        Some(Completion::Synced | Completion::Deleted { .. }) => {
-                            if let Some(c) = cache.as_mut() {
-                                c.done(object);
-                            }
-                        }
-                        // Anything else changes what may run: plan again.
-                        _ => cache = None,
-                    }
-                }
-            }
-        }
-        if now > setup.settings.end_ms {
-            break (
-                false,
-                format!("reached the end time t={}ms", setup.settings.end_ms),
-            );
-        }
+    }
+    // Both callbacks render into `r`; the driver never calls them at the same time.
+    let cell = std::cell::RefCell::new(r);
+    let mut step = 0u64;
+    let run = lanes.run(
+        |s, d, lane| cell.borrow_mut().actuate(s, d, lane),
+        |s, input, effect, dispatched| {
+            step += 1;
+            cell.borrow_mut().input(s, step, input, effect, dispatched);
+        },
+    );
+    let mut r = cell.into_inner();
+    let end = match run.stop {
+        LaneStop::Horizon => run.end.0.max(setup.settings.end_ms),
+        _ => run.end.0,
     };
-    sim.end_step(&engine, now);
-    sim.emit(Event::End {
-        at: now,
+    let engine = sched.engine();
+    let plan = engine.plan(Time(end));
+    let all_synced = engine
+        .keys()
+        .all(|k| engine.status(k, Time(end)) == Some(Status::Synced));
+    let (converged, reason) = match run.stop {
+        LaneStop::Idle if all_synced => (true, "every object is synced".to_string()),
+        LaneStop::Idle => (false, "stuck: nothing can make progress".to_string()),
+        LaneStop::Horizon => (
+            false,
+            format!("reached the end time t={}ms", setup.settings.end_ms),
+        ),
+        LaneStop::MaxDispatches => (
+            false,
+            format!(
+                "stopped after {} actuations (settings.actuations_max)",
+                setup.settings.actuations_max
+            ),
+        ),
+    };
+    r.emit(Event::End {
+        at: end,
         converged,
         reason,
     });
-    let plan = engine.plan(Time(now));
-    let objects = sim
+    let objects = r
         .deps
         .iter()
         .map(|(key, (model, deps))| FinalObject {
@@ -523,17 +322,18 @@ pub fn simulate(
         })
         .collect();
     Ok(RunResult {
-        events: sim.events,
+        events: r.events,
         converged,
-        end: now,
+        end,
         objects,
         workers,
         state_hash: engine.state_hash(),
-        trace: sim.trace,
+        trace: r.trace,
     })
 }
 
-struct Sim<'a> {
+/// Turns what the scheduler did into events (and the trace).
+struct Render<'a> {
     setup: &'a Setup,
     events: Vec<Event>,
     observe: &'a mut dyn FnMut(&Event),
@@ -542,13 +342,16 @@ struct Sim<'a> {
     /// The trace, if recording.
     trace: Vec<trace::Event>,
     record: bool,
-    /// The current trace step (1-based).
-    step: u64,
-    /// Outcomes completed in the current step.
-    counts: RunCounts,
+    /// The hold last shown per object (forgotten when it starts).
+    held: BTreeMap<ObjectId, HoldReason>,
+    /// Actuations in flight, by lease sequence number.
+    running: BTreeMap<u64, Running>,
+    /// The labels of the timeline's change sets, in order.
+    labels: Vec<String>,
+    next_label: usize,
 }
 
-impl Sim<'_> {
+impl Render<'_> {
     fn emit(&mut self, e: Event) {
         (self.observe)(&e);
         self.events.push(e);
@@ -563,42 +366,83 @@ impl Sim<'_> {
         }
     }
 
-    /// Closes the current trace step with its counts and state hash.
-    fn end_step(&mut self, engine: &Engine, now: u64) {
-        let counts = std::mem::take(&mut self.counts);
-        if self.record {
-            self.trace.push(trace::Event::DidStep {
-                step: self.step,
-                now: Time(now),
-                counts,
-                state_hash: StateHash(engine.state_hash()),
-            });
-        }
+    /// Calls the actuator of a dispatched task (it sees the state at dispatch) and gives the
+    /// scenario's duration for it.
+    fn actuate(&mut self, s: &Scheduler, d: &Dispatch, lane: u32) -> (u64, Outcome) {
+        let t = &d.task;
+        let view = s.engine().view(t.object);
+        let key = view.key().to_string();
+        let model = view.model().to_string();
+        let now = d.now.0;
+        self.setup.clock.set(d.now);
+        let outcome = match &self.setup.actuators[t.model.index()] {
+            Some(a) => {
+                let call = std::panic::AssertUnwindSafe(|| match t.kind {
+                    TaskKind::Sync => a.sync(&view),
+                    TaskKind::Delete => a.delete(&view),
+                });
+                std::panic::catch_unwind(call).unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Outcome::failed(format!("actuator panicked: {msg}"))
+                })
+            }
+            None => Outcome::failed(format!("model {model} has no actuator")),
+        };
+        let ms = self.setup.duration(&key, &model, t.kind);
+        self.held.remove(&t.object);
+        self.emit(Event::Started {
+            at: now,
+            worker: lane as usize,
+            key: key.clone(),
+            model: model.clone(),
+            kind: t.kind,
+            version: t.version,
+            running: self.running.len() + 1,
+        });
+        self.watch_lines(now);
+        self.running.insert(
+            d.lease.seq,
+            Running {
+                key,
+                model,
+                kind: t.kind,
+                version: t.version,
+                start: now,
+                lane,
+                outcome: outcome.clone(),
+            },
+        );
+        (ms, outcome)
     }
 
-    fn apply(&mut self, engine: &mut Engine, n: usize, now: u64) {
-        let set = &self.setup.sets[n];
-        if set.changes.is_empty() && !set.reports.is_empty() {
-            self.report(engine, n, now);
-            return;
-        }
-        let result = engine.apply(set.changes.clone());
+    /// Renders one input the scheduler took, and records it.
+    fn input(
+        &mut self,
+        s: &Scheduler,
+        step: u64,
+        input: &Input,
+        effect: &Effect,
+        out: &[Dispatch],
+    ) {
+        let now = input.now().0;
         if self.record {
-            self.trace.push(trace::Event::DidApply {
-                step: self.step,
-                now: Time(now),
-                changes: set.changes.clone(),
-                result: match &result {
-                    Ok(r) => Recorded::Ok(r.clone()),
-                    Err(e) => Recorded::Error(e.to_string()),
-                },
-                state_hash: StateHash(engine.state_hash()),
+            self.trace.push(trace::Event::DidInput {
+                step,
+                input: input.clone(),
+                state_hash: StateHash(s.state_hash()),
             });
         }
-        match result {
-            Ok(report) => {
+        let mut show_holds = true;
+        match (input, effect) {
+            (Input::Apply { changes, .. }, Effect::Applied(report)) => {
+                let label = self.label();
+                let engine = s.engine();
                 let own: std::collections::BTreeSet<&str> =
-                    set.changes.changes.iter().map(|c| c.key()).collect();
+                    changes.changes.iter().map(|c| c.key()).collect();
                 for key in &report.changed {
                     if let Some(v) = engine.view_key(key) {
                         let mut deps: Vec<String> =
@@ -616,114 +460,135 @@ impl Sim<'_> {
                     .collect();
                 self.emit(Event::Applied {
                     at: now,
-                    label: set.label.clone(),
-                    changed: report.changed,
+                    label,
+                    changed: report.changed.clone(),
                     by_policy,
-                    deleted: report.deleted,
-                    removed: report.removed,
+                    deleted: report.deleted.clone(),
+                    removed: report.removed.clone(),
                 });
             }
-            Err(e) => self.emit(Event::Refused {
-                at: now,
-                label: set.label.clone(),
-                error: e.to_string(),
-            }),
-        }
-        self.watch_lines(now);
-        self.report(engine, n, now);
-    }
-
-    /// Feeds the external reports of set `n`.
-    fn report(&mut self, engine: &mut Engine, n: usize, now: u64) {
-        let set = &self.setup.sets[n];
-        for (key, failed) in &set.reports {
-            let Some(version) = engine.object(key).map(|o| o.version) else {
-                continue;
-            };
-            let report = match failed {
-                None => ExternalReport::Synced { version },
-                Some(m) => ExternalReport::Failed {
-                    version,
-                    message: m.clone(),
-                },
-            };
-            let result = engine.report_external(key, report.clone());
-            if self.record {
-                self.trace.push(trace::Event::DidReportExternal {
-                    step: self.step,
-                    now: Time(now),
-                    key: key.clone(),
-                    report,
-                    result: match &result {
-                        Ok(c) => Recorded::Ok(c.clone()),
-                        Err(e) => Recorded::Error(e.to_string()),
-                    },
-                    state_hash: StateHash(engine.state_hash()),
+            (Input::Apply { .. }, Effect::Refused(e)) => {
+                let label = self.label();
+                self.emit(Event::Refused {
+                    at: now,
+                    label,
+                    error: e.to_string(),
                 });
             }
-            if result.is_ok() {
+            (Input::Report { key, report, .. }, Effect::Reported(Ok(_))) => {
+                let failed = match report {
+                    ExternalReport::Failed { message, .. } => Some(message.clone()),
+                    _ => None,
+                };
                 self.emit(Event::Reported {
                     at: now,
                     key: key.clone(),
-                    failed: failed.clone(),
+                    failed,
                 });
             }
+            (Input::Deliver { lease, outcome, .. }, Effect::Delivered(delivery)) => {
+                let completion = match delivery {
+                    Delivery::Applied { completion, .. } => Some(completion.clone()),
+                    Delivery::Late => None,
+                };
+                // A success releases dependents without changing any hold.
+                show_holds = !matches!(
+                    completion,
+                    Some(Completion::Synced | Completion::Deleted { .. })
+                );
+                if let Some(r) = self.running.remove(&lease.seq) {
+                    if self.record {
+                        self.trace.push(trace::Event::DidActuate {
+                            step,
+                            task: usize::try_from(lease.seq).unwrap_or(usize::MAX),
+                            key: r.key.clone(),
+                            model: r.model.clone(),
+                            kind: r.kind,
+                            version: r.version,
+                            lane: u16::try_from(r.lane).ok(),
+                            start_ns: r.start.saturating_mul(1_000_000),
+                            end_ns: now.saturating_mul(1_000_000),
+                            state: Settled::Ran,
+                            outcome: Some(r.outcome.clone()),
+                            held_by: None,
+                        });
+                    }
+                    self.emit(Event::Finished {
+                        start: r.start,
+                        at: now,
+                        worker: r.lane as usize,
+                        key: r.key,
+                        model: r.model,
+                        kind: r.kind,
+                        version: r.version,
+                        outcome: outcome.clone(),
+                        completion,
+                    });
+                }
+            }
+            _ => {}
+        }
+        self.watch_lines(now);
+        let idle = s.in_flight() == 0 && out.is_empty();
+        if show_holds || idle {
+            self.holds(s, now, out);
         }
     }
 
-    fn finish(
-        &mut self,
-        engine: &mut Engine,
-        r: Running,
-        worker: usize,
-        now: u64,
-    ) -> Option<Completion> {
-        let result = engine.complete(&r.task, r.outcome.clone(), Time(now));
-        match &r.outcome {
-            Outcome::Ok { .. } => self.counts.ok += 1,
-            Outcome::Failed { .. } => self.counts.failed += 1,
-            Outcome::Deferred { .. } => self.counts.deferred += 1,
+    /// The label of the next timeline change set.
+    fn label(&mut self) -> String {
+        let label = self
+            .labels
+            .get(self.next_label)
+            .cloned()
+            .unwrap_or_default();
+        self.next_label += 1;
+        label
+    }
+
+    /// Holds that are new or have a new reason (R3, R4, R7, R17), and, when nothing runs
+    /// and nothing starts, what everything waits for.
+    fn holds(&mut self, s: &Scheduler, now: u64, out: &[Dispatch]) {
+        let engine = s.engine();
+        let plan = engine.plan(Time(now));
+        for h in &plan.holds {
+            if matches!(h.reason, HoldReason::BackingOff { .. }) {
+                continue;
+            }
+            if s.lease(h.object).is_some() {
+                continue;
+            }
+            if self.held.get(&h.object) != Some(&h.reason) {
+                self.held.insert(h.object, h.reason.clone());
+                let e = Event::Held {
+                    at: now,
+                    key: engine.key(h.object).to_string(),
+                    status: engine.status_in(&plan, h.object),
+                };
+                self.emit(e);
+            }
         }
-        if self.record {
-            self.trace.push(trace::Event::DidActuate {
-                step: r.step,
-                task: r.index,
-                key: r.key.clone(),
-                model: r.model.clone(),
-                kind: r.task.kind,
-                version: r.task.version,
-                lane: u16::try_from(worker).ok(),
-                start_ns: r.start.saturating_mul(1_000_000),
-                end_ns: now.saturating_mul(1_000_000),
-                state: Settled::Ran,
-                outcome: Some(r.outcome.clone()),
-                held_by: None,
-            });
-            self.trace.push(trace::Event::DidComplete {
-                step: self.step,
-                task: r.index,
-                at: Time(now),
-                object: r.task,
-                outcome: r.outcome.clone(),
-                completion: match &result {
-                    Ok(c) => Recorded::Ok(c.clone()),
-                    Err(e) => Recorded::Error(e.to_string()),
-                },
-            });
+        if s.in_flight() > 0 || !out.is_empty() {
+            return;
         }
-        let completion = result.ok();
-        self.emit(Event::Finished {
-            start: r.start,
-            at: now,
-            worker,
-            key: r.key,
-            model: r.model,
-            kind: r.task.kind,
-            version: r.task.version,
-            outcome: r.outcome,
-            completion: completion.clone(),
-        });
-        self.watch_lines(now);
-        completion
+        let backing_off: Vec<(String, u64)> = plan
+            .holds
+            .iter()
+            .filter_map(|h| match h.reason {
+                HoldReason::BackingOff { until } => {
+                    Some((engine.key(h.object).to_string(), until.0))
+                }
+                _ => None,
+            })
+            .collect();
+        if let (Some(wake), false) = (s.next_wake(), backing_off.is_empty()) {
+            if wake.0 > now {
+                self.emit(Event::Waiting {
+                    at: now,
+                    until: wake.0,
+                    backing_off,
+                });
+            }
+        }
     }
 }

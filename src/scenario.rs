@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
+use syncore::sched::ModelSched;
 use syncore::{BackoffPolicy, Change, SchemaDef};
 
 use crate::locate::{self, Index, Pos};
@@ -202,6 +203,11 @@ pub struct Settings {
     pub random_faults: Option<syncore::sim::Faults>,
     /// Random faults stop at this time, ms, so the run can heal. Default: never.
     pub random_faults_until_ms: Option<u64>,
+    /// Scheduling per model, by name (`syncore::sched::ModelSched`: `limit` on actuations
+    /// in flight, `priority` class, `resync_ms` drift re-syncs, `timeout_ms`). Default: none.
+    pub models: BTreeMap<String, ModelSched>,
+    /// Priority classes of single objects, by key (overriding their model's). Default: none.
+    pub object_priority: BTreeMap<String, i32>,
 }
 
 impl Default for Settings {
@@ -217,6 +223,8 @@ impl Default for Settings {
             actuations_max: 100_000,
             random_faults: None,
             random_faults_until_ms: None,
+            models: BTreeMap::new(),
+            object_priority: BTreeMap::new(),
         }
     }
 }

@@ -494,7 +494,7 @@ fn rebuild(
                     emit(&mut out, Event::Watch { at: now.0, line });
                 }
             }
-            trace::Event::Header { .. } => {}
+            trace::Event::Header { .. } | trace::Event::DidInput { .. } => {}
         }
     }
     Ok(out)

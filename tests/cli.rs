@@ -137,7 +137,7 @@ fn demo_json_trace_replays() {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let i = lines
         .iter()
-        .rposition(|l| l.contains("\"did_step\""))
+        .rposition(|l| l.contains("\"did_input\""))
         .unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
     v["state_hash"] = "0123456789abcdef".into();
@@ -641,4 +641,58 @@ fn threads_executor_runs_the_demo_and_its_trace_replays() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("slice-bad (Slice): blocked by site-bad"));
+}
+
+/// `syncore run` is the library's scheduler in virtual time: per-model limits and priority
+/// classes from the scenario's settings hold, and a change set sent while a slow actuation
+/// runs is applied at its own time and starts at once (completion-driven, not batched).
+#[test]
+fn run_honours_model_limits_priorities_and_applies_mid_run_changes_at_once() {
+    let dir = scratch("run_limits");
+    let trace = dir.join("limits.jsonl");
+    let o = syncore(&[
+        "run",
+        "-q",
+        "tests/scenarios/limits.json",
+        &format!("--json={}", trace.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    // (model, key, start ms, end ms) of every actuation.
+    let spans: Vec<(String, String, u64, u64)> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "did_actuate")
+        .map(|v| {
+            (
+                v["model"].as_str().unwrap().to_string(),
+                v["key"].as_str().unwrap().to_string(),
+                v["start_ns"].as_u64().unwrap() / 1_000_000,
+                v["end_ns"].as_u64().unwrap() / 1_000_000,
+            )
+        })
+        .collect();
+    assert_eq!(spans.len(), 7, "{spans:?}");
+    let sites: Vec<_> = spans.iter().filter(|s| s.0 == "Site").collect();
+    for a in &sites {
+        for b in &sites {
+            if a.1 != b.1 {
+                assert!(a.3 <= b.2 || b.3 <= a.2, "two Sites overlap: {a:?} {b:?}");
+            }
+        }
+    }
+    // Hosts (priority 5) start before any Site, though Sites come first in key order.
+    let first_site = sites.iter().map(|s| s.2).min().unwrap();
+    for h in spans.iter().filter(|s| s.0 == "Host" && s.1 != "host-d") {
+        assert!(
+            h.2 <= first_site,
+            "{h:?} after a Site started at {first_site}"
+        );
+    }
+    // The late host, sent at 250 ms while site-a runs until 1100 ms, starts at 250 ms.
+    let d = spans.iter().find(|s| s.1 == "host-d").unwrap();
+    assert_eq!(d.2, 250, "{d:?}");
+    assert!(sites.iter().any(|s| s.2 < 250 && s.3 > 250), "{sites:?}");
+    let r = syncore(&["replay", trace.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
 }

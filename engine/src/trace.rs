@@ -18,6 +18,12 @@
 //! | `did_complete` | an outcome was fed back | `step`, `task` (index), `at`, `object` ([`crate::Task`]), `outcome`, `completion` |
 //! | `did_step` | the step ended | `step`, `now`, `counts`, `state_hash` |
 //!
+//! A *scheduler trace* (what `syncore run` writes) has a header whose snapshot is a
+//! [`Scheduler::snapshot`] (it starts with [`SCHED_MAGIC`]), followed by `did_input` lines
+//! (`step`, `input` (a [`crate::sched::Input`] with its time), `state_hash`
+//! ([`Scheduler::state_hash`] after the step)) and `did_actuate` lines for display; [`replay`]
+//! applies each input with [`Scheduler::step`] and compares the hashes.
+//!
 //! Times (`now`, `at`) are engine [`Time`]s in milliseconds. `start_ns`/`end_ns` are
 //! offsets from the start of the step's run, for Gantt charts: virtual (milliseconds of
 //! virtual time times 10^6) in the simulator, measured by the monotonic clock with the
@@ -68,6 +74,7 @@ use crate::error::SnapshotError;
 use crate::exec::{RunCounts, RunReport, Span, TaskState};
 use crate::id::Time;
 use crate::plan::{Plan, Task};
+use crate::sched::{Input, SchedSnapshotError, Scheduler, SCHED_MAGIC};
 
 /// The `format` of a trace header.
 pub const TRACE_FORMAT: &str = "syncore-trace";
@@ -230,9 +237,31 @@ pub enum Event {
         /// The state hash at the end of the step.
         state_hash: StateHash,
     },
+    /// One input of the scheduler ([`crate::sched::Scheduler::step`]) in a scheduler trace.
+    DidInput {
+        /// Its number (1, 2, ...).
+        step: u64,
+        /// The input, with its time.
+        input: Input,
+        /// [`Scheduler::state_hash`] after the step.
+        state_hash: StateHash,
+    },
 }
 
 impl Event {
+    /// The header of a scheduler trace starting from `sched`'s state: its snapshot is a
+    /// [`Scheduler::snapshot`], and the lines that follow are [`Event::DidInput`]s (plus
+    /// `did_actuate` lines for display).
+    pub fn sched_header(sched: &Scheduler, clock: &str) -> Event {
+        Event::Header {
+            format: TRACE_FORMAT.to_string(),
+            version: TRACE_VERSION,
+            clock: clock.to_string(),
+            state_hash: StateHash(sched.state_hash()),
+            snapshot: hex(&sched.snapshot()),
+        }
+    }
+
     /// The header of a trace starting from `engine`'s state.
     pub fn header(engine: &Engine, clock: &str) -> Event {
         let snapshot = engine.snapshot();
@@ -295,7 +324,8 @@ impl Event {
             | Event::DidPlan { step, .. }
             | Event::DidActuate { step, .. }
             | Event::DidComplete { step, .. }
-            | Event::DidStep { step, .. } => Some(*step),
+            | Event::DidStep { step, .. }
+            | Event::DidInput { step, .. } => Some(*step),
         }
     }
 }
@@ -407,6 +437,9 @@ pub enum ReplayError {
     /// The header's snapshot does not restore.
     #[error("trace header snapshot: {0}")]
     Snapshot(#[from] SnapshotError),
+    /// The header's scheduler snapshot does not restore.
+    #[error("trace header scheduler snapshot: {0}")]
+    SchedSnapshot(#[from] SchedSnapshotError),
     /// Replaying gave a different result.
     #[error("replay diverged at step {step} (trace line {line}): {what}: recorded {expected}, replayed {found}")]
     Diverged {
@@ -497,6 +530,9 @@ pub fn replay(
         line: 1,
         message: "snapshot is not hex".to_string(),
     })?;
+    if bytes.starts_with(SCHED_MAGIC) {
+        return replay_sched(events, &bytes, *state_hash, setup);
+    }
     let mut engine = Engine::restore(&bytes)?;
     setup(&mut engine);
     let mut hashes_checked = 0;
@@ -597,6 +633,12 @@ pub fn replay(
                 }
             }
             Event::DidActuate { .. } => {}
+            Event::DidInput { .. } => {
+                return Err(ReplayError::Parse {
+                    line,
+                    message: "a scheduler input in an engine trace".to_string(),
+                })
+            }
             Event::DidComplete {
                 step,
                 at,
@@ -639,6 +681,77 @@ pub fn replay(
         hashes_checked,
         state_hash: engine.state_hash(),
         engine,
+    })
+}
+
+/// Replays a scheduler trace: restores the header's [`Scheduler`] snapshot, then applies
+/// every `did_input` with [`Scheduler::step`] and compares the state hash after it.
+fn replay_sched(
+    events: &[Event],
+    snapshot: &[u8],
+    header_hash: StateHash,
+    setup: impl FnOnce(&mut Engine),
+) -> Result<ReplayReport, ReplayError> {
+    let mut sched = Scheduler::restore(snapshot)?;
+    setup(sched.engine_mut());
+    let diverged =
+        |step: u64, line: usize, what: &str, want: StateHash, found: u64| ReplayError::Diverged {
+            step,
+            line,
+            what: what.to_string(),
+            expected: want.to_string(),
+            found: StateHash(found).to_string(),
+        };
+    if sched.state_hash() != header_hash.0 {
+        return Err(diverged(
+            0,
+            1,
+            "state hash of the header",
+            header_hash,
+            sched.state_hash(),
+        ));
+    }
+    let mut hashes_checked = 1;
+    let mut steps = 0;
+    let mut out = Vec::new();
+    for (i, event) in events.iter().enumerate().skip(1) {
+        let line = i + 1;
+        match event {
+            Event::DidInput {
+                step,
+                input,
+                state_hash,
+            } => {
+                out.clear();
+                sched.step(input.clone(), &mut out);
+                let found = sched.state_hash();
+                if found != state_hash.0 {
+                    return Err(diverged(
+                        *step,
+                        line,
+                        "state hash after the input",
+                        *state_hash,
+                        found,
+                    ));
+                }
+                hashes_checked += 1;
+                steps = *step;
+            }
+            Event::DidActuate { .. } => {}
+            _ => {
+                return Err(ReplayError::Parse {
+                    line,
+                    message: "an engine event in a scheduler trace (only did_input and did_actuate may follow a scheduler header)".to_string(),
+                })
+            }
+        }
+    }
+    Ok(ReplayReport {
+        steps,
+        events: events.len(),
+        hashes_checked,
+        state_hash: sched.state_hash(),
+        engine: sched.into_engine(),
     })
 }
 

@@ -149,7 +149,7 @@ fn run_seed(seed: u64, resyncs_on_time: &mut u64) -> Result<(), String> {
     // Lease -> (key, version) it was dispatched for.
     let mut dispatched_as: BTreeMap<u64, (String, u64)> = BTreeMap::new();
     let run = lanes.until(Time(HORIZON)).run(
-        |_, d| {
+        |_, d, _| {
             let mut x = SplitMix64::new(seed ^ d.lease.seq.wrapping_mul(0x9E37_79B9));
             let ms = x.below(dur_max + 1);
             let outcome = if d.now.0 >= FAULTS_UNTIL {
@@ -163,7 +163,7 @@ fn run_seed(seed: u64, resyncs_on_time: &mut u64) -> Result<(), String> {
             };
             (ms, outcome)
         },
-        |sch, input, dispatched| {
+        |sch, input, _, dispatched| {
             let e = sch.engine();
             let now = input.now();
             if let Input::Deliver { lease, .. } = input {

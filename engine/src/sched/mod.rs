@@ -61,7 +61,7 @@ use crate::plan::Task;
 
 pub use config::{ModelSched, SchedConfig, SchedConfigError};
 pub use input::{Effect, Input, InputDecodeError};
-pub use lanes::{LaneRun, LaneSpan, Lanes};
+pub use lanes::{LaneRun, LaneSpan, LaneStop, Lanes};
 pub use snapshot::{SchedSnapshotError, SCHED_FORMAT_VERSION, SCHED_MAGIC};
 
 use queue::Ready;
