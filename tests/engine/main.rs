@@ -5,6 +5,7 @@ mod contract;
 mod cord;
 mod graphs;
 mod ops;
+mod oracle;
 mod props;
 mod reference;
 mod rules;
