@@ -24,7 +24,7 @@ use crate::actuator::{Outcome, TaskKind};
 use crate::backoff::BackoffPolicy;
 use crate::complete::Completion;
 use crate::engine::Engine;
-use crate::id::Time;
+use crate::id::{ObjectId, Time};
 use crate::plan::{HoldReason, Plan, Task};
 use crate::schema::{ModelKind, Schema};
 
@@ -36,6 +36,10 @@ pub struct Violation {
     pub rule: String,
     /// What happened.
     pub message: String,
+    /// The item of issue 10 this is a known case of, while the engine's fix is pending
+    /// (tests may count such seeds apart; they fail them with `SYNCORE_SIM_STRICT=1`).
+    #[serde(default)]
+    pub known: Option<u32>,
 }
 
 impl Violation {
@@ -43,6 +47,7 @@ impl Violation {
         Violation {
             rule: rule.to_string(),
             message: message.into(),
+            known: None,
         }
     }
 }
@@ -424,6 +429,154 @@ impl Checker {
                     ))
                 }
                 _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Checker {
+    /// Liveness (issue 10 item 3): once faults and changes have stopped and nothing runs or
+    /// is due (`plan` has no task and no wake time), every object still unconverged must be
+    /// waiting for something only the embedder can give:
+    /// * an external object not yet reported synced at its version, or reported failed, and
+    ///   what waits for it or is blocked by its failure (R17);
+    /// * a delete waiting for live referrers that are themselves settled, or waiting only
+    ///   for the embedder (R7): a change set can delete or re-point them.
+    ///
+    /// Everything else is a deadlock: a delete whose referrer is held behind that delete or
+    /// behind another one, an object blocked by a delete that waits for referrers (it waits
+    /// for the delete, the delete for it), or anything backing off.
+    ///
+    /// # Errors
+    /// The first stuck object, as a `liveness` [`Violation`] naming it and what it waits for.
+    pub fn check_live(&self, engine: &Engine, plan: &Plan) -> Result<(), Violation> {
+        if !plan.tasks.is_empty() || plan.next_wake.is_some() {
+            return Err(Violation::new(
+                "liveness",
+                "checked while tasks or wake times remain",
+            ));
+        }
+        let schema = engine.schema();
+        let external_hold = |id| -> bool {
+            let external = schema
+                .model_id(engine.view(id).model())
+                .is_some_and(|m| schema.model(m).kind == ModelKind::External);
+            external
+                && matches!(
+                    plan.hold(id),
+                    Some(HoldReason::WaitingExternal { .. } | HoldReason::ExternalFailed)
+                )
+        };
+        // Held only for the embedder: waiting for an external report, or blocked by a
+        // failed external object.
+        let for_embedder = |reason: &HoldReason| -> bool {
+            match reason {
+                HoldReason::WaitingExternal { key } | HoldReason::Blocked { by: key } => {
+                    external_hold(*key)
+                }
+                HoldReason::ExternalFailed => true,
+                _ => false,
+            }
+        };
+        // A delete may wait for live referrers that are settled or wait for the embedder,
+        // and for deleting referrers that wait the same way (a chain the embedder ends by
+        // removing the live referrers at its far end). Referrer chains are acyclic (R11);
+        // `depth` bounds the walk anyway.
+        fn delete_waits_for_embedder(
+            engine: &Engine,
+            plan: &Plan,
+            keys: &[ObjectId],
+            for_embedder: &dyn Fn(&HoldReason) -> bool,
+            depth: usize,
+        ) -> bool {
+            depth > 0
+                && keys.iter().all(|&r| {
+                    let deleting = engine.object(engine.key(r)).is_some_and(|o| o.deleting);
+                    match plan.hold(r) {
+                        Some(HoldReason::WaitingReferrers { keys }) if deleting => {
+                            delete_waits_for_embedder(engine, plan, keys, for_embedder, depth - 1)
+                        }
+                        _ if deleting => false,
+                        hold => hold.is_none_or(for_embedder),
+                    }
+                })
+        }
+        for h in &plan.holds {
+            let key = engine.key(h.object);
+            let ok = match &h.reason {
+                HoldReason::WaitingReferrers { keys } => {
+                    delete_waits_for_embedder(engine, plan, keys, &for_embedder, plan.holds.len())
+                }
+                reason => for_embedder(reason),
+            };
+            if !ok {
+                let why = describe(engine, &h.reason);
+                let detail = match &h.reason {
+                    HoldReason::WaitingReferrers { keys } => {
+                        let held: Vec<String> = keys
+                            .iter()
+                            .map(|&r| match plan.hold(r) {
+                                Some(reason) => {
+                                    format!("{} ({})", engine.key(r), describe(engine, reason))
+                                }
+                                None => engine.key(r).to_string(),
+                            })
+                            .collect();
+                        format!(": {}", held.join(", "))
+                    }
+                    HoldReason::Blocked { by } => match plan.hold(*by) {
+                        Some(HoldReason::WaitingReferrers { keys }) => {
+                            let held: Vec<String> = keys
+                                .iter()
+                                .map(|&r| match plan.hold(r) {
+                                    Some(reason) => {
+                                        format!("{} ({})", engine.key(r), describe(engine, reason))
+                                    }
+                                    None => engine.key(r).to_string(),
+                                })
+                                .collect();
+                            format!(", which is waiting for referrers: {}", held.join(", "))
+                        }
+                        Some(reason) => {
+                            format!(", which is {}", describe(engine, reason))
+                        }
+                        None => String::new(),
+                    },
+                    _ => String::new(),
+                };
+                // Known deadlocks (issue 10): a delete and a referrer held behind it wait for
+                // each other (item 2: the referrer was changed, or linked, while the delete
+                // was pending; item 1 when the delete is of an extension whose base lives).
+                let blocked_by_it = |r: &ObjectId| matches!(plan.hold(*r), Some(HoldReason::Blocked { by }) if *by == h.object);
+                let known = match &h.reason {
+                    HoldReason::WaitingReferrers { keys } if keys.iter().any(blocked_by_it) => {
+                        let extension = engine.object(key).is_some_and(|o| {
+                            let model = schema.model_id(&o.model).map(|m| schema.model(m));
+                            model.is_some_and(|m| m.links.iter().any(|l| l.proxy))
+                        });
+                        Some(if extension { 1 } else { 2 })
+                    }
+                    // Changed while something it depends on (directly or through settled
+                    // referrers) is being deleted: blocked by a delete that waits for
+                    // referrers, it can never sync at its version (R1).
+                    HoldReason::Blocked { by } => match plan.hold(*by) {
+                        Some(HoldReason::WaitingReferrers { .. }) => Some(2),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let mut v = Violation::new(
+                    "liveness",
+                    format!(
+                        "{key} is stuck after faults stopped: {why}{detail}{}",
+                        known.map_or(String::new(), |i| format!(
+                            " (a deadlock: known case of issue 10 item {i})"
+                        ))
+                    ),
+                );
+                v.known = known;
+                return Err(v);
             }
         }
         Ok(())

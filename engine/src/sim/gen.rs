@@ -22,6 +22,15 @@ pub struct SchemaShape {
     pub model_deps_permille: u32,
     /// Chance, in thousandths, that a model is passive (R17). Default: 0.
     pub passive_permille: u32,
+    /// Chance, in thousandths, that a model is external (R17): owned by another
+    /// synchronizer, reported by the embedder; it has no links of its own. Default: 100.
+    pub external_permille: u32,
+    /// Chance, in thousandths, that a model (not the first) is an extension: its one link
+    /// is a proxy to a lower model (R16). Default: 250.
+    pub proxy_permille: u32,
+    /// Chance, in thousandths, that the last model watches the models next to it
+    /// (`watch_degree` 1, R18). Default: 300.
+    pub watch_permille: u32,
 }
 
 impl Default for SchemaShape {
@@ -31,14 +40,19 @@ impl Default for SchemaShape {
             links_max: 2,
             model_deps_permille: 150,
             passive_permille: 0,
+            external_permille: 100,
+            proxy_permille: 250,
+            watch_permille: 300,
         }
     }
 }
 
 /// A schema: models `M0..Mk`, each with an `int` field `v`, links to models of lower or
-/// equal index (a model linking to itself makes trees), sometimes a model-level
-/// dependency on a lower model, and usually an `int` feedback field `seen`. Acyclic at the
-/// model level by construction (R11).
+/// equal index (a model linking to itself makes trees; some models are extensions, whose
+/// one link is a proxy to a lower model, R16), sometimes a model-level dependency on a lower model, and
+/// usually an `int` feedback field `seen`. Some models are external (no links) or passive
+/// (R17), and the last one may watch its neighbours (R18). Acyclic at the model level by
+/// construction (R11), and without watch loops (only one model watches).
 ///
 /// # Examples
 /// ```
@@ -49,6 +63,7 @@ impl Default for SchemaShape {
 pub fn schema_def(rng: &mut SplitMix64, shape: &SchemaShape) -> SchemaDef {
     let n = rng.range(1, shape.models_max.max(1) as u64) as usize;
     let mut models = Vec::with_capacity(n);
+    let mut extended = BTreeSet::new();
     for i in 0..n {
         let mut fields = vec![FieldDef {
             name: "v".into(),
@@ -56,15 +71,44 @@ pub fn schema_def(rng: &mut SplitMix64, shape: &SchemaShape) -> SchemaDef {
         }];
         let mut links = Vec::new();
         let mut linked = BTreeSet::new();
-        for _ in 0..rng.below(shape.links_max as u64 + 1) {
-            let j = rng.below(i as u64 + 1) as usize;
+        // Never the last model, so that something can depend on it.
+        let external = i + 1 < n && rng.chance(shape.external_permille);
+        // An extension model (R16) has exactly one link, a proxy to a lower model, and no
+        // model-level dependency: then no object cycle can close through proxies.
+        // One extension model per base: two extensions of one object are each other's
+        // dependents (each comes before everything depending on the base), a cycle.
+        let base = if i > 0 {
+            rng.below(i as u64) as usize
+        } else {
+            0
+        };
+        let extension =
+            !external && i > 0 && !extended.contains(&base) && rng.chance(shape.proxy_permille);
+        if extension {
+            extended.insert(base);
+        }
+        let link_count = if external {
+            0
+        } else if extension {
+            1
+        } else {
+            rng.below(shape.links_max as u64 + 1)
+        };
+        for _ in 0..link_count {
+            let j = if extension {
+                base
+            } else {
+                rng.below(i as u64 + 1) as usize
+            };
             if !linked.insert(j) {
                 continue;
             }
             let field = format!("to_m{j}");
             fields.push(FieldDef {
                 name: field.clone(),
-                ty: if rng.chance(400) {
+                // Single-valued for an extension: one extending two objects, one of which
+                // depends on the other, would close a cycle.
+                ty: if !extension && rng.chance(400) {
                     FieldType::Refs
                 } else {
                     FieldType::Ref
@@ -73,20 +117,22 @@ pub fn schema_def(rng: &mut SplitMix64, shape: &SchemaShape) -> SchemaDef {
             links.push(LinkDef {
                 field,
                 target: format!("M{j}"),
-                proxy: false,
+                proxy: extension,
                 into: None,
             });
         }
         let mut depends_on_models = Vec::new();
-        if i > 0 && rng.chance(shape.model_deps_permille) {
+        if i > 0 && !external && !extension && rng.chance(shape.model_deps_permille) {
             let j = rng.below(i as u64) as usize;
             if !linked.contains(&j) {
                 depends_on_models.push(format!("M{j}"));
             }
         }
-        let passive =
-            links.is_empty() && depends_on_models.is_empty() && rng.chance(shape.passive_permille);
-        let feedback = if !passive && rng.chance(700) {
+        let passive = !external
+            && links.is_empty()
+            && depends_on_models.is_empty()
+            && rng.chance(shape.passive_permille);
+        let feedback = if !passive && !external && rng.chance(700) {
             vec![FieldDef {
                 name: "seen".into(),
                 ty: FieldType::Int,
@@ -98,6 +144,8 @@ pub fn schema_def(rng: &mut SplitMix64, shape: &SchemaShape) -> SchemaDef {
             name: format!("M{i}"),
             kind: if passive {
                 ModelKind::Passive
+            } else if external {
+                ModelKind::External
             } else {
                 ModelKind::Actuated
             },
@@ -105,10 +153,50 @@ pub fn schema_def(rng: &mut SplitMix64, shape: &SchemaShape) -> SchemaDef {
             feedback,
             links,
             depends_on_models,
-            watch_degree: 0,
+            watch_degree: u32::from(i + 1 == n && n > 1 && rng.chance(shape.watch_permille)),
         });
     }
     SchemaDef { models }
+}
+
+/// A watcher for the simulator (R18): counts what it is told and fails every third
+/// notification (by key), which the engine must log, count and otherwise ignore.
+#[derive(Debug, Default)]
+pub struct CountingWatcher {
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl CountingWatcher {
+    /// Notifications received so far.
+    pub fn seen(&self) -> u64 {
+        self.seen.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl crate::policy::Watcher for CountingWatcher {
+    fn notify(&self, event: &crate::policy::WatchEvent<'_>) -> Result<(), String> {
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let text = format!("{event:?}");
+        if text.len() % 3 == 0 {
+            return Err(format!("watcher refused {text}"));
+        }
+        Ok(())
+    }
+}
+
+/// Registers a [`CountingWatcher`] on every model of `engine`'s schema that watches
+/// another (R18), so that watchers run, and fail, in every simulation of such a schema.
+pub fn register_watchers(engine: &mut crate::engine::Engine) {
+    let watching: Vec<String> = engine
+        .schema()
+        .models()
+        .iter()
+        .filter(|m| !m.watches.is_empty())
+        .map(|m| m.name.clone())
+        .collect();
+    for m in watching {
+        let _ = engine.register_watcher(&m, Box::new(CountingWatcher::default()));
+    }
 }
 
 /// A link field of a model, as the stream sees it.
@@ -122,6 +210,7 @@ struct LinkField {
 #[derive(Clone, Debug)]
 struct ModelInfo {
     name: String,
+    external: bool,
     scalars: Vec<(String, FieldType)>,
     links: Vec<LinkField>,
 }
@@ -141,7 +230,8 @@ struct Member {
 /// so deletes can complete), and now and then sends a set that must be refused (a link to
 /// a missing key), to check atomicity. It keeps its own model of which objects exist, so it
 /// never builds a cycle (links point from newer objects to older ones) and never touches a
-/// deleted key again. External models get no objects (nothing would report them).
+/// deleted key again. Objects of external models are reported by
+/// [`ChangeStream::reports`], as their owner would.
 ///
 /// # Examples
 /// ```
@@ -176,11 +266,8 @@ impl ChangeStream {
             .models()
             .iter()
             .map(|m| ModelInfo {
-                name: if m.kind == ModelKind::External {
-                    String::new()
-                } else {
-                    m.name.clone()
-                },
+                name: m.name.clone(),
+                external: m.kind == ModelKind::External,
                 scalars: m
                     .fields
                     .iter()
@@ -207,6 +294,36 @@ impl ChangeStream {
             objects_max,
             last_invalid: false,
         }
+    }
+
+    /// What the owner of external objects reports now (R17): for a few of `engine`'s
+    /// external objects not yet synced at their version, "synced at v" (mostly) or
+    /// "failed about v"; with `all`, every such object is reported synced (the owner
+    /// catching up once faults stop).
+    pub fn reports(
+        &mut self,
+        engine: &crate::engine::Engine,
+        all: bool,
+    ) -> Vec<(String, crate::complete::ExternalReport)> {
+        let mut out = Vec::new();
+        for key in engine.keys() {
+            let Some(o) = engine.object(key) else {
+                continue;
+            };
+            let external = self.models.iter().any(|m| m.external && m.name == o.model);
+            if !external || o.deleting || o.enacted == o.version {
+                continue;
+            }
+            if all || self.rng.chance(300) {
+                let report = if !all && self.rng.chance(200) {
+                    failed_report(o.version, "the owner failed")
+                } else {
+                    crate::complete::ExternalReport::Synced { version: o.version }
+                };
+                out.push((key.to_string(), report));
+            }
+        }
+        out
     }
 
     /// Whether the last set from [`ChangeStream::next_set`] was built to be refused.
@@ -387,9 +504,7 @@ impl ChangeStream {
         if self.members.len() >= self.objects_max {
             return None;
         }
-        let choices: Vec<usize> = (0..self.models.len())
-            .filter(|&i| !self.models[i].name.is_empty())
-            .collect();
+        let choices: Vec<usize> = (0..self.models.len()).collect();
         let model = *self.rng.pick(&choices)?;
         let index = self.next_index;
         self.next_index += 1;
@@ -438,6 +553,13 @@ impl ChangeStream {
         };
         Some(Change::upsert(key, info.name, [field]))
     }
+}
+
+/// A failure report about `version`. Built through serde so that it reads the same with or
+/// without the report's `version` field (issue 10 item 6 adds it).
+fn failed_report(version: u64, message: &str) -> crate::complete::ExternalReport {
+    serde_json::from_value(serde_json::json!({"failed": {"version": version, "message": message}}))
+        .expect("a failure report")
 }
 
 fn link_value(targets: &[String], many: bool) -> Value {

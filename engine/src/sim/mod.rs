@@ -16,10 +16,16 @@
 //! 5. advance the virtual clock: to the end of the run, or, when nothing ran, straight to
 //!    the plan's next wake time or the next change set.
 //!
-//! After [`SimConfig::steps`] steps, faults and changes stop at virtual time T and the
-//! system must converge (no task, no wake time, nothing held except deletes waiting for
-//! live referrers, R7) by `T + backoff_max + (depth + ceil(objects / lanes)) x
-//! (actuation_max + step) + step`, where `depth` is the longest dependency chain.
+//! During the fault phase the owner of external objects reports some of them synced or
+//! failed (R17), and a model that watches others gets a watcher that fails now and then
+//! (R18). After [`SimConfig::steps`] steps, faults and changes stop at virtual time T (most
+//! seeds: the external owner then reports everything synced) and the system must be quiet
+//! (no task, no wake time) by `T + backoff_max + (depth + ceil(objects / lanes)) x
+//! (actuation_max + step) + step`, where `depth` is the longest dependency chain, and
+//! **live** ([`Checker::check_live`]): every object converged, or waiting for something only
+//! the embedder controls (an external report; a delete's live, settled referrers, which a
+//! change set can remove). A delete and what it blocks waiting for each other is a deadlock,
+//! never convergence.
 //!
 //! ## Invariants checked at every step
 //! * no task starts before its dependencies succeeded at their current version (R1);
@@ -30,7 +36,12 @@
 //! * backoff delays follow [`crate::BackoffPolicy::delay_ms`], deferrals
 //!   [`crate::BackoffPolicy::defer_ms`] (R5, R6);
 //! * nothing is marked synced, or leaves the store, without a successful actuation (R8);
-//! * refused change sets change nothing; convergence after faults stop, by the bound.
+//! * refused change sets change nothing; convergence after faults stop, by the bound, and
+//!   liveness (no deadlock) once quiet.
+//!
+//! The generated schemas ([`gen::schema_def`]) have links and trees, proxy links (R16),
+//! `depends_on_models` (R1), external and passive models (R17) and watchers (R18); the
+//! change stream deletes objects whatever their state, pending syncs and failures included.
 //!
 //! Results do not depend on the thread count: outcomes are pure functions of the seed and
 //! completions are applied in plan order (R12). A trace can be recorded
