@@ -231,6 +231,9 @@ impl Sim {
         let shape = SchemaShape {
             models_max: config.models_max,
             passive_permille: 100,
+            external_permille: 100,
+            proxy_permille: 250,
+            watch_permille: 300,
             ..SchemaShape::default()
         };
         let schema = Schema::new(gen::schema_def(&mut r, &shape))?;

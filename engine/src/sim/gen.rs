@@ -23,13 +23,13 @@ pub struct SchemaShape {
     /// Chance, in thousandths, that a model is passive (R17). Default: 0.
     pub passive_permille: u32,
     /// Chance, in thousandths, that a model is external (R17): owned by another
-    /// synchronizer, reported by the embedder; it has no links of its own. Default: 100.
+    /// synchronizer, reported by the embedder; it has no links of its own. Default: 0.
     pub external_permille: u32,
     /// Chance, in thousandths, that a model (not the first) is an extension: its one link
-    /// is a proxy to a lower model (R16). Default: 250.
+    /// is a proxy to a lower model (R16). Default: 0.
     pub proxy_permille: u32,
     /// Chance, in thousandths, that the last model watches the models next to it
-    /// (`watch_degree` 1, R18). Default: 300.
+    /// (`watch_degree` 1, R18). Default: 0 (the simulator: 300).
     pub watch_permille: u32,
 }
 
@@ -40,9 +40,9 @@ impl Default for SchemaShape {
             links_max: 2,
             model_deps_permille: 150,
             passive_permille: 0,
-            external_permille: 100,
-            proxy_permille: 250,
-            watch_permille: 300,
+            external_permille: 0,
+            proxy_permille: 0,
+            watch_permille: 0,
         }
     }
 }
