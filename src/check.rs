@@ -86,6 +86,9 @@ pub struct Setup {
     pub sets: Vec<TimedSet>,
     /// Every key that exists at some point of the dry run, sorted.
     pub keys: BTreeSet<String>,
+    /// Objects that would stay unconverged after the whole timeline with every actuation
+    /// succeeding, and why ([`unconverged`]), in key order.
+    pub unconverged: Vec<(String, String)>,
     /// The time random faults see: the runner sets it before each actuator call.
     pub clock: Arc<VirtualClock>,
 }
@@ -495,6 +498,7 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
         faults: sc.faults.clone(),
         sets: Vec::new(),
         keys: BTreeSet::new(),
+        unconverged: Vec::new(),
         clock,
     };
     let mut engine = if problems.is_empty() {
@@ -607,6 +611,10 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
     if !problems.is_empty() {
         return Err(sorted(problems));
     }
+    if let (true, Some(engine)) = (healthy, engine.as_mut()) {
+        let end = Time(sets.last().map_or(0, |s: &TimedSet| s.at));
+        setup.unconverged = unconverged(engine, end);
+    }
     setup.drain_watch_lines();
     plugins::take_logs();
     setup.sets = sets;
@@ -632,6 +640,57 @@ pub fn settle(engine: &mut Engine, now: Time) {
             let _ = engine.complete(t, syncore::Outcome::ok(), now);
         }
     }
+}
+
+/// Every object that stays unconverged once `engine` is settled at `now` with every
+/// actuation succeeding, with why, in key order: what nothing in the scenario will ever
+/// release (issue 10 item 16). A delete waits for referrers that no later change removes
+/// (R7); an external object is never reported synced at its current version, or was
+/// reported failed (R17); everything held behind one of those says which.
+pub fn unconverged(engine: &mut Engine, now: Time) -> Vec<(String, String)> {
+    settle(engine, now);
+    let plan = engine.plan(now);
+    let key = |id| engine.key(id).to_string();
+    let mut out: Vec<(String, String)> = plan
+        .holds
+        .iter()
+        .map(|h| {
+            let k = key(h.object);
+            let why = match &h.reason {
+                syncore::HoldReason::WaitingReferrers { keys } => {
+                    let keys: Vec<String> = keys.iter().map(|&r| key(r)).collect();
+                    format!(
+                        "its delete waits for {}, which still reference{} it and which nothing deletes or re-points (R7)",
+                        keys.join(", "),
+                        if keys.len() == 1 { "s" } else { "" }
+                    )
+                }
+                syncore::HoldReason::WaitingExternal { key: e } if *e == h.object => {
+                    let v = engine.object(&k).map_or(0, |o| o.version);
+                    format!(
+                        "external object {k} is never reported synced at its current version v{v}; add a report {{\"key\": \"{k}\"}} to a timeline step after its last change (R17)"
+                    )
+                }
+                syncore::HoldReason::WaitingExternal { key: e } => format!(
+                    "waits for external object {}, which is never reported synced at its current version (R17)",
+                    key(*e)
+                ),
+                syncore::HoldReason::ExternalFailed => format!(
+                    "external object {k} is reported failed and never reported synced after (R17)"
+                ),
+                syncore::HoldReason::Blocked { by } => format!(
+                    "held behind {}, which would stay unconverged too",
+                    key(*by)
+                ),
+                syncore::HoldReason::BackingOff { until } => {
+                    format!("still backing off until t={}ms", until.0)
+                }
+            };
+            (k, why)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 fn kind_name(kind: ModelKind) -> &'static str {

@@ -130,7 +130,7 @@ struct PlanArgs {
 /// Graph shapes for `bench`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Shape {
-    /// `layered(W, L, D, seed, shuffle, components)` from BENCH-GRAPHS.md.
+    /// `layered(W, L, D, seed, shuffle, components)` from docs/bench-graphs.md.
     Layered,
     /// A chain of `--nodes` objects.
     Chain,
@@ -206,7 +206,7 @@ fn bad_input(problems: &[Problem], style: Style) -> u8 {
 
 fn load(path: Option<&Path>) -> Result<Source, Vec<Problem>> {
     match path {
-        Some(p) => Source::read(p).map_err(|p| vec![p]),
+        Some(p) => Source::read(p),
         None => scenario::demo().map_err(|p| vec![p]),
     }
 }
@@ -230,7 +230,28 @@ fn cmd_check(path: &Path, style: Style) -> u8 {
                 sc.faults.len(),
                 if sc.faults.len() == 1 { "" } else { "s" },
             );
-            0
+            // Valid, but some objects can never converge, whatever the actuators do.
+            for (key, why) in &setup.unconverged {
+                println!(
+                    "{} {}: object {key} would never converge: {why}",
+                    style.yellow("warning:"),
+                    src.file
+                );
+            }
+            if setup.unconverged.is_empty() {
+                0
+            } else {
+                println!(
+                    "{} object{} would stay unconverged with every actuation succeeding",
+                    setup.unconverged.len(),
+                    if setup.unconverged.len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                );
+                1
+            }
         }
         Err(problems) => bad_input(&problems, style),
     }

@@ -139,6 +139,24 @@ pub fn print(setup: &Setup, style: Style, json: bool, rounds_max: usize) -> Resu
         }
         settle(&mut engine, now);
     }
+    // What would never converge, with every task succeeding (issue 10 item 16).
+    let end = Time(setup.sets.last().map_or(0, |s| s.at));
+    let stuck = crate::check::unconverged(&mut engine, end);
+    if json {
+        for (key, why) in &stuck {
+            let line = serde_json::json!({"unconverged": key, "why": why});
+            let _ = writeln!(out, "{line}");
+        }
+    } else if !stuck.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.bold("would never converge, with every task succeeding:")
+        );
+        for (key, why) in &stuck {
+            let _ = writeln!(out, "  {} {key}: {why}", style.yellow("stuck"));
+        }
+    }
     Ok(out)
 }
 

@@ -229,6 +229,138 @@ impl Default for Settings {
     }
 }
 
+/// Every shape problem of a well-formed scenario document: each part (and each entry of
+/// each list) is read on its own, so that one bad entry does not hide the next.
+fn shape_problems(value: &serde_json::Value, index: &Index, file: &str) -> Vec<Problem> {
+    use serde_json::Value as J;
+    let mut out = Vec::new();
+    let mut at = |pointer: &str, e: serde_json::Error| {
+        let mut message = e.to_string();
+        if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
+        let what = if pointer.is_empty() { "/" } else { pointer };
+        out.push(Problem {
+            file: file.to_string(),
+            pos: Some(index.pos(pointer)),
+            message: format!("invalid scenario at {what}: {message}"),
+        });
+    };
+    fn one<T: serde::de::DeserializeOwned>(v: &J) -> Result<(), serde_json::Error> {
+        serde_json::from_value::<T>(v.clone()).map(|_| ())
+    }
+    /// Each entry of a list on its own; the list itself when it is not one.
+    fn each<T: serde::de::DeserializeOwned>(
+        v: &J,
+        pointer: &str,
+        at: &mut dyn FnMut(&str, serde_json::Error),
+    ) {
+        match v {
+            J::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Err(e) = one::<T>(item) {
+                        at(&format!("{pointer}/{i}"), e);
+                    }
+                }
+            }
+            other => {
+                if let Err(e) = one::<Vec<T>>(other) {
+                    at(pointer, e);
+                }
+            }
+        }
+    }
+    let J::Object(top) = value else {
+        if let Err(e) = one::<Scenario>(value) {
+            at("", e);
+        }
+        return out;
+    };
+    if !top.contains_key("schema") {
+        if let Err(e) = one::<Scenario>(value) {
+            at("", e);
+        }
+    }
+    for (key, v) in top {
+        let pointer = format!("/{}", key.replace('~', "~0").replace('/', "~1"));
+        let r = match key.as_str() {
+            "name" | "description" => one::<Option<String>>(v),
+            "schema" => match v.get("models") {
+                Some(models) if v.as_object().is_some_and(|o| o.len() == 1) => {
+                    each::<syncore::ModelDef>(models, &format!("{pointer}/models"), &mut at);
+                    Ok(())
+                }
+                _ => one::<SchemaDef>(v),
+            },
+            "models" => match v {
+                J::Object(m) => {
+                    for (name, setup) in m {
+                        if let Err(e) = one::<ModelSetup>(setup) {
+                            let name = name.replace('~', "~0").replace('/', "~1");
+                            at(&format!("{pointer}/{name}"), e);
+                        }
+                    }
+                    Ok(())
+                }
+                other => one::<BTreeMap<String, ModelSetup>>(other),
+            },
+            "initial" => {
+                each::<Change>(v, &pointer, &mut at);
+                Ok(())
+            }
+            "timeline" => {
+                if let J::Array(steps) = v {
+                    for (i, step) in steps.iter().enumerate() {
+                        let p = format!("{pointer}/{i}");
+                        let mut inner = false;
+                        if let Some(changes) = step.get("changes") {
+                            let mut found = false;
+                            each::<Change>(changes, &format!("{p}/changes"), &mut |q, e| {
+                                found = true;
+                                at(q, e)
+                            });
+                            inner |= found;
+                        }
+                        if let Some(reports) = step.get("reports") {
+                            let mut found = false;
+                            each::<Report>(reports, &format!("{p}/reports"), &mut |q, e| {
+                                found = true;
+                                at(q, e)
+                            });
+                            inner |= found;
+                        }
+                        if !inner {
+                            if let Err(e) = one::<Step>(step) {
+                                at(&p, e);
+                            }
+                        }
+                    }
+                    Ok(())
+                } else {
+                    one::<Vec<Step>>(v)
+                }
+            }
+            "faults" => {
+                each::<Fault>(v, &pointer, &mut at);
+                Ok(())
+            }
+            "settings" => one::<Settings>(v),
+            _ => one::<Scenario>(&J::Object(
+                [
+                    (key.clone(), v.clone()),
+                    ("schema".to_string(), serde_json::json!({"models": []})),
+                ]
+                .into_iter()
+                .collect(),
+            )),
+        };
+        if let Err(e) = r {
+            at(&pointer, e);
+        }
+    }
+    out
+}
+
 /// Most workers a scenario may ask for.
 pub const WORKERS_MAX: usize = 1024;
 
@@ -271,14 +403,15 @@ impl Source {
     /// Reads and parses a scenario file.
     ///
     /// # Errors
-    /// One [`Problem`]: the file cannot be read, or is not a well-formed scenario (with the
-    /// line and column serde_json reports).
-    pub fn read(path: &Path) -> Result<Source, Problem> {
+    /// The file cannot be read, or the problems of [`Source::parse_all`].
+    pub fn read(path: &Path) -> Result<Source, Vec<Problem>> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Problem {
-            file: file.clone(),
-            pos: None,
-            message: format!("cannot read the scenario file: {e}"),
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Problem {
+                file: file.clone(),
+                pos: None,
+                message: format!("cannot read the scenario file: {e}"),
+            }]
         })?;
         // Absolute, so that a trace recorded here replays from any directory.
         let dir = path
@@ -292,32 +425,54 @@ impl Source {
             })
             .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
             .unwrap_or_else(|| PathBuf::from("."));
-        Source::parse(file, dir, &text)
+        Source::parse_all(file, dir, &text)
     }
 
     /// Parses scenario text; `file` names it in problems.
     ///
     /// # Errors
-    /// One [`Problem`] with line and column if the text is not a well-formed scenario.
+    /// The first [`Problem`] of [`Source::parse_all`].
     pub fn parse(file: String, dir: PathBuf, text: &str) -> Result<Source, Problem> {
+        Source::parse_all(file, dir, text).map_err(|mut all| all.remove(0))
+    }
+
+    /// Parses scenario text; `file` names it in problems.
+    ///
+    /// # Errors
+    /// Every shape problem (a missing or unknown field, a value of the wrong type), each at
+    /// its place, in file order; or the syntax error that stops the reading (JSON cannot be
+    /// read past one), with serde_json's line and column. Never empty.
+    pub fn parse_all(file: String, dir: PathBuf, text: &str) -> Result<Source, Vec<Problem>> {
         let stripped = locate::strip_comments(text);
-        let scenario: Scenario = serde_json::from_str(&stripped).map_err(|e| {
-            let mut message = e.to_string();
-            if let Some(i) = message.rfind(" at line ") {
-                message.truncate(i);
+        // Shape problems need well-formed JSON: read it as a value first.
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&stripped) {
+            let index = Index::build(&stripped);
+            let mut problems = shape_problems(&value, &index, &file);
+            if !problems.is_empty() {
+                problems.sort_by(|a, b| a.pos.cmp(&b.pos).then(a.message.cmp(&b.message)));
+                problems.dedup();
+                return Err(problems);
             }
-            if e.is_eof() {
-                message.push_str(" (the file ends too early: is it truncated?)");
-            }
-            Problem {
-                file: file.clone(),
-                pos: (e.line() > 0).then(|| Pos {
-                    line: e.line(),
-                    column: e.column().max(1),
-                }),
-                message: format!("invalid scenario: {message}"),
-            }
-        })?;
+        }
+        let scenario: Scenario = serde_json::from_str(&stripped)
+            .map_err(|e| {
+                let mut message = e.to_string();
+                if let Some(i) = message.rfind(" at line ") {
+                    message.truncate(i);
+                }
+                if e.is_eof() {
+                    message.push_str(" (the file ends too early: is it truncated?)");
+                }
+                Problem {
+                    file: file.clone(),
+                    pos: (e.line() > 0).then(|| Pos {
+                        line: e.line(),
+                        column: e.column().max(1),
+                    }),
+                    message: format!("invalid scenario: {message}"),
+                }
+            })
+            .map_err(|p| vec![p])?;
         Ok(Source {
             file,
             dir,

@@ -226,6 +226,59 @@ fn check_accepts_good_scenarios() {
     }
 }
 
+/// Issue 10 item 16: a valid scenario that can never converge, whatever the actuators do,
+/// is reported by `check` (exit 1) and by `plan`, naming every stuck object and why.
+#[test]
+fn check_and_plan_name_every_object_that_can_never_converge() {
+    let path = scenario("stuck.json");
+    let o = syncore(&["check", &path]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{}", stderr(&o));
+    let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 3, "{out}");
+    assert!(
+        warnings[0].contains("object deploy would never converge: waits for external object zone, which is never reported synced"),
+        "{out}"
+    );
+    assert!(
+        warnings[1].contains("object site-a would never converge: its delete waits for slice-a, which still references it and which nothing deletes or re-points (R7)"),
+        "{out}"
+    );
+    assert!(
+        warnings[2].contains("object zone would never converge: external object zone is never reported synced at its current version"),
+        "{out}"
+    );
+    assert!(
+        out.contains("3 objects would stay unconverged with every actuation succeeding"),
+        "{out}"
+    );
+
+    let p = syncore(&["plan", &path]);
+    let out = stdout(&p);
+    assert_eq!(p.status.code(), Some(0), "{out}{}", stderr(&p));
+    assert!(
+        out.contains("would never converge, with every task succeeding:"),
+        "{out}"
+    );
+    for key in ["deploy", "site-a", "zone"] {
+        assert!(out.contains(&format!("stuck {key}: ")), "{key}: {out}");
+    }
+    assert!(!out.contains("stuck slice-a"), "{out}");
+
+    // The same scenario with the external reported and the referrer deleted converges,
+    // and check says plainly ok.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        r#""changes": [{"delete": {"key": "site-a"}}]}"#,
+        r#""changes": [{"delete": {"key": "site-a"}}, {"delete": {"key": "slice-a"}}], "reports": [{"key": "zone"}]}"#,
+    );
+    let dir = scratch("stuck");
+    let fixed = dir.join("fixed.json");
+    std::fs::write(&fixed, text).unwrap();
+    let o = syncore(&["check", fixed.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("warning:"), "{}", stdout(&o));
+}
+
 /// Runs `check` and `run` on a broken file; both exit 2 with the same message.
 fn broken(name: &str) -> String {
     let path = scenario(name);
@@ -317,6 +370,32 @@ fn every_problem_is_listed_in_file_order() {
         assert!(lines[i].starts_with("error: tests/scenarios/many-problems.json:"));
     }
     assert_eq!(lines[expected.len()], "8 problems found");
+}
+
+/// Issue 10 item 17: every shape problem of a well-formed file is listed, each at its
+/// place, not only the first one serde meets.
+#[test]
+fn every_shape_problem_is_listed() {
+    let err = broken("shape-problems.json");
+    let lines: Vec<&str> = err.lines().collect();
+    let expected = [
+        ("/schema/models/0", "unknown variant `text`"),
+        ("/initial/1", "missing field `model`"),
+        ("/timeline/0", "expected u64"),
+        ("/faults/0", "a number of attempts or \"always\""),
+    ];
+    for (i, (pointer, what)) in expected.iter().enumerate() {
+        let line = lines[i];
+        assert!(
+            line.starts_with("error: tests/scenarios/shape-problems.json:"),
+            "{err}"
+        );
+        assert!(
+            line.contains(pointer) && line.contains(what),
+            "line {i}: {line}\n{err}"
+        );
+    }
+    assert_eq!(lines[expected.len()], "4 problems found", "{err}");
 }
 
 #[test]
@@ -449,7 +528,7 @@ fn bench_reports_throughput() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(
         v["checksum"], "296679cb607c6f8b",
-        "BENCH-GRAPHS.md g10k_seq"
+        "docs/bench-graphs.md g10k_seq"
     );
 
     let dir = scratch("bench_reports_throughput");
