@@ -20,18 +20,16 @@
 //! * R7 (deletes): a delete waits as `WaitingReferrers` exactly while live objects still
 //!   reference it by a link field, naming them; deletes run dependents first: an object's
 //!   deleting referrers, and, with `depends_on_models`, the deleting objects of the
-//!   dependent model, are deleted before it (item 4 of issue 10); and for a proxy, "deleted
-//!   in the mirror order": when the base is deleted too, the base's other deleting
-//!   dependents go before the extension, which goes before the base. An extension waits only
-//!   for its own referrers (item 1 of issue 10).
+//!   dependent model, are deleted before it; and for a proxy, "deleted
+//!   in the mirror order": when the base is deleted too, the base's other dependents go
+//!   before the extension (a live one makes it wait), which goes before the base. An extension waits only
+//!   for its own referrers.
 //!
 //! Where DESIGN does not say (a live object whose dependency is being deleted, the order of
 //! several reasons that all apply, the key that a `Blocked` names among several roots), the
 //! oracle accepts every reading that the text allows, and says so.
 //!
-//! [`check`] returns every disagreement, each tagged with the issue-10 item that is known to
-//! cause it, if any; the property test at the bottom fails on every untagged one, and on the
-//! tagged ones too with `SYNCORE_ORACLE_STRICT=1`.
+//! [`check`] returns every disagreement; the property test at the bottom fails on any.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,8 +55,10 @@ struct Obj {
 }
 
 impl Obj {
+    /// Work left, or a wait: being deleted, not synced at its version, or (R17) an external
+    /// object whose owner reported its current version failed, whatever it reported before.
     fn unsettled(&self) -> bool {
-        self.deleting || self.version != self.enacted
+        self.deleting || self.version != self.enacted || self.external_failed
     }
 
     /// Its own failure or deferral keeps it out of this plan (R5, R6).
@@ -130,7 +130,7 @@ impl Graph {
     }
 
     /// What `key`'s sync comes after, directly (R1, R16): its link targets; for each target
-    /// it references without a proxy, that target's extensions (other than itself); and
+    /// it references without a proxy, that target's live extensions (other than itself); and
     /// the live not-yet-synced objects of the models its model depends on.
     fn sync_after(&self, key: &str) -> BTreeSet<String> {
         let o = &self.objs[key];
@@ -141,8 +141,10 @@ impl Graph {
             }
             out.insert(target.clone());
             if !proxy {
+                // A deleting extension orders nothing any more (R16): its base lives, or
+                // the base is being deleted and holds `key` itself.
                 for (ext, p) in self.referrers(target) {
-                    if p && ext != key {
+                    if p && ext != key && !self.objs[ext].deleting {
                         out.insert(ext.to_string());
                     }
                 }
@@ -152,7 +154,7 @@ impl Graph {
             if k != key
                 && self.model_deps[o.model].contains(&other.model)
                 && !other.deleting
-                && other.version != other.enacted
+                && other.unsettled()
             {
                 out.insert(k.clone());
             }
@@ -174,30 +176,44 @@ impl Graph {
         seen
     }
 
-    /// The live objects that reference `key` by a link field (R7: a delete waits for them).
+    /// The live objects a delete of `key` waits for (R7): those that reference it by a link
+    /// field, and, for an extension whose base is deleted too, the base's other dependents
+    /// (R16's mirror order: the extension goes after everything that depends on the base,
+    /// so a live one makes it wait, as it makes the base wait).
     fn live_referrers(&self, key: &str) -> BTreeSet<String> {
-        self.referrers(key)
+        let mut out: BTreeSet<String> = self
+            .referrers(key)
             .into_iter()
             .filter(|(r, _)| !self.objs[*r].deleting)
             .map(|(r, _)| r.to_string())
-            .collect()
+            .collect();
+        for (base, proxy) in &self.objs[key].links {
+            if !proxy || !self.objs.get(base).is_some_and(|b| b.deleting) {
+                continue;
+            }
+            for (r, p) in self.referrers(base) {
+                if !p && r != key && !self.objs[r].deleting {
+                    out.insert(r.to_string());
+                }
+            }
+        }
+        out
     }
 
-    /// The deleting objects whose delete must come before `key`'s (R7, R16, R1), each with
-    /// the issue-10 item that the engine is known to get wrong about it.
-    fn delete_after(&self, key: &str) -> Vec<(String, Option<u32>)> {
+    /// The deleting objects whose delete must come before `key`'s (R7, R16, R1).
+    fn delete_after(&self, key: &str) -> Vec<String> {
         let o = &self.objs[key];
-        let mut out: Vec<(String, Option<u32>)> = Vec::new();
+        let mut out: Vec<String> = Vec::new();
         // Dependents first: every deleting object that references it.
         for (r, _) in self.referrers(key) {
             if self.objs[r].deleting {
-                out.push((r.to_string(), None));
+                out.push(r.to_string());
             }
         }
-        // Model-level dependents first (R1's `depends_on_models`; issue 10 item 4).
+        // Model-level dependents first (R7 through `depends_on_models`).
         for (k, other) in &self.objs {
             if k != key && other.deleting && self.model_deps[other.model].contains(&o.model) {
-                out.push((k.clone(), Some(4)));
+                out.push(k.clone());
             }
         }
         // R16's mirror order, when the base is deleted too: the base's other deleting
@@ -208,12 +224,12 @@ impl Graph {
             }
             for (r, p) in self.referrers(base) {
                 if !p && r != key && self.objs[r].deleting {
-                    out.push((r.to_string(), None));
+                    out.push(r.to_string());
                 }
             }
         }
         out.sort();
-        out.dedup_by(|a, b| a.0 == b.0);
+        out.dedup();
         out
     }
 }
@@ -235,14 +251,14 @@ enum Reason {
     BackingOff(Time),
     WaitingExternal(BTreeSet<String>),
     WaitingReferrers(BTreeSet<String>),
+    /// Waiting for deletes that must go first: the hold names some of these.
+    WaitingForDeletes(BTreeSet<String>),
     ExternalFailed,
 }
 
 /// A disagreement between the engine and the oracle.
 #[derive(Clone, Debug)]
 pub struct Finding {
-    /// The issue-10 item known to cause it, if any.
-    pub item: Option<u32>,
     /// What differs, naming keys.
     pub message: String,
 }
@@ -252,21 +268,20 @@ pub struct Finding {
 struct Oracle<'g> {
     g: &'g Graph,
     now: Time,
-    memo: BTreeMap<String, (Expect, Option<u32>)>,
+    memo: BTreeMap<String, Expect>,
 }
 
 impl Oracle<'_> {
-    fn expect(&mut self, key: &str) -> (Expect, Option<u32>) {
+    fn expect(&mut self, key: &str) -> Expect {
         if let Some(e) = self.memo.get(key) {
             return e.clone();
         }
         // A delete cycle cannot exist (R11 keeps the graph acyclic); mark first anyway.
-        self.memo
-            .insert(key.to_string(), (Expect::NotTask("cycle"), None));
+        self.memo.insert(key.to_string(), Expect::NotTask("cycle"));
         let e = if self.g.objs[key].deleting {
             self.expect_delete(key)
         } else {
-            (self.expect_sync(key), None)
+            self.expect_sync(key)
         };
         self.memo.insert(key.to_string(), e.clone());
         e
@@ -324,28 +339,20 @@ impl Oracle<'_> {
         }
     }
 
-    fn expect_delete(&mut self, key: &str) -> (Expect, Option<u32>) {
+    fn expect_delete(&mut self, key: &str) -> Expect {
         let g = self.g;
         let o = &g.objs[key];
         let live = g.live_referrers(key);
-        // An extension whose base lives, with no referrer of its own: item 1.
-        let ext_item = o
-            .links
-            .iter()
-            .any(|(b, p)| *p && g.objs.get(b).is_some_and(|b| !b.deleting))
-            .then_some(1);
         if !live.is_empty() {
-            return (Expect::Held(vec![Reason::WaitingReferrers(live)]), None);
+            return Expect::Held(vec![Reason::WaitingReferrers(live)]);
         }
-        let mut item = ext_item;
         let mut roots = BTreeSet::new();
         let mut waiting = false;
-        for (before, why) in g.delete_after(key) {
-            let (e, _) = self.expect(&before);
-            match e {
+        let after = g.delete_after(key);
+        for before in after.clone() {
+            match self.expect(&before) {
                 Expect::Task => {}
                 Expect::Held(reasons) => {
-                    item = item.or(why);
                     for r in reasons {
                         match r {
                             Reason::BlockedBy(r) => roots.extend(r),
@@ -367,19 +374,21 @@ impl Oracle<'_> {
             reasons.push(Reason::BackingOff(o.retry_at.unwrap()));
         }
         if !reasons.is_empty() {
-            return (Expect::Held(reasons), item);
+            if waiting {
+                // Held for its own reasons and behind a waiting delete: DESIGN does not
+                // order the two, so waiting for the deletes that go first is right too.
+                reasons.push(Reason::WaitingForDeletes(after.into_iter().collect()));
+            }
+            return Expect::Held(reasons);
         }
         if waiting {
-            return (
-                Expect::NotTask("a delete that must go first is waiting"),
-                item,
-            );
+            return Expect::NotTask("a delete that must go first is waiting");
         }
         if o.kind != ModelKind::Actuated {
             // Passive objects leave at once, external ones are their owner's (R17).
-            return (Expect::NotTask("not actuated"), item);
+            return Expect::NotTask("not actuated");
         }
-        (Expect::Task, item)
+        Expect::Task
     }
 }
 
@@ -410,7 +419,7 @@ pub fn check(engine: &Engine, plan: &Plan) -> Vec<Finding> {
         memo: BTreeMap::new(),
     };
     let mut out = Vec::new();
-    let mut found = |item: Option<u32>, message: String| out.push(Finding { item, message });
+    let mut found = |message: String| out.push(Finding { message });
     let task_of: BTreeMap<String, usize> = plan
         .tasks
         .iter()
@@ -429,29 +438,28 @@ pub fn check(engine: &Engine, plan: &Plan) -> Vec<Finding> {
         let in_plan = task_of.contains_key(key) || hold_of.contains_key(key);
         if !o.unsettled() {
             if in_plan {
-                found(None, format!("{key} is settled but in the plan"));
+                found(format!("{key} is settled but in the plan"));
             }
             continue;
         }
-        let (expect, item) = oracle.expect(key);
+        let expect = oracle.expect(key);
         match (&expect, task_of.get(key), hold_of.get(key)) {
             (Expect::Task, Some(_), _) => {}
             (Expect::Task, None, h) => found(
-                item,
                 format!("{key} must be a task (nothing it waits for is pending elsewhere), engine holds it: {h:?}"),
             ),
             (Expect::NotTask(why), Some(_), _) => {
-                found(item, format!("{key} must not be a task ({why})"))
+                found(format!("{key} must not be a task ({why})"))
             }
             (Expect::NotTask(_), None, None) => {
-                found(item, format!("unsettled {key} is neither a task nor held"))
+                found(format!("unsettled {key} is neither a task nor held"))
             }
             (Expect::NotTask(_), None, Some(_)) => {}
             (Expect::Held(reasons), Some(_), _) => {
-                found(item, format!("{key} must be held ({reasons:?}), engine made it a task"))
+                found(format!("{key} must be held ({reasons:?}), engine made it a task"))
             }
             (Expect::Held(_), None, None) => {
-                found(item, format!("unsettled {key} is neither a task nor held"))
+                found(format!("unsettled {key} is neither a task nor held"))
             }
             (Expect::Held(reasons), None, Some(h)) => {
                 let ok = reasons.iter().any(|r| match (r, h) {
@@ -465,36 +473,36 @@ pub fn check(engine: &Engine, plan: &Plan) -> Vec<Finding> {
                     (Reason::WaitingReferrers(ks), HoldReason::WaitingReferrers { keys }) => {
                         *ks == key_set(keys)
                     }
+                    (Reason::WaitingForDeletes(ks), HoldReason::WaitingReferrers { keys }) => {
+                        !keys.is_empty() && key_set(keys).is_subset(ks)
+                    }
                     (Reason::ExternalFailed, HoldReason::ExternalFailed) => true,
                     _ => false,
                 });
                 if !ok {
-                    found(item, format!("{key} is held as {h:?}, must be one of {reasons:?}"));
+                    found(format!("{key} is held as {h:?}, must be one of {reasons:?}"));
                 }
             }
         }
         // Order: every unsettled object a task must come after is a task before it.
         let Some(&i) = task_of.get(key) else { continue };
-        let before: Vec<(String, Option<u32>)> = if o.deleting {
+        let before: Vec<String> = if o.deleting {
             g.delete_after(key)
         } else {
             g.sync_reach(key)
                 .into_iter()
                 .filter(|y| g.objs[y].unsettled())
-                .map(|y| (y, None))
                 .collect()
         };
-        for (y, why) in before {
+        for y in before {
             match task_of.get(&y) {
                 Some(&j) if plan_path(plan, i, j) => {}
-                Some(_) => found(
-                    why,
-                    format!("{key} must come after {y}, but the plan has no path from {y} to it"),
-                ),
-                None => found(
-                    why,
-                    format!("{key} is a task, but {y} that must go first is not"),
-                ),
+                Some(_) => found(format!(
+                    "{key} must come after {y}, but the plan has no path from {y} to it"
+                )),
+                None => found(format!(
+                    "{key} is a task, but {y} that must go first is not"
+                )),
             }
         }
     }
@@ -603,14 +611,14 @@ fn play(models: &[GModel], steps: &[Step]) -> Vec<Finding> {
                     })
                     .collect();
                 if let Some((key, version)) = externals.get(*k as usize % externals.len().max(1)) {
-                    // Built from JSON so that it reads the same whether or not a failure
-                    // carries the version it is about (issue 10 item 6).
-                    let report: ExternalReport = serde_json::from_value(if *ok {
-                        serde_json::json!({"synced": {"version": version}})
+                    let report = if *ok {
+                        ExternalReport::Synced { version: *version }
                     } else {
-                        serde_json::json!({"failed": {"message": "owner failed", "version": version}})
-                    })
-                    .unwrap();
+                        ExternalReport::Failed {
+                            version: *version,
+                            message: "owner failed".into(),
+                        }
+                    };
                     let _ = engine.report_external(key, report);
                 }
             }
@@ -622,14 +630,6 @@ fn play(models: &[GModel], steps: &[Step]) -> Vec<Finding> {
         }
     }
     Vec::new()
-}
-
-/// Known engine defects (issue 10) the oracle reports; allowed unless
-/// `SYNCORE_ORACLE_STRICT=1`, until `core` lands their fixes. Remove an item once fixed.
-const KNOWN: &[u32] = &[1, 4];
-
-fn strict() -> bool {
-    std::env::var("SYNCORE_ORACLE_STRICT").is_ok_and(|v| v == "1")
 }
 
 proptest! {
@@ -645,11 +645,7 @@ proptest! {
         // Some generated schemas are refused (a proxy can close a model cycle, R11).
         prop_assume!(Schema::from_json(&schema_json(&models)).is_ok());
         let findings = play(&models, &steps);
-        let unknown: Vec<&Finding> = findings
-            .iter()
-            .filter(|f| strict() || !f.item.is_some_and(|i| KNOWN.contains(&i)))
-            .collect();
-        prop_assert!(unknown.is_empty(), "{:#?}\nschema: {}", unknown, schema_json(&models));
+        prop_assert!(findings.is_empty(), "{:#?}\nschema: {}", findings, schema_json(&models));
     }
 }
 
@@ -707,10 +703,9 @@ fn oracle_flags_a_plan_without_the_proxy_order() {
     );
 }
 
-/// Issue 10 item 1 (R7, R16): deleting an extension while its base lives waits only for
+/// R16 (issue 10 item 1): deleting an extension while its base lives waits only for
 /// the extension's own referrers (it has none), so it is a task at once.
 #[test]
-#[ignore = "issue 10 item 1: core is fixing; the engine makes cs wait for i"]
 fn r16_deleting_an_extension_alone_waits_only_for_its_own_referrers() {
     let mut engine = synced_proxy_engine();
     engine
@@ -746,10 +741,9 @@ fn r16_deletes_run_in_the_mirror_order() {
     assert_eq!(order, ["i", "cs", "s"]);
 }
 
-/// Issue 10 item 4 (R7 with `depends_on_models`): a Vm depending on model Net is deleted
+/// R7 with `depends_on_models` (issue 10 item 4): a Vm depending on model Net is deleted
 /// before its Net when both go.
 #[test]
-#[ignore = "issue 10 item 4: core is fixing; both deletes land in one wave"]
 fn r7_model_level_dependents_are_deleted_first() {
     let schema = Schema::from_json(
         r#"{"models": [{"name": "Net", "fields": [{"name": "v", "type": "int"}]},
