@@ -10,19 +10,6 @@ use proptest::prelude::*;
 use syncore::sim::{self, strategy, Faults, Sim, SimConfig};
 use syncore::{trace, Actuator, Actuators, Config, Engine, ObjectView, Outcome, Schema};
 
-/// Whether known deadlocks fail too (`SYNCORE_SIM_STRICT=1`). By default a seed that ends
-/// in a deadlock the checker recognises as a known case of issue 10 (items 1 and 2, which
-/// the engine's fixes address) is counted and printed, not failed; every other violation
-/// fails. Remove this once those items are fixed.
-fn strict() -> bool {
-    std::env::var("SYNCORE_SIM_STRICT").is_ok_and(|v| v == "1")
-}
-
-/// A known deadlock, allowed unless [`strict`].
-fn known_deadlock(f: &sim::SimFailure) -> bool {
-    f.violation.known.is_some() && !strict()
-}
-
 /// What R16-R18 features one seed's schema and run exercised.
 #[derive(Default)]
 struct Reach {
@@ -32,26 +19,28 @@ struct Reach {
     model_deps: bool,
     watchers_notified: u64,
     watcher_failures: u64,
+    /// Deletes left waiting for live referrers at the end (the embedder's to end).
     deletes_left_waiting: usize,
+    /// Referrers left blocked by the very delete that waits for them (R7's case of a
+    /// referrer changed while the delete was pending).
+    referrers_blocked_by_their_delete: usize,
+    /// Objects left waiting for an external report or blocked by an external failure.
+    left_for_the_owner: usize,
 }
 
 /// At least 200 seeds x 2,000 steps of fault phase, then healing, in CI: every invariant,
-/// convergence by the bound and liveness (issue 10 item 3), over schemas with proxies,
-/// external and passive models, model-level dependencies and watchers.
+/// convergence by the bound and liveness (every object converged or waiting for the
+/// embedder; any other stall fails the seed), over schemas with proxies, external and
+/// passive models, model-level dependencies and watchers.
 #[test]
 fn sim_invariants_hold_for_many_seeds() {
     let results = sim::check_seeds_parallel(200, |seed| {
         let mut sim = Sim::new(SimConfig::from_seed(seed)).map_err(|e| e.to_string())?;
-        let report = match sim.run() {
-            Ok(r) => Some(r),
-            Err(f) if known_deadlock(&f) => {
-                eprintln!("known deadlock (SYNCORE_SEED={seed}): {}", f.violation);
-                None
-            }
-            Err(f) => return Err(f.to_string()),
-        };
+        let report = sim.run().map_err(|f| f.to_string())?;
         let engine = sim.engine();
         let models = engine.schema().models();
+        let end = engine.plan(syncore::Time(report.converged_at));
+        let held_as = |id: syncore::ObjectId| end.hold(id);
         let reach = Reach {
             proxies: models.iter().any(|m| m.links.iter().any(|l| l.proxy)),
             externals: models
@@ -61,18 +50,38 @@ fn sim_invariants_hold_for_many_seeds() {
             model_deps: models.iter().any(|m| !m.depends_on.is_empty()),
             watchers_notified: engine.watch_stats().delivered,
             watcher_failures: engine.watch_stats().failed,
-            deletes_left_waiting: engine
-                .keys()
-                .filter(|k| engine.object(k).is_some_and(|o| o.deleting))
+            deletes_left_waiting: end
+                .holds
+                .iter()
+                .filter(|h| matches!(h.reason, syncore::HoldReason::WaitingReferrers { .. }))
+                .count(),
+            referrers_blocked_by_their_delete: end
+                .holds
+                .iter()
+                .filter(|h| match h.reason {
+                    syncore::HoldReason::Blocked { by } => matches!(
+                        held_as(by),
+                        Some(syncore::HoldReason::WaitingReferrers { keys }) if keys.contains(&h.object)
+                    ),
+                    _ => false,
+                })
+                .count(),
+            left_for_the_owner: end
+                .holds
+                .iter()
+                .filter(|h| {
+                    matches!(
+                        h.reason,
+                        syncore::HoldReason::WaitingExternal { .. }
+                            | syncore::HoldReason::ExternalFailed
+                    )
+                })
                 .count(),
         };
         Ok::<_, String>((report, reach))
     });
     let (reports, reach): (Vec<_>, Vec<_>) = results.into_iter().unzip();
-    let known = reports.iter().filter(|r| r.is_none()).count();
-    let reports: Vec<_> = reports.into_iter().flatten().collect();
-    eprintln!("{known} seeds ended in a known deadlock (issue 10 items 1, 2)");
-    if reports.len() + known >= 50 {
+    if reports.len() >= 50 {
         let count = |f: &dyn Fn(&Reach) -> bool| reach.iter().filter(|r| f(r)).count();
         let n = reports.len();
         let proxies = count(&|r| r.proxies);
@@ -82,10 +91,14 @@ fn sim_invariants_hold_for_many_seeds() {
         let watched = count(&|r| r.watchers_notified > 0);
         let watcher_failed = count(&|r| r.watcher_failures > 0);
         let waiting = count(&|r| r.deletes_left_waiting > 0);
+        let blocked = count(&|r| r.referrers_blocked_by_their_delete > 0);
+        let owner = count(&|r| r.left_for_the_owner > 0);
         eprintln!(
             "of {n} seeds: {proxies} with proxies, {externals} external, {passives} passive, \
              {model_deps} model-level dependencies, {watched} watched ({watcher_failed} with \
-             watcher failures), {waiting} left deletes waiting for live referrers"
+             watcher failures); at the end {waiting} left deletes waiting for live referrers \
+             ({blocked} with a referrer blocked by its delete), {owner} left objects for the \
+             external owner"
         );
         for (what, c) in [
             ("proxy links", proxies),
@@ -129,15 +142,7 @@ fn r12_a_seed_replays_identically_on_any_thread_count() {
             config.threads = threads;
             let mut sim = Sim::new(config).unwrap();
             sim.record(trace::Recorder::memory()).unwrap();
-            // A known deadlock ends both runs at the same step, or the traces differ.
-            loop {
-                match sim.step() {
-                    Ok(true) => break,
-                    Ok(false) => {}
-                    Err(f) if known_deadlock(&f) => break,
-                    Err(f) => panic!("{f}"),
-                }
-            }
+            while !sim.step().unwrap_or_else(|f| panic!("{f}")) {}
             (
                 sim.engine().state_hash(),
                 sim.take_recorder().unwrap().into_text(),
@@ -229,12 +234,6 @@ proptest! {
         let faults = Faults { panic_permille: 0, ..config.faults.clone() };
         let mut sim = Sim::with_engine(SimConfig { faults, ..config }, engine, &acts).unwrap();
         let report = sim.run();
-        if let Err(f) = &report {
-            if known_deadlock(f) {
-                eprintln!("known deadlock: {}", f.violation);
-                return Ok(());
-            }
-        }
         prop_assert!(report.is_ok(), "{}", report.unwrap_err());
         let report = report.unwrap();
         prop_assert_eq!(report.panics, 0, "the backend saw an out-of-order call");
@@ -252,45 +251,107 @@ proptest! {
     }
 }
 
-/// Liveness is not vacuous (issue 10 item 3): a delete waiting for a settled live
-/// referrer is accepted (a change set can remove the referrer), but the same delete with
-/// its referrer blocked behind it is a deadlock, and so is a delete whose referrer waits
-/// for another delete.
+/// Liveness (R7): a delete waiting for a live referrer waits for the embedder, also when
+/// that referrer got a new version while the delete was pending and so is `Blocked` by the
+/// delete (both statuses name the other); the embedder ends it by re-pointing the referrer.
+/// The check is not vacuous: holds whose chain does not end at the embedder are stalls.
 #[test]
-fn liveness_refuses_a_delete_and_what_it_blocks() {
+fn liveness_accepts_what_the_embedder_must_end_and_nothing_else() {
+    use syncore::{ChangeSet, Status, Time};
     let schema = Schema::from_json(fake_cloud::SCHEMA).unwrap();
     let mut engine = Engine::new(schema, Config::default());
+    let settle = |engine: &mut Engine| {
+        while let Some(t) = engine.plan(Time(0)).tasks.first().copied() {
+            engine.complete(&t, Outcome::ok(), Time(0)).unwrap();
+        }
+    };
     engine
         .apply(
-            syncore::ChangeSet::new()
+            ChangeSet::new()
                 .upsert("n", "Net", [("cidr", 1i64)])
+                .upsert("n2", "Net", [("cidr", 2i64)])
                 .upsert("p", "Port", [("net", "n")]),
         )
         .unwrap();
-    while let Some(t) = engine.plan(syncore::Time(0)).tasks.first().copied() {
-        engine
-            .complete(&t, Outcome::ok(), syncore::Time(0))
-            .unwrap();
-    }
-    engine.apply(syncore::ChangeSet::new().delete("n")).unwrap();
-    let plan = engine.plan(syncore::Time(0));
+    settle(&mut engine);
     let checker = sim::Checker::new(engine.config().backoff.clone());
-    assert!(plan.tasks.is_empty(), "{plan:?}");
-    checker.check_live(&engine, &plan).unwrap();
-    // The referrer held behind the delete it blocks: n waits for p, p for n.
-    let mut json: serde_json::Value = serde_json::to_value(&plan).unwrap();
-    let (n, p) = (engine.id("n").unwrap().0, engine.id("p").unwrap().0);
-    json["holds"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"object": p, "reason": {"blocked": {"by": n}}}));
-    let tampered: syncore::Plan = serde_json::from_value(json).unwrap();
-    let v = checker.check_live(&engine, &tampered).unwrap_err();
-    assert_eq!(v.rule, "liveness");
+    engine.apply(ChangeSet::new().delete("n")).unwrap();
+    let plan = engine.plan(Time(0));
     assert!(
-        v.message.contains("n is stuck") || v.message.contains("p is stuck"),
-        "{v}"
+        plan.tasks.is_empty() && plan.next_wake.is_none(),
+        "{plan:?}"
     );
+    checker.check_live(&engine, &plan).unwrap();
+
+    // p gets a new version and keeps its reference: blocked by n, which waits for p.
+    engine
+        .apply(ChangeSet::new().upsert("p", "Port", [("mac", 7i64)]))
+        .unwrap();
+    let plan = engine.plan(Time(0));
+    assert!(
+        plan.tasks.is_empty() && plan.next_wake.is_none(),
+        "{plan:?}"
+    );
+    assert!(
+        matches!(engine.status("p", Time(0)), Some(Status::Blocked { by, .. }) if by == "n"),
+        "{:?}",
+        engine.status("p", Time(0))
+    );
+    assert_eq!(
+        engine.status("n", Time(0)),
+        Some(Status::WaitingReferrers {
+            keys: vec!["p".into()]
+        })
+    );
+    checker.check_live(&engine, &plan).unwrap();
+
+    // Stalls nobody ends are refused: a block whose root is settled, a delete waiting for
+    // nobody, a wait for an "external" object that is an actuated one.
+    let (n, n2, p) = (
+        engine.id("n").unwrap().0,
+        engine.id("n2").unwrap().0,
+        engine.id("p").unwrap().0,
+    );
+    let tamper = |holds: serde_json::Value| -> syncore::Plan {
+        let mut json: serde_json::Value = serde_json::to_value(&plan).unwrap();
+        json["holds"] = holds;
+        serde_json::from_value(json).unwrap()
+    };
+    for (holds, why) in [
+        (
+            serde_json::json!([
+                {"object": n, "reason": {"waiting_referrers": {"keys": [p]}}},
+                {"object": p, "reason": {"blocked": {"by": n2}}}
+            ]),
+            "p is stuck after faults stopped (blocked by n2): p is blocked by n2, which is not held",
+        ),
+        (
+            serde_json::json!([
+                {"object": n, "reason": {"waiting_referrers": {"keys": []}}},
+                {"object": p, "reason": {"blocked": {"by": n}}}
+            ]),
+            "n's delete waits for no referrer",
+        ),
+        (
+            serde_json::json!([
+                {"object": n, "reason": {"waiting_referrers": {"keys": [p]}}},
+                {"object": p, "reason": {"waiting_external": {"key": p}}}
+            ]),
+            "p waits for its own external report, but is not an unreported external object",
+        ),
+    ] {
+        let v = checker.check_live(&engine, &tamper(holds)).unwrap_err();
+        assert_eq!(v.rule, "liveness");
+        assert!(v.message.contains(why), "{v}");
+    }
+
+    // The embedder re-points p: everything converges.
+    engine
+        .apply(ChangeSet::new().upsert("p", "Port", [("net", "n2")]))
+        .unwrap();
+    settle(&mut engine);
+    assert!(engine.id("n").is_none());
+    assert_eq!(engine.status("p", Time(0)), Some(Status::Synced));
 }
 
 /// The checker is not vacuous: a plan that drops a hold, or a completion stamped with the

@@ -36,10 +36,6 @@ pub struct Violation {
     pub rule: String,
     /// What happened.
     pub message: String,
-    /// The item of issue 10 this is a known case of, while the engine's fix is pending
-    /// (tests may count such seeds apart; they fail them with `SYNCORE_SIM_STRICT=1`).
-    #[serde(default)]
-    pub known: Option<u32>,
 }
 
 impl Violation {
@@ -47,7 +43,6 @@ impl Violation {
         Violation {
             rule: rule.to_string(),
             message: message.into(),
-            known: None,
         }
     }
 }
@@ -436,20 +431,25 @@ impl Checker {
 }
 
 impl Checker {
-    /// Liveness (issue 10 item 3): once faults and changes have stopped and nothing runs or
-    /// is due (`plan` has no task and no wake time), every object still unconverged must be
-    /// waiting for something only the embedder can give:
-    /// * an external object not yet reported synced at its version, or reported failed, and
-    ///   what waits for it or is blocked by its failure (R17);
-    /// * a delete waiting for live referrers that are themselves settled, or waiting only
-    ///   for the embedder (R7): a change set can delete or re-point them.
+    /// Liveness: once faults and changes have stopped and nothing runs or is due (`plan`
+    /// has no task and no wake time), every object still unconverged must be waiting for
+    /// something only the embedder can change. Following each hold to its end, that is:
+    /// * an external object not yet reported synced at its current version, or reported
+    ///   failed (R17), for it and for what waits for it or is blocked by its failure;
+    /// * a delete waiting for live referrers (R7): a change set can delete them or re-point
+    ///   them, whatever their own state. This includes the case R7 names: a referrer that
+    ///   got a new version while the delete was pending is `Blocked` by the delete, which
+    ///   waits `WaitingReferrers` for it; both statuses name the other, and the embedder
+    ///   ends it by re-pointing or deleting the referrer. So is what is blocked behind such
+    ///   a delete, and a delete waiting for deleting referrers that wait this way.
     ///
-    /// Everything else is a deadlock: a delete whose referrer is held behind that delete or
-    /// behind another one, an object blocked by a delete that waits for referrers (it waits
-    /// for the delete, the delete for it), or anything backing off.
+    /// Anything else is a stall nobody will end, and a violation: a hold whose chain does
+    /// not end at the embedder (blocked by an object that is settled or a task, or that is
+    /// itself only blocked; a delete waiting for no referrer; an object backing off with no
+    /// wake time; a reason that the object's state contradicts).
     ///
     /// # Errors
-    /// The first stuck object, as a `liveness` [`Violation`] naming it and what it waits for.
+    /// The first stuck object, as a `liveness` [`Violation`] naming it and why.
     pub fn check_live(&self, engine: &Engine, plan: &Plan) -> Result<(), Violation> {
         if !plan.tasks.is_empty() || plan.next_wake.is_some() {
             return Err(Violation::new(
@@ -457,129 +457,118 @@ impl Checker {
                 "checked while tasks or wake times remain",
             ));
         }
-        let schema = engine.schema();
-        let external_hold = |id| -> bool {
-            let external = schema
-                .model_id(engine.view(id).model())
-                .is_some_and(|m| schema.model(m).kind == ModelKind::External);
-            external
-                && matches!(
-                    plan.hold(id),
-                    Some(HoldReason::WaitingExternal { .. } | HoldReason::ExternalFailed)
-                )
-        };
-        // Held only for the embedder: waiting for an external report, or blocked by a
-        // failed external object.
-        let for_embedder = |reason: &HoldReason| -> bool {
-            match reason {
-                HoldReason::WaitingExternal { key } | HoldReason::Blocked { by: key } => {
-                    external_hold(*key)
-                }
-                HoldReason::ExternalFailed => true,
-                _ => false,
-            }
-        };
-        // A delete may wait for live referrers that are settled or wait for the embedder,
-        // and for deleting referrers that wait the same way (a chain the embedder ends by
-        // removing the live referrers at its far end). Referrer chains are acyclic (R11);
-        // `depth` bounds the walk anyway.
-        fn delete_waits_for_embedder(
-            engine: &Engine,
-            plan: &Plan,
-            keys: &[ObjectId],
-            for_embedder: &dyn Fn(&HoldReason) -> bool,
-            depth: usize,
-        ) -> bool {
-            depth > 0
-                && keys.iter().all(|&r| {
-                    let deleting = engine.object(engine.key(r)).is_some_and(|o| o.deleting);
-                    match plan.hold(r) {
-                        Some(HoldReason::WaitingReferrers { keys }) if deleting => {
-                            delete_waits_for_embedder(engine, plan, keys, for_embedder, depth - 1)
-                        }
-                        _ if deleting => false,
-                        hold => hold.is_none_or(for_embedder),
-                    }
-                })
-        }
         for h in &plan.holds {
-            let key = engine.key(h.object);
-            let ok = match &h.reason {
-                HoldReason::WaitingReferrers { keys } => {
-                    delete_waits_for_embedder(engine, plan, keys, &for_embedder, plan.holds.len())
-                }
-                reason => for_embedder(reason),
-            };
-            if !ok {
-                let why = describe(engine, &h.reason);
-                let detail = match &h.reason {
-                    HoldReason::WaitingReferrers { keys } => {
-                        let held: Vec<String> = keys
-                            .iter()
-                            .map(|&r| match plan.hold(r) {
-                                Some(reason) => {
-                                    format!("{} ({})", engine.key(r), describe(engine, reason))
-                                }
-                                None => engine.key(r).to_string(),
-                            })
-                            .collect();
-                        format!(": {}", held.join(", "))
-                    }
-                    HoldReason::Blocked { by } => match plan.hold(*by) {
-                        Some(HoldReason::WaitingReferrers { keys }) => {
-                            let held: Vec<String> = keys
-                                .iter()
-                                .map(|&r| match plan.hold(r) {
-                                    Some(reason) => {
-                                        format!("{} ({})", engine.key(r), describe(engine, reason))
-                                    }
-                                    None => engine.key(r).to_string(),
-                                })
-                                .collect();
-                            format!(", which is waiting for referrers: {}", held.join(", "))
-                        }
-                        Some(reason) => {
-                            format!(", which is {}", describe(engine, reason))
-                        }
-                        None => String::new(),
-                    },
-                    _ => String::new(),
-                };
-                // Known deadlocks (issue 10): a delete and a referrer held behind it wait for
-                // each other (item 2: the referrer was changed, or linked, while the delete
-                // was pending; item 1 when the delete is of an extension whose base lives).
-                let blocked_by_it = |r: &ObjectId| matches!(plan.hold(*r), Some(HoldReason::Blocked { by }) if *by == h.object);
-                let known = match &h.reason {
-                    HoldReason::WaitingReferrers { keys } if keys.iter().any(blocked_by_it) => {
-                        let extension = engine.object(key).is_some_and(|o| {
-                            let model = schema.model_id(&o.model).map(|m| schema.model(m));
-                            model.is_some_and(|m| m.links.iter().any(|l| l.proxy))
-                        });
-                        Some(if extension { 1 } else { 2 })
-                    }
-                    // Changed while something it depends on (directly or through settled
-                    // referrers) is being deleted: blocked by a delete that waits for
-                    // referrers, it can never sync at its version (R1).
-                    HoldReason::Blocked { by } => match plan.hold(*by) {
-                        Some(HoldReason::WaitingReferrers { .. }) => Some(2),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let mut v = Violation::new(
+            if let Err(why) = waits_for_embedder(engine, plan, h.object, plan.holds.len() + 1) {
+                return Err(Violation::new(
                     "liveness",
                     format!(
-                        "{key} is stuck after faults stopped: {why}{detail}{}",
-                        known.map_or(String::new(), |i| format!(
-                            " (a deadlock: known case of issue 10 item {i})"
-                        ))
+                        "{} is stuck after faults stopped ({}): {why}",
+                        engine.key(h.object),
+                        describe(engine, &h.reason)
                     ),
-                );
-                v.known = known;
-                return Err(v);
+                ));
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `id`'s hold in `plan`, followed to its end, waits for the embedder (see
+/// [`Checker::check_live`]); if not, why not. `depth` bounds the walk (holds chain through
+/// deleting referrers, which R11 keeps acyclic, and through one root cause).
+fn waits_for_embedder(
+    engine: &Engine,
+    plan: &Plan,
+    id: ObjectId,
+    depth: usize,
+) -> Result<(), String> {
+    let key = engine.key(id);
+    let Some(info) = engine.object(key) else {
+        return Err(format!("{key} is held but not in the store"));
+    };
+    if depth == 0 {
+        return Err(format!("the chain of holds through {key} does not end"));
+    }
+    let external = |id: ObjectId| {
+        let schema = engine.schema();
+        schema
+            .model_id(engine.view(id).model())
+            .is_some_and(|m| schema.model(m).kind == ModelKind::External)
+    };
+    match plan.hold(id) {
+        None if info.deleting || info.version != info.enacted => {
+            Err(format!("{key} is unsettled but neither a task nor held"))
+        }
+        None => Err(format!("{key} is settled")),
+        Some(HoldReason::BackingOff { until }) => Err(format!(
+            "{key} backs off until {until}, but the plan has no wake time"
+        )),
+        Some(HoldReason::ExternalFailed) if external(id) && info.external_failed => Ok(()),
+        Some(HoldReason::ExternalFailed) => Err(format!(
+            "{key} is held as a failed external object, but is not one"
+        )),
+        Some(HoldReason::WaitingExternal { key: e }) if *e == id => {
+            if external(id) && !info.deleting && info.version != info.enacted {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{key} waits for its own external report, but is not an unreported external object"
+                ))
+            }
+        }
+        Some(HoldReason::WaitingExternal { key: e }) => {
+            match plan.hold(*e) {
+                Some(HoldReason::WaitingExternal { key: ee }) if ee == e => {}
+                other => {
+                    return Err(format!(
+                        "{key} waits for external {}, which is {}",
+                        engine.key(*e),
+                        other.map_or("not held".into(), |r| describe(engine, r))
+                    ))
+                }
+            }
+            waits_for_embedder(engine, plan, *e, depth - 1)
+        }
+        Some(HoldReason::Blocked { by }) if *by == id => Err(format!("{key} is blocked by itself")),
+        Some(HoldReason::Blocked { by }) => {
+            // A root cause holds for a reason of its own: a failed external object, or a
+            // delete waiting for referrers.
+            match plan.hold(*by) {
+                Some(HoldReason::ExternalFailed | HoldReason::WaitingReferrers { .. }) => {}
+                other => {
+                    return Err(format!(
+                        "{key} is blocked by {}, which is {}: no root cause",
+                        engine.key(*by),
+                        other.map_or("not held".into(), |r| describe(engine, r))
+                    ))
+                }
+            }
+            waits_for_embedder(engine, plan, *by, depth - 1)
+                .map_err(|why| format!("blocked by {}: {why}", engine.key(*by)))
+        }
+        Some(HoldReason::WaitingReferrers { keys }) => {
+            if !info.deleting {
+                return Err(format!(
+                    "{key} waits for referrers but is not being deleted"
+                ));
+            }
+            if keys.is_empty() {
+                return Err(format!("{key}'s delete waits for no referrer"));
+            }
+            for &r in keys {
+                let rk = engine.key(r);
+                match engine.object(rk) {
+                    None => return Err(format!("{key} waits for {rk}, which is not in the store")),
+                    // A live referrer: the embedder deletes or re-points it (R7), whatever
+                    // it waits for itself (it may be blocked by this very delete).
+                    Some(o) if !o.deleting => {}
+                    // A deleting referrer goes first; it must wait for the embedder too.
+                    Some(_) => waits_for_embedder(engine, plan, r, depth - 1)
+                        .map_err(|why| format!("waits for deleting {rk}: {why}"))?,
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -588,7 +577,10 @@ fn describe(engine: &Engine, reason: &HoldReason) -> String {
         HoldReason::Blocked { by } => format!("blocked by {}", engine.key(*by)),
         HoldReason::BackingOff { until } => format!("backing off until {until}"),
         HoldReason::WaitingExternal { key } => format!("waiting for external {}", engine.key(*key)),
-        HoldReason::WaitingReferrers { .. } => "waiting for referrers".to_string(),
+        HoldReason::WaitingReferrers { keys } => {
+            let keys: Vec<&str> = keys.iter().map(|&k| engine.key(k)).collect();
+            format!("waiting for referrers {}", keys.join(", "))
+        }
         HoldReason::ExternalFailed => "external failed".to_string(),
     }
 }
@@ -667,4 +659,116 @@ fn resolve(
     };
     memo.insert(key.to_string(), e.clone());
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::ChangeSet;
+    use crate::engine::{Config, Status};
+
+    /// A, B -> A, C -> B, all synced.
+    fn synced_chain() -> Engine {
+        let schema = Schema::from_json(
+            r#"{"models": [
+              {"name": "A", "fields": [{"name": "v", "type": "int"}]},
+              {"name": "B", "fields": [{"name": "a", "type": "ref"}, {"name": "v", "type": "int"}],
+               "links": [{"field": "a", "target": "A"}]},
+              {"name": "C", "fields": [{"name": "b", "type": "ref"}, {"name": "v", "type": "int"}],
+               "links": [{"field": "b", "target": "B"}]}]}"#,
+        )
+        .unwrap();
+        let mut engine = Engine::new(schema, Config::default());
+        engine
+            .apply(
+                ChangeSet::new()
+                    .upsert("a", "A", [("v", 1i64)])
+                    .upsert("b", "B", [("a", "a")])
+                    .upsert("c", "C", [("b", "b")]),
+            )
+            .unwrap();
+        while let Some(t) = engine.plan(Time(0)).tasks.first().copied() {
+            engine.complete(&t, Outcome::ok(), Time(0)).unwrap();
+        }
+        engine
+    }
+
+    /// R7: a live referrer that gets a new version while the delete it references is
+    /// pending is `Blocked` by that delete, which waits `WaitingReferrers` for it. Not a
+    /// deadlock: both wait for the embedder, who re-points or deletes the referrer; the
+    /// liveness check counts it as waiting for the embedder, also behind a second delete.
+    #[test]
+    fn r7_a_referrer_blocked_by_the_delete_that_waits_for_it_waits_for_the_embedder() {
+        let mut engine = synced_chain();
+        let checker = Checker::new(engine.config().backoff.clone());
+        engine
+            .apply(ChangeSet::new().delete("a").delete("b"))
+            .unwrap();
+        // A new reference to a deleting object is refused (R7) ...
+        assert!(engine
+            .apply(ChangeSet::new().upsert("c2", "C", [("b", "b")]))
+            .is_err());
+        // ... an existing one may stay and its object change.
+        engine
+            .apply(ChangeSet::new().upsert("c", "C", [("v", 2i64)]))
+            .unwrap();
+        let plan = engine.plan(Time(0));
+        assert!(
+            plan.tasks.is_empty() && plan.next_wake.is_none(),
+            "{plan:?}"
+        );
+        assert!(
+            matches!(engine.status("c", Time(0)), Some(Status::Blocked { by, .. }) if by == "b")
+        );
+        assert_eq!(
+            engine.status("b", Time(0)),
+            Some(Status::WaitingReferrers {
+                keys: vec!["c".into()]
+            })
+        );
+        assert_eq!(
+            engine.status("a", Time(0)),
+            Some(Status::WaitingReferrers {
+                keys: vec!["b".into()]
+            })
+        );
+        checker.check_live(&engine, &plan).unwrap();
+
+        // Not vacuous: the same delete with its referrer's hold pointing at nothing that
+        // waits is a stall.
+        let mut tampered = plan.clone();
+        let c = engine.id("c").unwrap();
+        let a = engine.id("a").unwrap();
+        for h in &mut tampered.holds {
+            if h.object == c {
+                h.reason = HoldReason::Blocked { by: a };
+            }
+        }
+        tampered.holds.retain(|h| h.object != a);
+        let v = checker.check_live(&engine, &tampered).unwrap_err();
+        assert!(
+            v.message.contains("c is blocked by a, which is not held"),
+            "{v}"
+        );
+
+        // The embedder deletes the referrer: everything goes.
+        engine.apply(ChangeSet::new().delete("c")).unwrap();
+        while let Some(t) = engine.plan(Time(0)).tasks.first().copied() {
+            engine.complete(&t, Outcome::ok(), Time(0)).unwrap();
+        }
+        assert_eq!(engine.keys().count(), 0);
+    }
+
+    /// Liveness is checked only once quiet: a plan with a task is not a state to judge.
+    #[test]
+    fn liveness_refuses_to_judge_a_plan_with_tasks() {
+        let mut engine = synced_chain();
+        engine
+            .apply(ChangeSet::new().upsert("a", "A", [("v", 2i64)]))
+            .unwrap();
+        let plan = engine.plan(Time(0));
+        assert!(!plan.tasks.is_empty());
+        let checker = Checker::new(engine.config().backoff.clone());
+        assert!(checker.check_live(&engine, &plan).is_err());
+    }
 }

@@ -230,10 +230,11 @@ impl Sim {
         let mut r = SplitMix64::new(config.seed);
         let shape = SchemaShape {
             models_max: config.models_max,
-            passive_permille: 100,
-            external_permille: 100,
+            passive_permille: 250,
+            external_permille: 250,
             proxy_permille: 250,
             watch_permille: 300,
+            model_deps_permille: 300,
             ..SchemaShape::default()
         };
         let schema = Schema::new(gen::schema_def(&mut r, &shape))?;

@@ -316,7 +316,10 @@ impl ChangeStream {
             }
             if all || self.rng.chance(300) {
                 let report = if !all && self.rng.chance(200) {
-                    failed_report(o.version, "the owner failed")
+                    crate::complete::ExternalReport::Failed {
+                        version: o.version,
+                        message: "the owner failed".into(),
+                    }
                 } else {
                     crate::complete::ExternalReport::Synced { version: o.version }
                 };
@@ -555,13 +558,6 @@ impl ChangeStream {
     }
 }
 
-/// A failure report about `version`. Built through serde so that it reads the same with or
-/// without the report's `version` field (issue 10 item 6 adds it).
-fn failed_report(version: u64, message: &str) -> crate::complete::ExternalReport {
-    serde_json::from_value(serde_json::json!({"failed": {"version": version, "message": message}}))
-        .expect("a failure report")
-}
-
 fn link_value(targets: &[String], many: bool) -> Value {
     match (many, targets.first()) {
         (true, _) => Value::Refs(targets.to_vec()),
@@ -581,6 +577,9 @@ mod tests {
             let mut rng = SplitMix64::new(seed);
             let shape = SchemaShape {
                 passive_permille: 200,
+                external_permille: 150,
+                proxy_permille: 300,
+                watch_permille: 300,
                 ..SchemaShape::default()
             };
             let schema = Schema::new(schema_def(&mut rng, &shape)).expect("valid schema");

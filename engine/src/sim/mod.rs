@@ -23,9 +23,10 @@
 //! (no task, no wake time) by `T + backoff_max + (depth + ceil(objects / lanes)) x
 //! (actuation_max + step) + step`, where `depth` is the longest dependency chain, and
 //! **live** ([`Checker::check_live`]): every object converged, or waiting for something only
-//! the embedder controls (an external report; a delete's live, settled referrers, which a
-//! change set can remove). A delete and what it blocks waiting for each other is a deadlock,
-//! never convergence.
+//! the embedder controls (an external report; a delete's live referrers, which a change set
+//! can delete or re-point), or held behind such a wait. A referrer changed while the delete
+//! it references was pending is `Blocked` by that delete, which waits for it: both wait for
+//! the embedder (R7). Any other stall fails the seed.
 //!
 //! ## Invariants checked at every step
 //! * no task starts before its dependencies succeeded at their current version (R1);
