@@ -96,10 +96,93 @@ fn r16_deleting_extension_waits_only_for_its_own_referrers() {
     assert_eq!(waves, vec![vec!["i", "j"], vec!["cs"], vec!["s"]]);
 }
 
+/// R16 (mirror order) + R7: an extension deleted with its base goes after every other
+/// object that depends on the base; a live one makes both the extension and the base wait
+/// as `WaitingReferrers` until the embedder re-points or deletes it.
+#[test]
+fn r16_an_extension_deleted_with_its_base_waits_for_the_bases_live_dependents() {
+    let mut e = engine(PROXY);
+    e.apply(
+        ChangeSet::new()
+            .upsert("s", "Slice", none())
+            .upsert("s2", "Slice", none())
+            .upsert("cs", "ControllerSlice", [("slice", "s")])
+            .upsert("i", "Instance", [("slice", "s")]),
+    )
+    .unwrap();
+    settle(&mut e, Time(0));
+    e.apply(ChangeSet::new().delete("s").delete("cs")).unwrap();
+    assert!(task_keys(&e, Time(0)).is_empty());
+    for key in ["s", "cs"] {
+        assert_eq!(
+            e.status(key, Time(0)),
+            Some(Status::WaitingReferrers {
+                keys: vec!["i".into()]
+            }),
+            "{key}"
+        );
+    }
+    // The embedder re-points i: i syncs (after s2), then cs goes, then s.
+    e.apply(ChangeSet::new().upsert("i", "Instance", [("slice", "s2")]))
+        .unwrap();
+    let plan = e.plan(Time(0));
+    let waves: Vec<Vec<&str>> = plan
+        .waves()
+        .map(|w| w.iter().map(|t| e.key(t.object)).collect())
+        .collect();
+    assert_eq!(waves, vec![vec!["cs", "i"], vec!["s"]]);
+    settle(&mut e, Time(0));
+    assert!(e.object("s").is_none() && e.object("cs").is_none());
+    assert_eq!(e.status("i", Time(0)), Some(Status::Synced));
+}
+
 const NODES: &str = r#"{"models": [
   {"name": "Node", "fields": [{"name": "dep", "type": "ref"}, {"name": "v", "type": "int"}],
    "feedback": [{"name": "out", "type": "string"}, {"name": "backend_id", "type": "string"}],
    "links": [{"field": "dep", "target": "Node"}]}]}"#;
+
+/// R7: a referrer that keeps its reference to an object being deleted and gets a new
+/// version is `Blocked` by the delete, which waits `WaitingReferrers` for it: the two
+/// statuses name each other, nothing runs, and the embedder ends it by re-pointing (or
+/// deleting) the referrer.
+#[test]
+fn r7_a_changed_referrer_and_the_delete_it_waits_for_name_each_other() {
+    let mut e = engine(NODES);
+    e.apply(ChangeSet::new().upsert("a", "Node", [("v", 1i64)]).upsert(
+        "b",
+        "Node",
+        [("dep", "a")],
+    ))
+    .unwrap();
+    settle(&mut e, Time(0));
+    e.apply(ChangeSet::new().delete("a")).unwrap();
+    e.apply(ChangeSet::new().upsert("b", "Node", [("v", 2i64)]))
+        .unwrap();
+    let plan = e.plan(Time(0));
+    assert!(
+        plan.tasks.is_empty() && plan.next_wake.is_none(),
+        "{plan:?}"
+    );
+    assert!(
+        matches!(e.status("b", Time(0)), Some(Status::Blocked { by, .. }) if by == "a"),
+        "{:?}",
+        e.status("b", Time(0))
+    );
+    assert_eq!(
+        e.status("a", Time(0)),
+        Some(Status::WaitingReferrers {
+            keys: vec!["b".into()]
+        })
+    );
+    e.apply(ChangeSet::new().upsert("b", "Node", [("dep", Value::Null)]))
+        .unwrap();
+    let mut keys = task_keys(&e, Time(0));
+    keys.sort();
+    assert_eq!(keys, vec!["a", "b"]);
+    settle(&mut e, Time(0));
+    assert!(e.object("a").is_none());
+    assert_eq!(e.status("b", Time(0)), Some(Status::Synced));
+}
 
 /// R7: a change set may not add a reference to an object that is being deleted (the delete
 /// would wait for the new referrer and the referrer for the delete, forever). Refused with
