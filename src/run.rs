@@ -205,7 +205,6 @@ struct Running {
     version: u64,
     start: u64,
     lane: u32,
-    outcome: Outcome,
 }
 
 /// Runs `setup` to convergence, to its end time, or until nothing can progress; `observe`
@@ -220,31 +219,10 @@ pub fn simulate(
     record: bool,
     observe: &mut dyn FnMut(&Event),
 ) -> Result<RunResult, String> {
-    let engine = setup.engine()?;
-    let workers = setup.settings.workers.max(1);
-    let config = SchedConfig {
-        concurrency: u32::try_from(workers).unwrap_or(u32::MAX),
-        models: setup.settings.models.clone(),
-        object_priority: setup.settings.object_priority.clone(),
-        seed: setup.settings.seed,
-        ..SchedConfig::default()
-    };
-    let mut sched = Scheduler::new(engine, config).map_err(|e| e.to_string())?;
-    let mut r = Render {
-        setup,
-        events: Vec::new(),
-        observe,
-        deps: BTreeMap::new(),
-        trace: Vec::new(),
-        record,
-        held: BTreeMap::new(),
-        running: BTreeMap::new(),
-        labels: setup.sets.iter().map(|s| s.label.clone()).collect(),
-        next_label: 0,
-    };
-    if record {
-        r.trace.push(trace::Event::sched_header(&sched, "virtual"));
-    }
+    let mut sched =
+        Scheduler::new(setup.engine()?, sched_config(setup)).map_err(|e| e.to_string())?;
+    let mut r = Render::new(setup, record, observe);
+    r.header(&sched, "virtual");
     let mut lanes = Lanes::new(&mut sched)
         .until(Time(setup.settings.end_ms))
         .max_dispatches(usize::try_from(setup.settings.actuations_max).unwrap_or(usize::MAX));
@@ -281,59 +259,43 @@ pub fn simulate(
             cell.borrow_mut().input(s, step, input, effect, dispatched);
         },
     );
-    let mut r = cell.into_inner();
+    let r = cell.into_inner();
     let end = match run.stop {
         LaneStop::Horizon => run.end.0.max(setup.settings.end_ms),
         _ => run.end.0,
     };
-    let engine = sched.engine();
-    let plan = engine.plan(Time(end));
-    let all_synced = engine
-        .keys()
-        .all(|k| engine.status(k, Time(end)) == Some(Status::Synced));
-    let (converged, reason) = match run.stop {
-        LaneStop::Idle if all_synced => (true, "every object is synced".to_string()),
-        LaneStop::Idle => (false, "stuck: nothing can make progress".to_string()),
-        LaneStop::Horizon => (
-            false,
-            format!("reached the end time t={}ms", setup.settings.end_ms),
-        ),
-        LaneStop::MaxDispatches => (
-            false,
-            format!(
-                "stopped after {} actuations (settings.actuations_max)",
-                setup.settings.actuations_max
-            ),
-        ),
+    let stop = match run.stop {
+        LaneStop::Idle => Stop::Idle,
+        LaneStop::Horizon => Stop::EndTime,
+        LaneStop::MaxDispatches => Stop::Actuations,
     };
-    r.emit(Event::End {
-        at: end,
-        converged,
-        reason,
-    });
-    let objects = r
-        .deps
-        .iter()
-        .map(|(key, (model, deps))| FinalObject {
-            key: key.clone(),
-            model: model.clone(),
-            deps: deps.clone(),
-            status: engine.id(key).map(|id| engine.status_in(&plan, id)),
-        })
-        .collect();
-    Ok(RunResult {
-        events: r.events,
-        converged,
-        end,
-        objects,
-        workers,
-        state_hash: engine.state_hash(),
-        trace: r.trace,
-    })
+    Ok(r.finish(&sched, end, stop))
+}
+
+/// The scheduler settings of a scenario: `workers` lanes, per-model and per-object settings.
+pub(crate) fn sched_config(setup: &Setup) -> SchedConfig {
+    SchedConfig {
+        concurrency: u32::try_from(setup.settings.workers.max(1)).unwrap_or(u32::MAX),
+        models: setup.settings.models.clone(),
+        object_priority: setup.settings.object_priority.clone(),
+        seed: setup.settings.seed,
+        ..SchedConfig::default()
+    }
+}
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Nothing was left to happen.
+    Idle,
+    /// `settings.end_ms` came.
+    EndTime,
+    /// `settings.actuations_max` actuations ran.
+    Actuations,
 }
 
 /// Turns what the scheduler did into events (and the trace).
-struct Render<'a> {
+pub(crate) struct Render<'a> {
     setup: &'a Setup,
     events: Vec<Event>,
     observe: &'a mut dyn FnMut(&Event),
@@ -351,7 +313,87 @@ struct Render<'a> {
     next_label: usize,
 }
 
-impl Render<'_> {
+impl<'a> Render<'a> {
+    /// A renderer of a run of `setup`; with `record`, it also keeps the trace (give it the
+    /// header with [`Render::header`]).
+    pub(crate) fn new(setup: &'a Setup, record: bool, observe: &'a mut dyn FnMut(&Event)) -> Self {
+        Render {
+            setup,
+            events: Vec::new(),
+            observe,
+            deps: BTreeMap::new(),
+            trace: Vec::new(),
+            record,
+            held: BTreeMap::new(),
+            running: BTreeMap::new(),
+            labels: setup.sets.iter().map(|s| s.label.clone()).collect(),
+            next_label: 0,
+        }
+    }
+
+    /// Starts the trace with `sched`'s state (before any input).
+    pub(crate) fn header(&mut self, sched: &Scheduler, clock: &str) {
+        if self.record {
+            self.trace.push(trace::Event::sched_header(sched, clock));
+        }
+    }
+
+    /// The lowest lane no running actuation occupies.
+    pub(crate) fn free_lane(&self) -> u32 {
+        (0..)
+            .find(|l| !self.running.values().any(|r| r.lane == *l))
+            .unwrap_or(0)
+    }
+
+    /// Ends the run at `end`: the `End` event and the result.
+    pub(crate) fn finish(mut self, sched: &Scheduler, end: u64, stop: Stop) -> RunResult {
+        let engine = sched.engine();
+        let plan = engine.plan(Time(end));
+        let all_synced = engine
+            .keys()
+            .all(|k| engine.status(k, Time(end)) == Some(Status::Synced));
+        let settings = &self.setup.settings;
+        let (converged, reason) = match stop {
+            Stop::Idle if all_synced => (true, "every object is synced".to_string()),
+            Stop::Idle => (false, "stuck: nothing can make progress".to_string()),
+            Stop::EndTime => (
+                false,
+                format!("reached the end time t={}ms", settings.end_ms),
+            ),
+            Stop::Actuations => (
+                false,
+                format!(
+                    "stopped after {} actuations (settings.actuations_max)",
+                    settings.actuations_max
+                ),
+            ),
+        };
+        self.emit(Event::End {
+            at: end,
+            converged,
+            reason,
+        });
+        let objects = self
+            .deps
+            .iter()
+            .map(|(key, (model, deps))| FinalObject {
+                key: key.clone(),
+                model: model.clone(),
+                deps: deps.clone(),
+                status: engine.id(key).map(|id| engine.status_in(&plan, id)),
+            })
+            .collect();
+        RunResult {
+            events: self.events,
+            converged,
+            end,
+            objects,
+            workers: settings.workers.max(1),
+            state_hash: engine.state_hash(),
+            trace: self.trace,
+        }
+    }
+
     fn emit(&mut self, e: Event) {
         (self.observe)(&e);
         self.events.push(e);
@@ -373,7 +415,6 @@ impl Render<'_> {
         let view = s.engine().view(t.object);
         let key = view.key().to_string();
         let model = view.model().to_string();
-        let now = d.now.0;
         self.setup.clock.set(d.now);
         let outcome = match &self.setup.actuators[t.model.index()] {
             Some(a) => {
@@ -393,6 +434,16 @@ impl Render<'_> {
             None => Outcome::failed(format!("model {model} has no actuator")),
         };
         let ms = self.setup.duration(&key, &model, t.kind);
+        self.start(s, d, lane);
+        (ms, outcome)
+    }
+
+    /// Renders a dispatch that started on `lane`.
+    pub(crate) fn start(&mut self, s: &Scheduler, d: &Dispatch, lane: u32) {
+        let t = &d.task;
+        let view = s.engine().view(t.object);
+        let (key, model) = (view.key().to_string(), view.model().to_string());
+        let now = d.now.0;
         self.held.remove(&t.object);
         self.emit(Event::Started {
             at: now,
@@ -413,14 +464,12 @@ impl Render<'_> {
                 version: t.version,
                 start: now,
                 lane,
-                outcome: outcome.clone(),
             },
         );
-        (ms, outcome)
     }
 
     /// Renders one input the scheduler took, and records it.
-    fn input(
+    pub(crate) fn input(
         &mut self,
         s: &Scheduler,
         step: u64,
@@ -509,7 +558,7 @@ impl Render<'_> {
                             start_ns: r.start.saturating_mul(1_000_000),
                             end_ns: now.saturating_mul(1_000_000),
                             state: Settled::Ran,
-                            outcome: Some(r.outcome.clone()),
+                            outcome: Some(outcome.clone()),
                             held_by: None,
                         });
                     }

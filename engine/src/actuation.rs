@@ -213,6 +213,12 @@ impl OwnedView {
         &self.dependencies
     }
 
+    /// This copy as an [`ObjectView`], for an [`crate::Actuator`] (or anything else written
+    /// against the borrowing view).
+    pub fn as_view(&self) -> ObjectView<'_> {
+        ObjectView::of_owned(self)
+    }
+
     /// The dependency with `key`, if this object links to it.
     pub fn dependency(&self, key: &str) -> Option<&OwnedView> {
         self.dependencies.iter().find(|d| d.key == key)

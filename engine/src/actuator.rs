@@ -135,79 +135,146 @@ pub enum TaskKind {
 /// A read-only view of one object, as an actuator or watcher sees it: declarative fields,
 /// feedback fields, and the objects it links to (with their feedback).
 ///
-/// Borrowing the engine, a view costs nothing to make.
+/// Borrowing the engine, a view costs nothing to make. A view can also borrow an
+/// [`crate::OwnedView`] (a copy taken at dispatch, [`crate::OwnedView::as_view`]), so that
+/// every [`Actuator`] also runs on the real-time runtime while the engine goes on.
 #[derive(Clone, Copy)]
-pub struct ObjectView<'a> {
-    pub(crate) schema: &'a Schema,
-    pub(crate) store: &'a Store,
-    pub(crate) id: ObjectId,
+pub struct ObjectView<'a>(Repr<'a>);
+
+#[derive(Clone, Copy)]
+enum Repr<'a> {
+    Store {
+        schema: &'a Schema,
+        store: &'a Store,
+        id: ObjectId,
+    },
+    Owned(&'a crate::actuation::OwnedView),
+}
+
+/// One of two iterators (the two representations of a view).
+enum Either<A, B> {
+    A(A),
+    B(B),
+}
+
+impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::A(a) => a.next(),
+            Either::B(b) => b.next(),
+        }
+    }
 }
 
 impl<'a> ObjectView<'a> {
+    /// A view of object `id` in `store`.
+    pub(crate) fn in_store(schema: &'a Schema, store: &'a Store, id: ObjectId) -> Self {
+        ObjectView(Repr::Store { schema, store, id })
+    }
+
+    /// A view of an owned copy.
+    pub(crate) fn of_owned(view: &'a crate::actuation::OwnedView) -> Self {
+        ObjectView(Repr::Owned(view))
+    }
+
     /// The object's key.
     pub fn key(&self) -> &'a str {
-        self.store.key(self.id)
+        match self.0 {
+            Repr::Store { store, id, .. } => store.key(id),
+            Repr::Owned(o) => o.key(),
+        }
     }
 
     /// The object's dense id.
     pub fn id(&self) -> ObjectId {
-        self.id
+        match self.0 {
+            Repr::Store { id, .. } => id,
+            Repr::Owned(o) => o.id(),
+        }
     }
 
     /// The object's model name.
     pub fn model(&self) -> &'a str {
-        &self.schema.model(self.store.model(self.id)).name
+        match self.0 {
+            Repr::Store { schema, store, id } => &schema.model(store.model(id)).name,
+            Repr::Owned(o) => o.model(),
+        }
     }
 
     /// The object's declarative version.
     pub fn version(&self) -> u64 {
-        self.store.version(self.id)
+        match self.0 {
+            Repr::Store { store, id, .. } => store.version(id),
+            Repr::Owned(o) => o.version(),
+        }
     }
 
     /// A declarative field by name (`None` if the model has no such field).
     pub fn field(&self, name: &str) -> Option<&'a Value> {
-        let m = self.schema.model(self.store.model(self.id));
-        match m.slot(name)? {
-            crate::schema::FieldSlot::Declarative(i) => self.store.fields(self.id).get(i as usize),
-            crate::schema::FieldSlot::Feedback(_) => None,
+        match self.0 {
+            Repr::Store { schema, store, id } => match schema.model(store.model(id)).slot(name)? {
+                crate::schema::FieldSlot::Declarative(i) => store.fields(id).get(i as usize),
+                crate::schema::FieldSlot::Feedback(_) => None,
+            },
+            Repr::Owned(o) => o.field(name),
         }
     }
 
     /// A feedback field by name (`None` if the model has no such feedback field).
     pub fn feedback(&self, name: &str) -> Option<&'a Value> {
-        let m = self.schema.model(self.store.model(self.id));
-        match m.slot(name)? {
-            crate::schema::FieldSlot::Feedback(i) => self.store.feedback(self.id).get(i as usize),
-            crate::schema::FieldSlot::Declarative(_) => None,
+        match self.0 {
+            Repr::Store { schema, store, id } => match schema.model(store.model(id)).slot(name)? {
+                crate::schema::FieldSlot::Feedback(i) => store.feedback(id).get(i as usize),
+                crate::schema::FieldSlot::Declarative(_) => None,
+            },
+            Repr::Owned(o) => o.feedback(name),
         }
     }
 
     /// Declarative fields as (name, value), in schema order.
     pub fn fields(&self) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
-        let m = self.schema.model(self.store.model(self.id));
-        m.fields
-            .iter()
-            .map(|f| f.name.as_str())
-            .zip(self.store.fields(self.id).iter())
+        match self.0 {
+            Repr::Store { schema, store, id } => Either::A(
+                schema
+                    .model(store.model(id))
+                    .fields
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .zip(store.fields(id).iter()),
+            ),
+            Repr::Owned(o) => Either::B(o.fields()),
+        }
     }
 
     /// Feedback fields as (name, value), in schema order.
     pub fn feedbacks(&self) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
-        let m = self.schema.model(self.store.model(self.id));
-        m.feedback
-            .iter()
-            .map(|f| f.name.as_str())
-            .zip(self.store.feedback(self.id).iter())
+        match self.0 {
+            Repr::Store { schema, store, id } => Either::A(
+                schema
+                    .model(store.model(id))
+                    .feedback
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .zip(store.feedback(id).iter()),
+            ),
+            Repr::Owned(o) => Either::B(o.feedbacks()),
+        }
     }
 
-    /// The objects this one links to (its direct dependencies), in id order.
+    /// The objects this one links to (its direct dependencies), in id order. (A view of
+    /// an owned copy lists the dependencies copied with it; theirs are not copied.)
     pub fn dependencies(&self) -> impl Iterator<Item = ObjectView<'a>> + 'a {
-        let (schema, store) = (self.schema, self.store);
-        store.deps(self.id).iter().map(move |&d| ObjectView {
-            schema,
-            store,
-            id: crate::graph::target(d),
-        })
+        match self.0 {
+            Repr::Store { schema, store, id } => Either::A(
+                store
+                    .deps(id)
+                    .iter()
+                    .map(move |&d| ObjectView::in_store(schema, store, crate::graph::target(d))),
+            ),
+            Repr::Owned(o) => Either::B(o.dependencies().iter().map(ObjectView::of_owned)),
+        }
     }
 }
 

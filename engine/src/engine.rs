@@ -505,20 +505,14 @@ impl Engine {
     /// If `id` is not a live object's id.
     pub fn view(&self, id: ObjectId) -> ObjectView<'_> {
         assert!(self.store.alive(id), "no live object with id {}", id.0);
-        ObjectView {
-            schema: &self.schema,
-            store: &self.store,
-            id,
-        }
+        ObjectView::in_store(&self.schema, &self.store, id)
     }
 
     /// A read-only view of the object with `key`.
     pub fn view_key(&self, key: &str) -> Option<ObjectView<'_>> {
-        self.store.id_of(key).map(|id| ObjectView {
-            schema: &self.schema,
-            store: &self.store,
-            id,
-        })
+        self.store
+            .id_of(key)
+            .map(|id| ObjectView::in_store(&self.schema, &self.store, id))
     }
 
     /// Everything stored about `key`.
@@ -745,11 +739,7 @@ impl Engine {
                     model: &self.schema.model(model).name,
                     kind: *kind,
                     changed: &fields,
-                    object: id.map(|id| ObjectView {
-                        schema: &self.schema,
-                        store: &self.store,
-                        id,
-                    }),
+                    object: id.map(|id| ObjectView::in_store(&self.schema, &self.store, id)),
                 };
                 delivered += 1;
                 if let Err(e) = watcher.notify(&event) {

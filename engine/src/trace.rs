@@ -750,7 +750,8 @@ fn replay_sched(
         steps,
         events: events.len(),
         hashes_checked,
-        state_hash: sched.state_hash(),
+        // The engine's hash, as an engine trace reports it (and `syncore run` prints).
+        state_hash: sched.engine().state_hash(),
         engine: sched.into_engine(),
     })
 }

@@ -496,3 +496,126 @@ fn overdue_blocking_actuation_times_out_and_its_thread_is_abandoned() {
         Some(Status::Synced)
     );
 }
+
+/// A file backend written by plain [`syncore::Actuator`]s (the executor's trait, which WASM
+/// plugins implement too): a Site writes its directory, a Host writes a file inside its
+/// Site's directory, read from the Site's feedback at dispatch. Run on the runtime with
+/// `Registry::with_actuator`, a clock that starts late and runs 20 times fast, a first
+/// failure, and slow calls.
+#[test]
+fn plain_actuators_run_on_the_runtime_against_files_with_a_scaled_clock() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use syncore::{Actuator, ObjectView};
+
+    struct SiteDir(PathBuf);
+    impl Actuator for SiteDir {
+        fn sync(&self, o: &ObjectView<'_>) -> Outcome {
+            let name = text(o.field("name")).unwrap_or_default();
+            let dir = self.0.join(&name);
+            std::thread::sleep(Duration::from_millis(20));
+            match std::fs::create_dir_all(&dir) {
+                Ok(()) => Outcome::ok_with([("dir", dir.display().to_string())]),
+                Err(e) => Outcome::failed(format!("mkdir {}: {e}", dir.display())),
+            }
+        }
+    }
+    struct HostFile(AtomicU32);
+    impl Actuator for HostFile {
+        fn sync(&self, o: &ObjectView<'_>) -> Outcome {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Outcome::failed("backend busy");
+            }
+            let Some(site) = o.dependencies().next() else {
+                return Outcome::failed("no site");
+            };
+            let Some(dir) = text(site.feedback("dir")) else {
+                return Outcome::deferred("site has no directory yet");
+            };
+            let path = Path::new(&dir).join(o.key());
+            match std::fs::write(&path, format!("v{}", o.version())) {
+                Ok(()) => Outcome::ok_with([("path", path.display().to_string())]),
+                Err(e) => Outcome::failed(format!("write {}: {e}", path.display())),
+            }
+        }
+        fn delete(&self, o: &ObjectView<'_>) -> Outcome {
+            match o.feedback("path").and_then(|v| text(Some(v))) {
+                Some(p) => match std::fs::remove_file(&p) {
+                    Ok(()) => Outcome::ok(),
+                    Err(e) => Outcome::failed(format!("rm {p}: {e}")),
+                },
+                None => Outcome::ok(),
+            }
+        }
+    }
+
+    let root = temp_root("plain");
+    let schema = Schema::from_json(
+        r#"{"models": [
+      {"name": "Site", "fields": [{"name": "name", "type": "string"}], "feedback": [{"name": "dir", "type": "string"}]},
+      {"name": "Host", "fields": [{"name": "site", "type": "ref"}], "feedback": [{"name": "path", "type": "string"}],
+       "links": [{"field": "site", "target": "Site"}]}]}"#,
+    )
+    .unwrap();
+    let start_at = Time(1_000_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stopped = rt.block_on(async {
+        let sched = Scheduler::new(
+            Engine::new(schema, Config::default()),
+            SchedConfig::default(),
+        )
+        .unwrap();
+        let registry = Registry::new()
+            .with_actuator("Site", Arc::new(SiteDir(root.clone())))
+            .with_actuator("Host", Arc::new(HostFile(AtomicU32::new(0))));
+        let config = RuntimeConfig {
+            record: true,
+            start_at,
+            time_scale: 20,
+            ..RuntimeConfig::default()
+        };
+        let runtime = Runtime::start(sched, registry, config).unwrap();
+        let h = runtime.handle().clone();
+        h.apply(
+            ChangeSet::new()
+                .upsert("s", "Site", [("name", "east")])
+                .upsert("h1", "Host", [("site", "s")])
+                .upsert("h2", "Host", [("site", "s")]),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(20), h.converged())
+            .await
+            .expect("converges");
+        h.apply(ChangeSet::new().delete("h2")).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), h.converged())
+            .await
+            .expect("converges after the delete");
+        runtime.shutdown(Duration::from_secs(5)).await
+    });
+    let e = stopped.scheduler.engine();
+    // The backend: the site's directory holds h1's file (written with the site's fresh
+    // feedback), and h2's file is gone.
+    let dir = root.join("east");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("h1")).unwrap(),
+        format!("v{}", e.object("h1").unwrap().version)
+    );
+    assert!(!dir.join("h2").exists(), "h2's file was deleted");
+    assert!(e.object("h2").is_none());
+    assert_eq!(e.status("h1", start_at), Some(Status::Synced));
+    // Every input carries the late, scaled clock.
+    assert!(
+        stopped.trace.iter().all(|i| i.now() >= start_at),
+        "{:?}",
+        stopped.trace.first()
+    );
+    // And the record replays to the same state.
+    let mut again = Scheduler::restore(&stopped.initial).unwrap();
+    assert_eq!(again.replay(stopped.trace.clone()), stopped.hashes);
+    assert_eq!(again.snapshot(), stopped.scheduler.snapshot());
+    let _ = std::fs::remove_dir_all(&root);
+}

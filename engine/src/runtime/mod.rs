@@ -83,6 +83,14 @@ pub struct RuntimeConfig {
     /// Capacity of the event broadcast ([`Handle::subscribe`]); slow subscribers lose the
     /// oldest events. Default: 4,096.
     pub events_capacity: usize,
+    /// The clock's reading when the runtime starts. A restarted service passes a time past
+    /// every time its scheduler has seen (for example wall-clock milliseconds since the
+    /// Unix epoch), so backoff and re-sync times recorded before a restart stay meaningful.
+    /// Default: `Time(0)`.
+    pub start_at: Time,
+    /// Scheduler milliseconds per real millisecond (a demo running 20 times faster than
+    /// the wall clock uses 20). Default: 1.
+    pub time_scale: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -92,6 +100,8 @@ impl Default for RuntimeConfig {
             blocking_threads: 4,
             record: false,
             events_capacity: 4096,
+            start_at: Time(0),
+            time_scale: 1,
         }
     }
 }
@@ -376,6 +386,8 @@ impl Runtime {
             sched: scheduler,
             kinds,
             start: Instant::now(),
+            start_at: config.start_at,
+            time_scale: config.time_scale.max(1),
             journal,
             record: config.record,
             trace: Vec::new(),
@@ -426,6 +438,8 @@ struct Core {
     sched: Scheduler,
     kinds: Vec<Option<Kind>>,
     start: Instant,
+    start_at: Time,
+    time_scale: u32,
     journal: Option<Box<dyn Journal>>,
     record: bool,
     trace: Vec<Input>,
@@ -445,11 +459,24 @@ struct Core {
 
 impl Core {
     fn now(&self) -> Time {
-        Time(self.start.elapsed().as_millis() as u64)
+        let micros = self.start.elapsed().as_micros();
+        let ms = micros.saturating_mul(u128::from(self.time_scale)) / 1000;
+        Time(
+            self.start_at
+                .0
+                .saturating_add(u64::try_from(ms).unwrap_or(u64::MAX)),
+        )
     }
 
+    /// The instant at which the clock reads `t` (now, for times already past).
     fn at(&self, t: Time) -> Instant {
-        self.start + Duration::from_millis(t.0)
+        let ms = t.0.saturating_sub(self.start_at.0);
+        // Rounded up, so that the clock reads at least `t` at that instant.
+        let micros = u128::from(ms)
+            .saturating_mul(1000)
+            .div_ceil(u128::from(self.time_scale));
+        let micros = u64::try_from(micros).unwrap_or(u64::MAX / 2).min(1 << 50);
+        self.start + Duration::from_micros(micros)
     }
 
     /// Journals, records and applies one input, then starts what it dispatched.

@@ -4,8 +4,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::pool::BlockingActuator;
-use crate::actuation::AsyncActuator;
+use crate::actuation::{ActuationContext, AsyncActuator, OwnedView};
+use crate::actuator::{Actuator, Outcome};
 use crate::schema::{ModelKind, Schema};
+
+/// An [`Actuator`] run as a [`BlockingActuator`].
+struct Bridge(Arc<dyn Actuator>);
+
+impl BlockingActuator for Bridge {
+    fn sync(&self, _: ActuationContext, object: OwnedView) -> Outcome {
+        self.0.sync(&object.as_view())
+    }
+
+    fn delete(&self, _: ActuationContext, object: OwnedView) -> Outcome {
+        self.0.delete(&object.as_view())
+    }
+}
 
 /// How one model's actuations run.
 #[derive(Clone)]
@@ -71,6 +85,24 @@ impl Registry {
         self.by_model
             .insert(model.into(), Kind::Blocking(Arc::new(a)));
         self
+    }
+
+    /// Registers a shared blocking actuator for `model` (run on the pool).
+    pub fn with_blocking_arc(
+        mut self,
+        model: impl Into<String>,
+        a: Arc<dyn BlockingActuator>,
+    ) -> Registry {
+        self.by_model.insert(model.into(), Kind::Blocking(a));
+        self
+    }
+
+    /// Registers an [`Actuator`] (the executor's blocking trait: native code, a WASM
+    /// plugin) for `model`: it runs on the pool and sees the view copied at dispatch
+    /// ([`crate::OwnedView::as_view`]); the context (deadline, cancellation) is not passed
+    /// on, so an overdue call is abandoned by the timeout (S4).
+    pub fn with_actuator(self, model: impl Into<String>, a: Arc<dyn Actuator>) -> Registry {
+        self.with_blocking_arc(model, Arc::new(Bridge(a)))
     }
 
     /// Per model id, checked against `schema` (R17: every actuated model has one).
