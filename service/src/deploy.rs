@@ -11,9 +11,13 @@
 //!   "token_secret": "api",
 //!   "data_dir": "data",
 //!   "settings": {"backoff": {"base_ms": 500}},
-//!   "service": {"snapshot_every": 10000, "body_max": 1048576}
+//!   "service": {"snapshot_every": 10000, "body_max": 1048576, "in_flight_max": 256}
 //! }
 //! ```
+//! Scheduling comes from the same file ([`sched_config`]): `service.in_flight_max` is the
+//! global concurrency limit, and each model's `in_flight_max`, `timeout_ms`, `priority`
+//! and `resync_ms` become its `syncore::sched::ModelSched`.
+//!
 //! Paths are relative to the file. Secrets are read when the service starts, from the file
 //! or environment variable named; their values are never logged or snapshotted.
 
@@ -22,7 +26,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use syncore::{ChangeSet, Config, Schema, SchemaDef};
+use syncore::sched::{ModelSched, SchedConfig, Scheduler};
+use syncore::{ChangeSet, Config, Engine, Schema, SchemaDef};
 
 /// A deployment file, as written.
 #[derive(Clone, Debug, Deserialize)]
@@ -86,16 +91,45 @@ pub struct ModelDeploy {
     /// whose key ends in a digit d fails the first `d % (fail_first + 1)` attempts.
     #[serde(default)]
     pub fail_first: u32,
-    /// Most actuations of this model in flight. Default: no limit beyond the global one.
+    /// Most actuations of this model in flight (the scheduler's per-model `limit`).
+    /// Default: no limit beyond the global one.
     #[serde(default)]
-    pub in_flight_max: Option<usize>,
-    /// An actuation longer than this fails as timed out. Default: 30,000.
+    pub in_flight_max: Option<u32>,
+    /// An actuation longer than this fails as `timed out after <ms> ms` (the scheduler's
+    /// `timeout_ms`). Default: 30,000.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// Priority class: among dispatchable tasks, higher starts first. Default: 0.
+    #[serde(default)]
+    pub priority: i32,
+    /// Re-actuate a synced object this long after its last successful sync (drift
+    /// correction, with seeded jitter). Default: never.
+    #[serde(default)]
+    pub resync_ms: Option<u64>,
 }
 
 fn default_timeout() -> u64 {
     30_000
+}
+
+/// The scheduler configuration a deployment file describes: `service.in_flight_max` is
+/// the global limit; each model's `in_flight_max`, `timeout_ms`, `priority` and
+/// `resync_ms` are its [`ModelSched`].
+pub fn sched_config(def: &DeploymentDef) -> SchedConfig {
+    let mut c = SchedConfig::default().concurrency(def.service.in_flight_max);
+    c.seed = def.service.resync_seed;
+    for (name, d) in &def.models {
+        c = c.model(
+            name.clone(),
+            ModelSched {
+                limit: d.in_flight_max,
+                priority: d.priority,
+                resync_ms: d.resync_ms,
+                timeout_ms: Some(d.timeout_ms),
+            },
+        );
+    }
+    c
 }
 
 /// Where a secret comes from.
@@ -119,8 +153,11 @@ pub struct ServiceSettings {
     /// Requests per second the API accepts (a token bucket of one second's worth); 0: no
     /// limit. Default: 0.
     pub rate_per_s: u32,
-    /// Most actuations in flight. Default: 256.
-    pub in_flight_max: usize,
+    /// Most actuations in flight, over all models (the scheduler's `concurrency`).
+    /// Default: 256.
+    pub in_flight_max: u32,
+    /// Seed of the re-sync jitter. Default: 0.
+    pub resync_seed: u64,
     /// On SIGTERM, how long in-flight actuations may still finish. Default: 5,000.
     pub shutdown_grace_ms: u64,
 }
@@ -132,6 +169,7 @@ impl Default for ServiceSettings {
             body_max: 1 << 20,
             rate_per_s: 0,
             in_flight_max: 256,
+            resync_seed: 0,
             shutdown_grace_ms: 5_000,
         }
     }
@@ -144,6 +182,9 @@ pub struct Deployment {
     pub def: DeploymentDef,
     /// The validated schema.
     pub schema: Schema,
+    /// The scheduler's configuration: the global and per-model limits, timeouts,
+    /// priorities and re-sync periods of the file.
+    pub sched: SchedConfig,
     /// The address to listen on.
     pub listen: SocketAddr,
     /// The data directory (resolved).
@@ -263,6 +304,32 @@ impl Deployment {
                 }
             }
         }
+        let sched = sched_config(&def);
+        for (model, d) in &def.models {
+            if d.timeout_ms == 0 {
+                return Err(invalid(format!(
+                    "models.{model}.timeout_ms must be at least 1"
+                )));
+            }
+            if d.in_flight_max == Some(0) {
+                return Err(invalid(format!(
+                    "models.{model}.in_flight_max must be at least 1"
+                )));
+            }
+            if d.resync_ms == Some(0) {
+                return Err(invalid(format!(
+                    "models.{model}.resync_ms must be at least 1"
+                )));
+            }
+        }
+        if def.service.in_flight_max == 0 {
+            return Err(invalid("service.in_flight_max must be at least 1".into()));
+        }
+        Scheduler::new(
+            Engine::new(schema.clone(), def.settings.clone()),
+            sched.clone(),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
         let mut secrets = BTreeMap::new();
         for (n, source) in &def.secrets {
             let value = match source {
@@ -298,6 +365,7 @@ impl Deployment {
         let data_dir = base.join(&def.data_dir);
         Ok(Deployment {
             def,
+            sched,
             schema,
             listen,
             data_dir,
@@ -357,6 +425,62 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("SYNCORE_TEST_DEPLOY_UNSET is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn limits_timeouts_and_priorities_map_onto_the_scheduler_config() {
+        let d = load(&format!(
+            r#"{{{SCHEMA}, "models": {{"Site": {{"actuator": "noop", "in_flight_max": 3,
+              "timeout_ms": 900, "priority": 2, "resync_ms": 60000}}}},
+              "service": {{"in_flight_max": 7, "resync_seed": 5}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(d.sched.concurrency, 7);
+        assert_eq!(d.sched.seed, 5);
+        assert_eq!(
+            d.sched.models["Site"],
+            ModelSched {
+                limit: Some(3),
+                priority: 2,
+                resync_ms: Some(60_000),
+                timeout_ms: Some(900),
+            }
+        );
+        // The default timeout is 30 s, as before.
+        let d = load(&format!(
+            r#"{{{SCHEMA}, "models": {{"Site": {{"actuator": "noop"}}}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(d.sched.models["Site"].timeout_ms, Some(30_000));
+        for (bad, named) in [
+            (
+                r#""in_flight_max": 0"#,
+                "models.Site.in_flight_max must be at least 1",
+            ),
+            (
+                r#""timeout_ms": 0"#,
+                "models.Site.timeout_ms must be at least 1",
+            ),
+            (
+                r#""resync_ms": 0"#,
+                "models.Site.resync_ms must be at least 1",
+            ),
+        ] {
+            let err = load(&format!(
+                r#"{{{SCHEMA}, "models": {{"Site": {{"actuator": "noop", {bad}}}}}}}"#
+            ))
+            .unwrap_err();
+            assert!(err.to_string().contains(named), "{err}");
+        }
+        let err = load(&format!(
+            r#"{{{SCHEMA}, "models": {{"Site": {{"actuator": "noop"}}}}, "service": {{"in_flight_max": 0}}}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("service.in_flight_max must be at least 1"),
             "{err}"
         );
     }

@@ -1,18 +1,27 @@
-//! The engine's driver inside the service: one thread owns the [`Engine`], takes inputs
-//! from the API and outcomes from actuations, logs each accepted input before it is
-//! acknowledged, and starts what the engine's plan says may run.
+//! The scheduler's driver inside the service: one thread owns the
+//! [`syncore::sched::Scheduler`], turns what happens (a change set, an external report, an
+//! actuation's end, the passing of time, shutdown) into a [`syncore::sched::Input`] at the
+//! service's time, applies it with [`Scheduler::step`], logs it, and starts the
+//! actuations the scheduler dispatched.
 //!
-//! Scaffolding: this loop hands out the plan's tasks itself (skipping objects whose
-//! actuation is still running) until the scheduler's real-time runtime takes this place.
-//! It decides nothing the plan does not: order, holds and backoff are the engine's.
+//! The scheduler decides everything: order, holds, backoff, leases (one actuation per
+//! object), limits (global and per model), priorities, re-syncs and timeouts. The driver
+//! only runs actuators and keeps the log.
+//!
+//! Replay: every input that changed the scheduler's state is in the log, in the order it
+//! was applied, ticks included, and a snapshot is taken with [`Scheduler::checkpoint`];
+//! so the latest snapshot resumed ([`Scheduler::resume`]) plus the later entries replayed
+//! with `step` give exactly the live state. A refused change set or report changes
+//! nothing and is not logged; neither is a late delivery (an actuation that ended after
+//! its lease timed out): it is dropped before the scheduler sees it.
 //!
 //! Durability: a change set's answer is sent from the log's acknowledgement, so an
-//! answered change set is on disk. No object is actuated for a change the log has not
-//! committed yet, so an actuation never acts on a change set a crash could lose. (An
-//! outcome is logged like any input; one lost in a crash makes its actuation run again,
-//! which actuators allow by contract.)
+//! answered change set is on disk. `step` dispatches at once, but an actuation starts only
+//! once the log has committed the input that dispatched it, so no actuation acts on an
+//! input a crash could lose. (An outcome lost in a crash leaves its lease in flight in the
+//! replayed state; the actuation runs again, which actuators allow by contract.)
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,13 +29,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 use serde::Serialize;
 use serde_json::json;
-use syncore::{
-    ChangeError, ChangeSet, Engine, ExternalReport, ObjectId, Outcome, Task, TaskKind, Time,
-};
+use syncore::sched::{Delivery, Dispatch, Effect, Input, Lease, LeaseId, Scheduler};
+use syncore::{ChangeError, ChangeSet, Completion, ExternalReport, Outcome, TaskKind, Time};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::actuate::{Actuate, Doc};
-use crate::input::{Applied, Input};
 use crate::log::{InputLog, Seq};
 use crate::metrics::Metrics;
 
@@ -49,7 +56,7 @@ pub struct Accepted {
     /// Its log position.
     pub seq: Seq,
     /// The version each changed key got.
-    pub versions: BTreeMap<String, u64>,
+    pub versions: std::collections::BTreeMap<String, u64>,
     /// Keys marked for deletion.
     pub deleted: Vec<String>,
 }
@@ -67,19 +74,21 @@ pub enum Refused {
     ShuttingDown,
 }
 
-/// A read of the engine, run on the driver thread.
+/// A read of the state, run on the driver thread.
 pub type Query = Box<dyn FnOnce(&State<'_>) + Send>;
 
 /// What a [`Query`] sees.
 pub struct State<'a> {
-    /// The engine.
-    pub engine: &'a Engine,
-    /// Objects with an actuation running: (version, started at).
-    pub in_flight: &'a HashMap<ObjectId, (u64, Time)>,
+    /// The scheduler (leases, activity, metrics).
+    pub sched: &'a Scheduler,
+    /// Its engine.
+    pub engine: &'a syncore::Engine,
     /// The time of the query.
     pub now: Time,
     /// Recent actuations, oldest first.
     pub recent: &'a VecDeque<Span>,
+    /// The position of the last input applied (logged, perhaps not yet durable).
+    pub applied: Seq,
 }
 
 /// One actuation, for the Gantt chart.
@@ -97,7 +106,7 @@ pub struct Span {
     pub start: u64,
     /// End, when it ended.
     pub end: Option<u64>,
-    /// `ok`, `failed`, `deferred` once it ended.
+    /// `ok`, `failed`, `deferred`, `stale` or `late` once it ended.
     pub outcome: Option<&'static str>,
 }
 
@@ -111,8 +120,8 @@ pub enum Msg {
         ExternalReport,
         oneshot::Sender<Result<Seq, Refused>>,
     ),
-    /// An actuation of the object with this key ended.
-    Done(Task, String, Outcome, Instant),
+    /// The actuation of this lease ended.
+    Done(LeaseId, Outcome, Instant),
     /// The log committed through this position.
     Durable(Seq),
     /// Run a read.
@@ -124,38 +133,35 @@ pub enum Msg {
 /// Most recent actuations kept for the page.
 pub const RECENT_MAX: usize = 400;
 
-/// The driver: owns the engine.
+/// The driver: owns the scheduler.
 pub struct Driver {
-    engine: Engine,
+    sched: Scheduler,
     log: Arc<dyn InputLog>,
     actuators: Vec<Option<Arc<dyn Actuate>>>,
-    timeouts: Vec<Duration>,
-    per_model_max: Vec<Option<usize>>,
-    in_flight_max: usize,
-    in_flight: HashMap<ObjectId, (u64, Time)>,
-    per_model: Vec<usize>,
     applied: Seq,
     durable: Seq,
-    /// Objects changed by inputs not yet durable, with the last such input.
-    touched: HashMap<ObjectId, Seq>,
-    /// Inputs not yet durable and the objects each touched, in log order.
-    pending: VecDeque<(Seq, Vec<ObjectId>)>,
+    /// Dispatches whose input the log has not committed yet, with that input's position.
+    gated: VecDeque<(Seq, Dispatch)>,
+    /// Actuations started and not yet delivered (by lease): when each started.
+    running: HashMap<LeaseId, Instant>,
     last_snapshot: Seq,
     snapshot_every: u64,
+    /// The time of the last tick logged (at most one tick per millisecond).
+    last_tick: Time,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     events: broadcast::Sender<String>,
     metrics: Arc<Metrics>,
     recent: VecDeque<Span>,
     runtime: tokio::runtime::Handle,
-    dirty: bool,
+    out: Vec<Dispatch>,
 }
 
-/// What the driver needs besides the engine.
+/// What the driver needs besides the scheduler.
 pub struct DriverParts {
-    /// The log, already recovered into the engine.
+    /// The log, already recovered into the scheduler.
     pub log: Arc<dyn InputLog>,
-    /// The last position applied to the engine.
+    /// The last position applied to the scheduler.
     pub applied: Seq,
     /// The position of the latest snapshot.
     pub last_snapshot: Seq,
@@ -163,12 +169,6 @@ pub struct DriverParts {
     pub snapshot_every: u64,
     /// Actuator per model id.
     pub actuators: Vec<Option<Arc<dyn Actuate>>>,
-    /// Timeout per model id.
-    pub timeouts: Vec<Duration>,
-    /// In-flight limit per model id.
-    pub per_model_max: Vec<Option<usize>>,
-    /// Global in-flight limit.
-    pub in_flight_max: usize,
     /// The trace event stream.
     pub events: broadcast::Sender<String>,
     /// Metrics.
@@ -178,41 +178,52 @@ pub struct DriverParts {
 }
 
 impl Driver {
-    /// A driver over a recovered engine, and the sender of its messages.
-    pub fn new(engine: Engine, p: DriverParts) -> (Driver, Sender<Msg>) {
+    /// A driver over a recovered scheduler, and the sender of its messages.
+    pub fn new(sched: Scheduler, p: DriverParts) -> (Driver, Sender<Msg>) {
         let (tx, rx) = crossbeam::channel::unbounded();
-        let n = engine.schema().models().len();
         let d = Driver {
-            engine,
+            sched,
             log: p.log,
             actuators: p.actuators,
-            timeouts: p.timeouts,
-            per_model_max: p.per_model_max,
-            in_flight_max: p.in_flight_max.max(1),
-            in_flight: HashMap::new(),
-            per_model: vec![0; n],
             applied: p.applied,
             durable: p.applied,
-            touched: HashMap::new(),
-            pending: VecDeque::new(),
+            gated: VecDeque::new(),
+            running: HashMap::new(),
             last_snapshot: p.last_snapshot,
             snapshot_every: p.snapshot_every.max(1),
+            last_tick: Time(0),
             tx: tx.clone(),
             rx,
             events: p.events,
             metrics: p.metrics,
             recent: VecDeque::new(),
             runtime: p.runtime,
-            dirty: true,
+            out: Vec::new(),
         };
         (d, tx)
     }
 
     /// Runs until a [`Msg::Shutdown`] has been handled (or every sender is gone).
+    ///
+    /// First the actuations of the leases still in flight in the recovered state start
+    /// again (their inputs are committed: they came from the log), then a tick dispatches
+    /// what may run now.
     pub fn run(mut self) {
-        let mut wake: Option<Time> = None;
+        let leases: Vec<Lease> = self.sched.leases().copied().collect();
+        for l in leases {
+            let d = Dispatch {
+                lease: l.id,
+                task: l.task,
+                attempt: l.attempt,
+                now: l.started,
+                deadline: l.deadline,
+                eligible_at: now_ms(),
+            };
+            self.start(d);
+        }
+        self.tick(now_ms());
         loop {
-            let timeout = match wake {
+            let timeout = match self.sched.next_wake() {
                 Some(t) => Duration::from_millis(t.0.saturating_sub(now_ms().0).clamp(1, 1000)),
                 None => Duration::from_millis(1000),
             };
@@ -237,14 +248,13 @@ impl Driver {
                     None
                 };
             }
-            if wake.is_some_and(|t| t <= now_ms()) {
-                self.dirty = true;
+            let now = now_ms();
+            if self.sched.next_wake().is_some_and(|t| t <= now) {
+                self.tick(now);
             }
-            if self.dirty {
-                wake = self.dispatch();
-            }
+            self.publish_metrics();
             if self.applied - self.last_snapshot >= self.snapshot_every {
-                self.snapshot(None);
+                self.snapshot(false);
             }
         }
     }
@@ -252,48 +262,49 @@ impl Driver {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Apply(set, received, reply) => self.apply(set, received, reply),
-            Msg::Report(key, report, reply) => {
-                let input = Input::Report {
-                    at: now_ms(),
-                    key,
-                    report,
-                };
-                match input.apply_to(&mut self.engine) {
-                    Applied::Complete(Err(e)) => {
-                        let _ = reply.send(Err(Refused::Report(e)));
-                    }
-                    _ => {
-                        if let Input::Report { key, .. } = &input {
-                            self.event(json!({"event": "did_report", "key": key}));
-                        }
-                        let seq = self.append(&input, move |r| {
-                            let _ = reply.send(r.map_err(Refused::Log));
-                        });
-                        let _ = seq;
-                    }
-                }
-            }
-            Msg::Done(task, key, outcome, started) => self.done(task, key, outcome, started),
+            Msg::Report(key, report, reply) => self.report(key, report, reply),
+            Msg::Done(lease, outcome, started) => self.done(lease, outcome, started),
             Msg::Durable(seq) => self.durable(seq),
             Msg::Query(q) => q(&State {
-                engine: &self.engine,
-                in_flight: &self.in_flight,
+                sched: &self.sched,
+                engine: self.sched.engine(),
                 now: now_ms(),
                 recent: &self.recent,
+                applied: self.applied,
             }),
             Msg::Shutdown(..) => {}
         }
     }
 
-    /// Appends `input`; `ack` runs once it is durable.
-    fn append(
+    /// Applies `input` with [`Scheduler::step`]. A refused input changed nothing and is
+    /// not logged; any other is appended (`ack` runs once it is durable: give it the
+    /// effect through `answer`) and its dispatches wait for that.
+    fn step(
         &mut self,
-        input: &Input,
-        ack: impl FnOnce(Result<Seq, String>) + Send + 'static,
-    ) -> Seq {
+        input: Input,
+        answer: impl FnOnce(&Effect, &Scheduler) -> Option<Ack>,
+    ) -> Effect {
+        let bytes = input.to_bytes();
+        let mut out = std::mem::take(&mut self.out);
+        let effect = self.sched.step(input, &mut out);
+        let ack = answer(&effect, &self.sched);
+        if let Some(ack) = ack {
+            let seq = self.append(bytes, ack);
+            for d in out.drain(..) {
+                self.gated.push_back((seq, d));
+            }
+        }
+        debug_assert!(out.is_empty(), "a refused input dispatches nothing");
+        out.clear();
+        self.out = out;
+        effect
+    }
+
+    /// Appends logged bytes; `ack` runs once they are durable.
+    fn append(&mut self, bytes: Vec<u8>, ack: Ack) -> Seq {
         let tx = self.tx.clone();
         let seq = self.log.append(
-            input.encode(),
+            bytes,
             Box::new(move |r| {
                 if let Ok(s) = r {
                     let _ = tx.send(Msg::Durable(s));
@@ -302,191 +313,216 @@ impl Driver {
             }),
         );
         self.applied = seq;
-        self.dirty = true;
         seq
     }
 
     fn apply(&mut self, set: ChangeSet, received: Instant, reply: oneshot::Sender<ApplyAnswer>) {
-        let input = Input::Apply {
-            at: now_ms(),
-            changes: set,
-        };
-        let report = match input.apply_to(&mut self.engine) {
-            Applied::Apply(Ok(r)) => r,
-            Applied::Apply(Err(e)) => {
-                self.metrics.refused.fetch_add(1, Ordering::Relaxed);
-                let _ = reply.send(Err(Refused::Change(e)));
-                return;
-            }
-            Applied::Complete(_) => return,
-        };
-        let versions: BTreeMap<String, u64> = report
-            .changed
-            .iter()
-            .filter_map(|k| self.engine.object(k).map(|o| (k.clone(), o.version)))
-            .collect();
-        self.metrics.applies.fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .objects
-            .store(self.engine.len() as u64, Ordering::Relaxed);
-        if self.events.receiver_count() > 0 {
-            self.event(
-                json!({"event": "did_apply", "changed": report.changed, "deleted": report.deleted}),
-            );
-        }
         let metrics = self.metrics.clone();
-        let ids: Vec<ObjectId> = report
-            .changed
-            .iter()
-            .chain(&report.deleted)
-            .filter_map(|k| self.engine.id(k))
-            .collect();
-        let deleted = report.deleted;
-        let seq = self.append(&input, move |r| {
-            metrics
-                .apply_latency
-                .observe(received.elapsed().as_secs_f64());
-            let _ = reply.send(
-                r.map(|seq| Accepted {
-                    seq,
-                    versions,
-                    deleted,
-                })
-                .map_err(Refused::Log),
-            );
-        });
-        for &id in &ids {
-            self.touched.insert(id, seq);
+        let mut reply = Some(reply);
+        let mut report = None;
+        let effect = self.step(
+            Input::Apply {
+                changes: set,
+                now: now_ms(),
+            },
+            |effect, sched| {
+                let Effect::Applied(r) = effect else {
+                    return None;
+                };
+                let versions = r
+                    .changed
+                    .iter()
+                    .filter_map(|k| sched.engine().object(k).map(|o| (k.clone(), o.version)))
+                    .collect();
+                let deleted = r.deleted.clone();
+                let reply = reply.take()?;
+                report = Some((r.changed.clone(), r.deleted.clone()));
+                Some(Box::new(move |res: Result<Seq, String>| {
+                    metrics
+                        .apply_latency
+                        .observe(received.elapsed().as_secs_f64());
+                    let _ = reply.send(
+                        res.map(|seq| Accepted {
+                            seq,
+                            versions,
+                            deleted,
+                        })
+                        .map_err(Refused::Log),
+                    );
+                }))
+            },
+        );
+        match effect {
+            Effect::Refused(e) => {
+                self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(Refused::Change(e)));
+                }
+            }
+            _ => {
+                self.metrics.applies.fetch_add(1, Ordering::Relaxed);
+                if let Some((changed, deleted)) = report {
+                    self.event(
+                        json!({"event": "did_apply", "changed": changed, "deleted": deleted}),
+                    );
+                }
+            }
         }
-        self.pending.push_back((seq, ids));
     }
 
-    /// The log committed through `seq`: objects those inputs touched may be actuated.
+    fn report(
+        &mut self,
+        key: String,
+        report: ExternalReport,
+        reply: oneshot::Sender<Result<Seq, Refused>>,
+    ) {
+        let mut reply = Some(reply);
+        let effect = self.step(
+            Input::Report {
+                key: key.clone(),
+                report,
+                now: now_ms(),
+            },
+            |effect, _| {
+                if matches!(effect, Effect::Reported(Err(_))) {
+                    return None;
+                }
+                let reply = reply.take()?;
+                Some(Box::new(move |r: Result<Seq, String>| {
+                    let _ = reply.send(r.map_err(Refused::Log));
+                }))
+            },
+        );
+        match effect {
+            Effect::Reported(Err(e)) => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(Refused::Report(e)));
+                }
+            }
+            _ => self.event(json!({"event": "did_report", "key": key})),
+        }
+    }
+
+    /// The log committed through `seq`: the dispatches of those inputs may start.
     fn durable(&mut self, seq: Seq) {
         if seq <= self.durable {
             return;
         }
         self.durable = seq;
-        while self.pending.front().is_some_and(|(s, _)| *s <= seq) {
-            let Some((s, ids)) = self.pending.pop_front() else {
+        while self.gated.front().is_some_and(|(s, _)| *s <= seq) {
+            let Some((_, d)) = self.gated.pop_front() else {
                 break;
             };
-            for id in ids {
-                if self.touched.get(&id) == Some(&s) {
-                    self.touched.remove(&id);
-                }
+            // It may have timed out while it waited for the log.
+            if self.sched.lease(d.lease.object).map(|l| l.id) == Some(d.lease) {
+                self.start(d);
             }
-            self.dirty = true;
         }
     }
 
-    fn done(&mut self, task: Task, key: String, outcome: Outcome, started: Instant) {
+    fn done(&mut self, lease: LeaseId, outcome: Outcome, started: Instant) {
         let secs = started.elapsed().as_secs_f64();
-        if self.in_flight.remove(&task.object).is_some() {
-            self.per_model[task.model.index()] -= 1;
-        }
-        self.metrics
-            .in_flight
-            .store(self.in_flight.len() as u64, Ordering::Relaxed);
-        let name = match &outcome {
-            Outcome::Ok { .. } => "ok",
-            Outcome::Failed { .. } => "failed",
-            Outcome::Deferred { .. } => "deferred",
-        };
-        let model = self.engine.schema().model(task.model).name.clone();
-        self.metrics.actuated(&model, name, secs);
+        self.running.remove(&lease);
         let at = now_ms();
-        if let Some(s) = self
-            .recent
-            .iter_mut()
-            .rev()
-            .find(|s| s.key == key && s.end.is_none())
-        {
-            s.end = Some(at.0);
-            s.outcome = Some(name);
-        }
+        let key = self.sched.engine().key(lease.object).to_string();
+        let current = self.sched.lease(lease.object).filter(|l| l.id == lease);
+        let Some(l) = current.copied() else {
+            // Late: its lease timed out (and its object may have been retried since).
+            // Nothing changes; it is not logged.
+            self.metrics.late.fetch_add(1, Ordering::Relaxed);
+            self.end_span(&key, at, "late");
+            self.event(
+                json!({"event": "late_delivery", "key": key, "lease": lease.seq, "at": at.0}),
+            );
+            return;
+        };
+        let model = self
+            .sched
+            .engine()
+            .schema()
+            .model(l.task.model)
+            .name
+            .clone();
         let message = match &outcome {
             Outcome::Failed { message } | Outcome::Deferred { message } => Some(message.clone()),
             Outcome::Ok { .. } => None,
         };
-        let input = Input::Deliver { at, task, outcome };
-        if let Applied::Complete(Err(_)) = input.apply_to(&mut self.engine) {
-            // The object is gone (deleted while it ran): nothing to record.
-            self.dirty = true;
-            return;
-        }
+        let effect = self.step(
+            Input::Deliver {
+                lease,
+                outcome,
+                now: at,
+            },
+            |_, _| Some(Box::new(|_| {})),
+        );
+        let name = match &effect {
+            Effect::Delivered(Delivery::Applied { completion, .. }) => completion_name(completion),
+            _ => "late",
+        };
+        self.metrics.actuated(&model, secs);
+        self.end_span(&key, at, name);
         self.event(
-            json!({"event": "did_actuate", "key": key, "model": model, "version": task.version,
+            json!({"event": "did_actuate", "key": key, "model": model, "version": l.task.version,
             "outcome": name, "message": message, "ms": (secs * 1000.0) as u64, "at": at.0}),
         );
-        self.append(&input, |_| {});
-        self.metrics
-            .objects
-            .store(self.engine.len() as u64, Ordering::Relaxed);
     }
 
-    /// Starts what the plan allows; returns the next wake time.
-    fn dispatch(&mut self) -> Option<Time> {
-        self.dirty = false;
-        let now = now_ms();
-        let plan = self.engine.plan(now);
-        let mut waiting = 0u64;
-        for (i, task) in plan.tasks.iter().enumerate() {
-            // Only tasks whose prerequisites are all done (R1: the first wave); at most one
-            // actuation per object: a newer version waits for the running one; and none on
-            // a change the log has not committed yet.
-            if !plan.deps(i).is_empty() {
-                continue;
-            }
-            if self.in_flight.contains_key(&task.object) || self.touched.contains_key(&task.object)
-            {
-                continue;
-            }
-            let m = task.model.index();
-            let model_full = self.per_model_max[m].is_some_and(|max| self.per_model[m] >= max);
-            if self.in_flight.len() >= self.in_flight_max || model_full {
-                waiting += 1;
-                continue;
-            }
-            let Some(actuator) = self.actuators[m].clone() else {
-                continue;
-            };
-            self.start(*task, actuator, now);
+    /// Logs a tick at `now` when something is due (a timeout, a re-sync, a backoff
+    /// expiry), or unconditionally at start (it dispatches what the recovered state
+    /// allows). At most one tick per millisecond.
+    fn tick(&mut self, now: Time) {
+        if now <= self.last_tick {
+            return;
         }
-        self.metrics.queue_depth.store(waiting, Ordering::Relaxed);
-        self.metrics
-            .in_flight
-            .store(self.in_flight.len() as u64, Ordering::Relaxed);
-        plan.next_wake
+        self.last_tick = now;
+        let timed_out = self.sched.stats().timed_out;
+        self.step(Input::Tick { now }, |_, _| Some(Box::new(|_| {})));
+        if self.sched.stats().timed_out > timed_out {
+            // Their actuations are abandoned: a later outcome of theirs is late.
+            let live: Vec<LeaseId> = self.running.keys().copied().collect();
+            for id in live {
+                if self.sched.lease(id.object).map(|l| l.id) != Some(id) {
+                    self.running.remove(&id);
+                    let key = self.sched.engine().key(id.object).to_string();
+                    self.end_span(&key, now, "timed_out");
+                    self.event(
+                        json!({"event": "timed_out", "key": key, "lease": id.seq, "at": now.0}),
+                    );
+                }
+            }
+        }
     }
 
-    fn start(&mut self, task: Task, actuator: Arc<dyn Actuate>, now: Time) {
-        let view = self.engine.view(task.object);
-        let schema = self.engine.schema();
-        let model = schema.model(task.model);
-        let info = self.engine.object(view.key());
-        let attempt = info.as_ref().map_or(1, |o| o.failures + 1);
+    fn start(&mut self, d: Dispatch) {
+        let engine = self.sched.engine();
+        let view = engine.view(d.task.object);
+        let model = engine.schema().model(d.task.model);
+        let info = engine.object(view.key());
         let doc = Doc {
             key: view.key().to_string(),
             model: model.name.clone(),
-            version: task.version,
-            kind: task.kind,
-            attempt,
+            version: d.task.version,
+            kind: d.task.kind,
+            attempt: d.attempt,
             fields: info.map(|o| o.fields).unwrap_or_default(),
             feedback_names: model.feedback.iter().map(|f| f.name.clone()).collect(),
         };
-        if attempt > 1 {
-            self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-        }
-        self.in_flight.insert(task.object, (task.version, now));
-        self.per_model[task.model.index()] += 1;
-        let kind = match task.kind {
+        let Some(actuator) = self.actuators[d.task.model.index()].clone() else {
+            // No actuator (the deployment has none for this model): the lease stays in
+            // flight until its timeout.
+            return;
+        };
+        let now = now_ms();
+        self.metrics
+            .dispatch_wait
+            .observe(now.0.saturating_sub(d.eligible_at.0) as f64 / 1000.0);
+        let kind = match d.task.kind {
             TaskKind::Sync => "sync",
             TaskKind::Delete => "delete",
         };
         self.event(
             json!({"event": "will_actuate", "key": doc.key, "model": doc.model,
-            "version": task.version, "attempt": attempt, "kind": kind, "at": now.0}),
+            "version": d.task.version, "attempt": d.attempt, "kind": kind, "at": now.0}),
         );
         if self.recent.len() == RECENT_MAX {
             self.recent.pop_front();
@@ -495,25 +531,59 @@ impl Driver {
             key: doc.key.clone(),
             model: doc.model.clone(),
             kind,
-            attempt,
+            attempt: d.attempt,
             start: now.0,
             end: None,
             outcome: None,
         });
+        let started = Instant::now();
+        self.running.insert(d.lease, started);
         let tx = self.tx.clone();
-        let key = doc.key.clone();
-        let timeout = self.timeouts[task.model.index()];
+        let lease = d.lease;
+        // The scheduler's timeout (a tick) ends an overdue lease; the blocking call is then
+        // abandoned and its outcome, if it ever comes, is late.
         self.runtime.spawn(async move {
-            let started = Instant::now();
-            let run = tokio::task::spawn_blocking(move || actuator.run(&doc));
-            let outcome = match tokio::time::timeout(timeout, run).await {
-                Ok(Ok(o)) => o,
-                Ok(Err(e)) => Outcome::failed(format!("actuator panicked: {e}")),
-                // The blocking thread is abandoned; its result is dropped.
-                Err(_) => Outcome::failed(format!("timed out after {} ms", timeout.as_millis())),
+            let outcome = match tokio::task::spawn_blocking(move || actuator.run(&doc)).await {
+                Ok(o) => o,
+                Err(e) => Outcome::failed(format!("actuator panicked: {e}")),
             };
-            let _ = tx.send(Msg::Done(task, key, outcome, started));
+            let _ = tx.send(Msg::Done(lease, outcome, started));
         });
+    }
+
+    fn end_span(&mut self, key: &str, at: Time, outcome: &'static str) {
+        if let Some(s) = self
+            .recent
+            .iter_mut()
+            .rev()
+            .find(|s| s.key == key && s.end.is_none())
+        {
+            s.end = Some(at.0);
+            s.outcome = Some(outcome);
+        }
+    }
+
+    /// Copies the scheduler's gauges and counters into the service's metrics.
+    fn publish_metrics(&self) {
+        let m = self.sched.metrics();
+        let s = &self.metrics;
+        s.queue_depth.store(m.queue_depth as u64, Ordering::Relaxed);
+        s.in_flight.store(m.in_flight as u64, Ordering::Relaxed);
+        s.retries.store(m.stats.retries, Ordering::Relaxed);
+        s.timed_out.store(m.stats.timed_out, Ordering::Relaxed);
+        s.objects
+            .store(self.sched.engine().len() as u64, Ordering::Relaxed);
+        let mut a = s.actuations.lock();
+        for (model, mm) in &m.models {
+            for (outcome, n) in [
+                ("ok", mm.ok),
+                ("failed", mm.failed),
+                ("deferred", mm.deferred),
+                ("stale", mm.stale),
+            ] {
+                a.insert((model.clone(), outcome), n);
+            }
+        }
     }
 
     fn event(&self, v: serde_json::Value) {
@@ -523,41 +593,70 @@ impl Driver {
     }
 
     /// Writes a snapshot of the state after the last applied input (waiting for it when
-    /// `wait` is given).
-    fn snapshot(&mut self, wait: Option<()>) {
+    /// `wait`), taken with [`Scheduler::checkpoint`] so that the entries after it replay
+    /// onto it exactly.
+    fn snapshot(&mut self, wait: bool) {
         let seq = self.applied;
-        let bytes = self.engine.snapshot();
+        let bytes = self.sched.checkpoint();
         self.last_snapshot = seq;
-        match wait {
-            Some(()) => {
-                let _ = self.log.snapshot_wait(seq, bytes);
-            }
-            None => self.log.snapshot(seq, bytes, Box::new(|_| {})),
+        if wait {
+            let _ = self.log.snapshot_wait(seq, bytes);
+        } else {
+            self.log.snapshot(seq, bytes, Box::new(|_| {}));
         }
     }
 
     fn shutdown(&mut self, deadline: Instant) {
-        // No new actuations; outcomes of running ones are still taken until the deadline.
-        while !self.in_flight.is_empty() {
+        // No new dispatch; outcomes of running actuations are still taken until the
+        // deadline. Dispatches still waiting for the log are not started: they are leases
+        // in the final snapshot, dispatched again after the restart.
+        self.step(Input::Shutdown { now: now_ms() }, |_, _| {
+            Some(Box::new(|_| {}))
+        });
+        while !self.running.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            match self.rx.recv_timeout(left) {
+            match self.rx.recv_timeout(left.min(Duration::from_millis(50))) {
                 Ok(Msg::Shutdown(_, done)) => {
                     let _ = done.send(());
                 }
-                Ok(msg @ (Msg::Done(..) | Msg::Durable(_) | Msg::Query(_))) => self.handle(msg),
+                Ok(Msg::Durable(seq)) => {
+                    self.durable = self.durable.max(seq);
+                }
+                Ok(msg @ (Msg::Done(..) | Msg::Query(_))) => self.handle(msg),
                 Ok(Msg::Apply(_, _, reply)) => {
                     let _ = reply.send(Err(Refused::ShuttingDown));
                 }
                 Ok(Msg::Report(_, _, reply)) => {
                     let _ = reply.send(Err(Refused::ShuttingDown));
                 }
-                Err(_) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = now_ms();
+                    if self.sched.next_wake().is_some_and(|t| t <= now) {
+                        self.tick(now);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         // Abandoned actuations re-run after the restart (actuators are idempotent).
-        self.snapshot(Some(()));
+        self.publish_metrics();
+        self.snapshot(true);
+    }
+}
+
+/// What runs once an input is durable.
+type Ack = Box<dyn FnOnce(Result<Seq, String>) + Send>;
+
+fn completion_name(c: &Completion) -> &'static str {
+    match c {
+        Completion::Synced | Completion::Deleted { .. } => "ok",
+        Completion::Failed { .. } => "failed",
+        Completion::Deferred { .. } => "deferred",
+        Completion::Stale | Completion::ExternalFailed => "stale",
+        #[allow(unreachable_patterns)]
+        _ => "other",
     }
 }

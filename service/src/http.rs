@@ -4,13 +4,14 @@
 //! |---|---|
 //! | `POST /v1/changes` | apply a change set (a JSON array of changes); answers `{"seq", "versions", "deleted"}` once durable |
 //! | `POST /v1/objects/{key}/report` | report an external object: `{"synced": {"version": 3}}` or `{"failed": {"version": 3, "message": "..."}}` (the version the report is about, R17) |
-//! | `GET /v1/objects/{key}` | one object: fields, feedback, status, hold reason, retry time, in flight |
+//! | `GET /v1/objects/{key}` | one object: fields, feedback, status, hold reason, retry time, its lease in flight, the scheduler's activity (`in_flight`, `queued`, `waiting`, `idle`) |
 //! | `GET /v1/objects?status=&model=&limit=` | objects filtered by status and model (default limit 1,000) |
 //! | `GET /v1/plan` | the current plan: tasks and holds with reasons, the next wake time |
-//! | `GET /v1/status` | counts by status, objects, in flight, the durable log position |
+//! | `GET /v1/status` | counts by status, objects, in flight, queue depth, the applied and durable log positions |
+//! | `GET /v1/state-hash` | the scheduler's state hash (`Scheduler::state_hash`, O(state)) and the log position it is after: what replaying the log must reproduce |
 //! | `GET /v1/graph` | objects (status) and their dependency edges, for the page (first 2,000) |
 //! | `GET /v1/actuations` | recent actuations (start, end, outcome), for the Gantt chart |
-//! | `GET /v1/events` | server-sent events: `did_apply`, `will_actuate`, `did_actuate`, `did_report` |
+//! | `GET /v1/events` | server-sent events: `did_apply`, `will_actuate`, `did_actuate`, `did_report`, `timed_out`, `late_delivery` |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /` | the web page |
 //!
@@ -35,6 +36,7 @@ use futures_util::Stream;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
+use syncore::sched::Activity;
 use syncore::{ChangeSet, ExternalReport, Status};
 use tokio::sync::{broadcast, oneshot};
 use tokio_stream::wrappers::BroadcastStream;
@@ -105,6 +107,7 @@ pub fn router(api: Api, body_max: usize) -> Router {
         .route("/v1/objects/{key}/report", post(report))
         .route("/v1/plan", get(plan))
         .route("/v1/status", get(status))
+        .route("/v1/state-hash", get(state_hash))
         .route("/v1/graph", get(graph))
         .route("/v1/actuations", get(actuations))
         .route("/v1/events", get(events))
@@ -250,15 +253,21 @@ fn object_json(s: &State<'_>, plan: &syncore::Plan, key: &str) -> Option<Json_> 
         .map(|(k, v)| (k.clone(), v.to_json()))
         .collect();
     let hold = plan.hold(info.id).map(|h| hold_json(s, h));
-    let running = s
-        .in_flight
-        .get(&info.id)
-        .map(|(v, t)| json!({"version": v, "since": t.0}));
+    let running = s.sched.lease(info.id).map(
+        |l| json!({"version": l.task.version, "since": l.started.0, "attempt": l.attempt, "lease": l.id.seq}),
+    );
+    let activity = match s.sched.activity(&info.key) {
+        Some(Activity::InFlight { .. }) => "in_flight",
+        Some(Activity::Queued { .. }) => "queued",
+        Some(Activity::Waiting) => "waiting",
+        _ => "idle",
+    };
     Some(json!({
         "key": info.key, "model": info.model, "version": info.version, "enacted": info.enacted,
         "status": status_name(&status), "detail": status, "hold": hold,
         "failures": info.failures, "retry_at": info.retry_at.map(|t| t.0),
         "message": info.message, "deleting": info.deleting, "in_flight": running,
+        "activity": activity,
         "fields": fields, "feedback": feedback,
     }))
 }
@@ -369,7 +378,7 @@ async fn plan(S(api): S<Api>) -> Result<Response, ApiError> {
             .iter()
             .map(|t| json!({"key": e.key(t.object), "model": e.schema().model(t.model).name,
                 "version": t.version, "kind": format!("{:?}", t.kind).to_lowercase(),
-                "in_flight": s.in_flight.contains_key(&t.object)}))
+                "in_flight": s.sched.lease(t.object).is_some()}))
             .collect();
         let holds: Vec<_> = plan
             .holds
@@ -403,8 +412,17 @@ async fn status(S(api): S<Api>) -> Result<Response, ApiError> {
             *counts.entry(status_name(&st)).or_default() += 1;
         }
         json!({"objects": s.engine.len(), "unsettled": unsettled, "counts": counts,
-            "in_flight": s.in_flight.len(), "durable_seq": durable, "now": s.now.0,
-            "converged": unsettled == 0 && s.in_flight.is_empty()})
+            "in_flight": s.sched.in_flight(), "queue_depth": s.sched.queue_depth(),
+            "durable_seq": durable, "applied_seq": s.applied, "now": s.now.0,
+            "converged": unsettled == 0 && s.sched.in_flight() == 0})
+    })
+    .await?;
+    Ok(Json(out).into_response())
+}
+
+async fn state_hash(S(api): S<Api>) -> Result<Response, ApiError> {
+    let out = ask(&api, |s| {
+        json!({"applied_seq": s.applied, "state_hash": format!("{:016x}", s.sched.state_hash())})
     })
     .await?;
     Ok(Json(out).into_response())

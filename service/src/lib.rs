@@ -4,15 +4,19 @@
 //! - [`InputLog`], the durable log of accepted inputs with snapshots, and [`SqliteLog`],
 //!   its embedded implementation (SQLite in WAL mode with group commit; its module says
 //!   why SQLite);
-//! - [`Input`], what is logged (change sets, reports, outcomes, each with its time), and
-//!   the one function that applies it, live and on replay;
+//! - what is logged: the scheduler's own inputs ([`syncore::sched::Input`]: change sets,
+//!   reports, deliveries, ticks, shutdown, each with its time), encoded with
+//!   `Input::to_bytes` and applied with `Scheduler::step`, live and on replay;
 //! - [`Deployment`], the deployment file: schema, actuators, secrets, settings;
-//! - the driver (one thread owning the engine), the HTTP API, `/metrics` and the web page
+//! - the driver (one thread owning the [`syncore::sched::Scheduler`]: leases, limits,
+//!   priorities, timeouts and re-syncs are the library's), the HTTP API, `/metrics` and the web page
 //!   ([`Service`]); and [`Client`], for `syncore apply`, `get` and `status`.
 //!
-//! Recovery on start: the latest snapshot, then the log tail replayed (the engine is
-//! deterministic, so the state is the one before the crash), then migrated onto the
-//! deployment's schema and settings when they changed (`Engine::migrate`).
+//! Recovery on start: the latest snapshot (`Scheduler::resume`), then the log tail
+//! replayed with `Scheduler::step` (the scheduler is a pure function of its inputs, so the
+//! state is the one before the crash, leases in flight included, whose actuations start
+//! again), then migrated onto the deployment's schema, settings and scheduling
+//! configuration when they changed (`Scheduler::migrate`).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -23,7 +27,6 @@ mod deploy;
 mod driver;
 mod errors;
 mod http;
-mod input;
 mod log;
 mod metrics;
 mod server;
@@ -32,11 +35,11 @@ mod sqlite;
 pub use actuate::{Actuate, Doc};
 pub use client::{Answer, Client};
 pub use deploy::{
-    DeployError, Deployment, DeploymentDef, ModelDeploy, SecretSource, ServiceSettings,
+    sched_config, DeployError, Deployment, DeploymentDef, ModelDeploy, SecretSource,
+    ServiceSettings,
 };
 pub use driver::{now_ms, Accepted, Refused, Span};
 pub use errors::ApiError;
-pub use input::{Applied, Input};
 pub use log::{frame, unframe, Ack, InputLog, LogError, LogStats, Recovery, Seq, FSYNC_BUCKETS_S};
 pub use metrics::{Histogram, Metrics, LATENCY_BUCKETS_S};
 pub use server::{recover, Recovered, Service, StartError};

@@ -65,9 +65,13 @@ pub struct Metrics {
     pub applies: AtomicU64,
     /// Change sets refused.
     pub refused: AtomicU64,
-    /// Actuations that were a retry (attempt > 1).
+    /// Actuations that were a retry (attempt > 1), from the scheduler's counters.
     pub retries: AtomicU64,
-    /// Actuations by (model, outcome).
+    /// Actuations the scheduler failed for running past their model's timeout.
+    pub timed_out: AtomicU64,
+    /// Outcomes that came after their lease had timed out (dropped, changing nothing).
+    pub late: AtomicU64,
+    /// Actuations by (model, outcome), from the scheduler's metrics (since start).
     pub actuations: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Actuation latency by model.
     pub actuation_latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
@@ -78,13 +82,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counts one finished actuation.
-    pub fn actuated(&self, model: &str, outcome: &'static str, secs: f64) {
-        *self
-            .actuations
-            .lock()
-            .entry((model.to_string(), outcome))
-            .or_default() += 1;
+    /// Records the latency of one finished actuation of `model`.
+    pub fn actuated(&self, model: &str, secs: f64) {
         let h = self
             .actuation_latency
             .lock()
@@ -145,6 +144,20 @@ impl Metrics {
             "counter",
             "Actuations that were retries.",
             load(&self.retries),
+        );
+        g(
+            &mut out,
+            "syncore_timed_out_total",
+            "counter",
+            "Actuations failed by their model's timeout.",
+            load(&self.timed_out),
+        );
+        g(
+            &mut out,
+            "syncore_late_outcomes_total",
+            "counter",
+            "Outcomes that came after their lease timed out (ignored).",
+            load(&self.late),
         );
         let _ = writeln!(out, "# HELP syncore_actuations_total Actuations finished, by model and outcome.\n# TYPE syncore_actuations_total counter");
         for ((model, outcome), n) in self.actuations.lock().iter() {

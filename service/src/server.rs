@@ -1,9 +1,11 @@
-//! Starting and stopping the service: recovery from the log, migration onto the
-//! deployment's schema, the driver thread, the HTTP listener, and graceful shutdown.
+//! Starting and stopping the service: recovery from the log (snapshot plus replayed
+//! scheduler inputs), migration onto the deployment's schema and scheduling settings, the
+//! driver thread, the HTTP listener, and graceful shutdown.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use syncore::sched::{Effect, Input, SchedMigrateError, Scheduler};
 use syncore::Engine;
 use tokio::sync::{broadcast, oneshot};
 
@@ -11,7 +13,6 @@ use crate::actuate::{self, Actuate};
 use crate::deploy::Deployment;
 use crate::driver::{Driver, DriverParts, Msg};
 use crate::http::{self, Api, Bucket};
-use crate::input::{Applied, Input};
 use crate::log::{InputLog, LogError, Seq};
 use crate::metrics::Metrics;
 use crate::sqlite::SqliteLog;
@@ -56,20 +57,30 @@ pub struct Recovered {
     pub replayed: usize,
     /// A torn last entry dropped.
     pub dropped_torn: Option<Seq>,
-    /// Whether the state was migrated onto a new schema or settings.
+    /// Whether the state was migrated onto a new schema, settings or scheduling
+    /// configuration (or reopened after a graceful shutdown).
     pub migrated: bool,
-    /// Time from opening the log to a ready engine.
+    /// Actuations in flight in the recovered state, started again.
+    pub in_flight: usize,
+    /// Time from opening the log to a ready scheduler.
     pub took: Duration,
 }
 
-/// Opens the log in `dir` and rebuilds the engine: the latest snapshot, then the tail
-/// replayed, then migrated onto `deploy`'s schema and settings if they differ.
+/// Opens the log in `dir` and rebuilds the scheduler: the latest snapshot resumed with
+/// its leases in flight ([`Scheduler::resume`]), then the tail replayed with
+/// [`Scheduler::step`], then moved onto `deploy`'s schema, settings and scheduling
+/// configuration if they differ ([`Scheduler::migrate`]; also after a graceful shutdown,
+/// whose final snapshot is draining). A migrated state is snapshotted at once: it is the
+/// base the entries logged from now on replay onto.
+///
+/// Returns the scheduler, the log, the last position applied and the latest snapshot's
+/// position.
 ///
 /// # Errors
 /// A [`StartError`] naming the log position, or what cannot be migrated.
 pub fn recover(
     deploy: &Deployment,
-) -> Result<(Engine, Arc<SqliteLog>, Seq, Seq, Recovered), StartError> {
+) -> Result<(Scheduler, Arc<SqliteLog>, Seq, Seq, Recovered), StartError> {
     let start = Instant::now();
     std::fs::create_dir_all(&deploy.data_dir)
         .map_err(|e| StartError::Io(format!("{}: {e}", deploy.data_dir.display())))?;
@@ -81,42 +92,72 @@ pub fn recover(
         ..Recovered::default()
     };
     let mut snap_seq = 0;
-    let mut engine = match &rec.snapshot {
+    let mut sched = match &rec.snapshot {
         Some((seq, bytes)) => {
             snap_seq = *seq;
-            Engine::restore(bytes).map_err(|e| StartError::Snapshot {
+            Scheduler::resume(bytes).map_err(|e| StartError::Snapshot {
                 seq: *seq,
                 message: e.to_string(),
             })?
         }
-        None => Engine::new(deploy.schema.clone(), deploy.def.settings.clone()),
+        None => Scheduler::new(
+            Engine::new(deploy.schema.clone(), deploy.def.settings.clone()),
+            deploy.sched.clone(),
+        )
+        .map_err(|e| StartError::Io(e.to_string()))?,
     };
     let mut last = snap_seq;
+    let mut out = Vec::new();
     for (seq, bytes) in &rec.tail {
-        let input =
-            Input::decode(bytes).map_err(|message| StartError::Replay { seq: *seq, message })?;
-        if let Applied::Apply(Err(e)) = input.apply_to(&mut engine) {
-            return Err(StartError::Replay {
-                seq: *seq,
-                message: format!("the logged change set no longer applies: {e}"),
-            });
+        let input = Input::from_bytes(bytes).map_err(|e| StartError::Replay {
+            seq: *seq,
+            message: e.to_string(),
+        })?;
+        out.clear();
+        match sched.step(input, &mut out) {
+            Effect::Refused(e) => {
+                return Err(StartError::Replay {
+                    seq: *seq,
+                    message: format!("the logged change set no longer applies: {e}"),
+                })
+            }
+            Effect::Reported(Err(e)) => {
+                return Err(StartError::Replay {
+                    seq: *seq,
+                    message: format!("the logged report no longer applies: {e}"),
+                })
+            }
+            _ => {}
         }
         last = *seq;
     }
     let log = Arc::new(log);
-    if engine.schema().def() != deploy.schema.def() || engine.config() != &deploy.def.settings {
-        engine = engine
-            .migrate(deploy.schema.clone(), deploy.def.settings.clone())
-            .map_err(|e| StartError::Migrate(Box::new(e)))?;
+    let engine = sched.engine();
+    if engine.schema().def() != deploy.schema.def()
+        || engine.config() != &deploy.def.settings
+        || sched.config() != &deploy.sched
+        || sched.draining()
+    {
+        sched = sched
+            .migrate(
+                deploy.schema.clone(),
+                deploy.def.settings.clone(),
+                deploy.sched.clone(),
+            )
+            .map_err(|e| match e {
+                SchedMigrateError::Engine(e) => StartError::Migrate(e),
+                other => StartError::Io(other.to_string()),
+            })?;
         info.migrated = true;
     }
+    info.in_flight = sched.in_flight() + sched.restored_leases().len();
     if info.migrated || (rec.snapshot.is_none() && last == 0) {
-        // The migrated state is the base for entries logged from now on.
-        log.snapshot_wait(last, engine.snapshot())?;
+        // The base for entries logged from now on.
+        log.snapshot_wait(last, sched.checkpoint())?;
         snap_seq = last;
     }
     info.took = start.elapsed();
-    Ok((engine, log, last, snap_seq, info))
+    Ok((sched, log, last, snap_seq, info))
 }
 
 /// A running service.
@@ -139,32 +180,25 @@ impl Service {
     /// # Errors
     /// A [`StartError`].
     pub async fn start(deploy: Deployment) -> Result<Service, StartError> {
-        let (engine, log, applied, snap_seq, recovered) = recover(&deploy)?;
-        let schema = engine.schema().clone();
+        let (sched, log, applied, snap_seq, recovered) = recover(&deploy)?;
+        let schema = sched.engine().schema().clone();
         let mut actuators: Vec<Option<Arc<dyn Actuate>>> = Vec::new();
-        let mut timeouts = Vec::new();
-        let mut per_model = Vec::new();
         for m in schema.models() {
             let d = deploy.def.models.get(&m.name);
             actuators.push(d.map(|d| Arc::from(actuate::builtin(d, &deploy.secrets))));
-            timeouts.push(Duration::from_millis(d.map_or(30_000, |d| d.timeout_ms)));
-            per_model.push(d.and_then(|d| d.in_flight_max));
         }
         let (events, _) = broadcast::channel(4096);
         let metrics = Arc::new(Metrics::default());
         let s = &deploy.def.service;
         let dyn_log: Arc<dyn InputLog> = log.clone();
         let (driver, tx) = Driver::new(
-            engine,
+            sched,
             DriverParts {
                 log: dyn_log.clone(),
                 applied,
                 last_snapshot: snap_seq,
                 snapshot_every: s.snapshot_every,
                 actuators,
-                timeouts,
-                per_model_max: per_model,
-                in_flight_max: s.in_flight_max,
                 events: events.clone(),
                 metrics: metrics.clone(),
                 runtime: tokio::runtime::Handle::current(),

@@ -328,13 +328,15 @@ fn commit(conn: &mut Connection, batch: &[Op], c: &Counters) -> rusqlite::Result
             match op {
                 Op::Append(seq, entry, _) => {
                     let framed = frame(*seq, entry.clone());
-                    added_bytes += framed.len() as u64;
+                    // Wrapping: a batch that frees more than it adds is a negative delta.
+                    added_bytes = added_bytes.wrapping_add(framed.len() as u64);
                     insert.execute(params![*seq as i64, framed])?;
                     appended += 1;
                 }
                 Op::Snapshot(seq, bytes, _) => {
                     let framed = frame(*seq, bytes.clone());
-                    added_bytes += framed.len() as u64;
+                    // Wrapping: a batch that frees more than it adds is a negative delta.
+                    added_bytes = added_bytes.wrapping_add(framed.len() as u64);
                     tx.execute(
                         "INSERT OR REPLACE INTO snapshots (seq, bytes) VALUES (?1, ?2)",
                         params![*seq as i64, framed],

@@ -222,6 +222,9 @@ impl Scheduler {
     /// `dispatched`, in dispatch order). **The** transition function: drivers call it for
     /// everything they do, record the inputs, and [`Scheduler::replay`] calls it again.
     ///
+    /// A refused change set or report changes nothing (not even the clock) and dispatches
+    /// nothing, so a durable log need not record it.
+    ///
     /// Deterministic: the same starting state and input sequence give the same effects,
     /// dispatches and state hashes, whatever the thread timing that produced the sequence.
     pub fn step(&mut self, input: Input, dispatched: &mut Vec<Dispatch>) -> Effect {
@@ -248,6 +251,10 @@ impl Scheduler {
                 Effect::ShutDown
             }
         };
+        if matches!(effect, Effect::Refused(_) | Effect::Reported(Err(_))) {
+            // A refused input changes nothing, the clock included.
+            return effect;
+        }
         while let Some(d) = self.poll_dispatch(now) {
             dispatched.push(d);
         }

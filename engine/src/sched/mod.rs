@@ -62,7 +62,7 @@ use crate::plan::Task;
 pub use config::{ModelSched, SchedConfig, SchedConfigError};
 pub use input::{Effect, Input, InputDecodeError};
 pub use lanes::{LaneRun, LaneSpan, LaneStop, Lanes};
-pub use snapshot::{SchedSnapshotError, SCHED_FORMAT_VERSION, SCHED_MAGIC};
+pub use snapshot::{SchedMigrateError, SchedSnapshotError, SCHED_FORMAT_VERSION, SCHED_MAGIC};
 
 use queue::Ready;
 
@@ -504,14 +504,14 @@ impl Scheduler {
     /// # Errors
     /// The engine's [`ChangeError`]; nothing changes.
     pub fn apply(&mut self, changes: ChangeSet, now: Time) -> Result<ApplyReport, ChangeError> {
-        let now = self.clock(now);
         let before = self.watched_before(&changes);
         let report = self.engine.apply(changes)?;
+        // The clock moves only for an accepted change set: a refused one changes nothing.
+        self.clock(now);
         self.dirty = true;
         if let Some(before) = before {
             self.watch_resync_after_apply(before, &report);
         }
-        let _ = now;
         Ok(report)
     }
 
@@ -525,8 +525,8 @@ impl Scheduler {
         report: ExternalReport,
         now: Time,
     ) -> Result<Completion, CompleteError> {
-        self.clock(now);
         let done = self.engine.report_external(key, report)?;
+        self.clock(now);
         self.dirty = true;
         Ok(done)
     }

@@ -148,3 +148,101 @@ impl Scheduler {
         &self.restored
     }
 }
+
+/// A scheduler could not move onto a new schema, engine settings or configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchedMigrateError {
+    /// The engine state cannot move onto the new schema or settings.
+    #[error("{0}")]
+    Engine(Box<crate::MigrateError>),
+    /// The new configuration does not fit the new schema.
+    #[error("{0}")]
+    Config(SchedConfigError),
+}
+
+impl Scheduler {
+    /// Like [`Scheduler::restore`], but the leases in the snapshot stay **in flight**:
+    /// for a driver that replays a log of later inputs onto the snapshot (their deliveries
+    /// name those leases), then starts the actuations of the leases still in flight again
+    /// itself (actuators are idempotent by contract). [`Scheduler::restored_leases`] is
+    /// empty. Policies and watchers must be registered again ([`Scheduler::engine_mut`]).
+    ///
+    /// # Errors
+    /// [`SchedSnapshotError`]; never panics.
+    pub fn resume(bytes: &[u8]) -> Result<Scheduler, SchedSnapshotError> {
+        let mut s = Scheduler::restore(bytes)?;
+        for l in std::mem::take(&mut s.restored) {
+            s.put_lease(l);
+        }
+        Ok(s)
+    }
+
+    /// Takes a snapshot and drops what is not in it (the current plan and ready queue,
+    /// rebuilt by the next input), so that from now on this scheduler goes through the
+    /// same states as [`Scheduler::resume`] of the returned bytes: a log that records the
+    /// snapshot and the inputs after it replays to this scheduler's state hashes. Leases,
+    /// registered policies and watchers and the metrics counters are kept, and so is the
+    /// earliest backoff expiry known, so [`Scheduler::next_wake`] still reports it (a
+    /// resumed scheduler learns it at its first input, which replans).
+    pub fn checkpoint(&mut self) -> Vec<u8> {
+        let bytes = self.snapshot();
+        self.cur = super::Current::default();
+        self.ready = super::queue::Ready::new(self.models.len());
+        self.object_prio.clear();
+        self.restored.clear();
+        self.dirty = true;
+        bytes
+    }
+
+    /// Moves the scheduler onto a new schema, engine settings and configuration (a
+    /// restart with a changed deployment; [`Engine::migrate`] says what may change). The
+    /// engine is migrated only when its schema or settings differ. Re-sync timers, the
+    /// lease counter, the clock and the work counters carry over (object ids survive a
+    /// migration); the leases in flight end up in [`Scheduler::restored_leases`] and their
+    /// objects are dispatched again; the result is not draining (a restart after a
+    /// shutdown dispatches again). Register policies and watchers again.
+    ///
+    /// # Errors
+    /// [`SchedMigrateError`] naming what cannot move; the old state is dropped either
+    /// way, so keep its [`Scheduler::snapshot`] if needed.
+    pub fn migrate(
+        self,
+        schema: crate::Schema,
+        settings: crate::Config,
+        config: SchedConfig,
+    ) -> Result<Scheduler, SchedMigrateError> {
+        let leases: Vec<Lease> = self.leases().copied().collect();
+        let Scheduler {
+            engine,
+            next_lease,
+            timers,
+            resync_count,
+            rerun,
+            last_now,
+            stats,
+            ..
+        } = self;
+        let engine = if engine.schema().def() != schema.def() || engine.config() != &settings {
+            engine
+                .migrate(schema, settings)
+                .map_err(|e| SchedMigrateError::Engine(Box::new(e)))?
+        } else {
+            engine
+        };
+        let mut s = Scheduler::new(engine, config).map_err(SchedMigrateError::Config)?;
+        s.next_lease = next_lease;
+        for (t, id) in timers {
+            if s.engine.alive(crate::ObjectId(id)) {
+                s.timers.insert((t, id));
+                s.resync_due.insert(id, t);
+            }
+        }
+        s.resync_count = resync_count;
+        s.rerun = rerun;
+        s.last_now = last_now;
+        s.stats = stats;
+        s.restored = leases;
+        Ok(s)
+    }
+}

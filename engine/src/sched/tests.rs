@@ -530,3 +530,110 @@ fn config_naming_unknown_model_is_refused() {
         "scheduler configuration names unknown model Nope"
     );
 }
+
+#[test]
+fn r14_resume_keeps_leases_and_a_checkpointed_log_replays_to_the_same_hashes() {
+    let mut live = sched(SchedConfig::default());
+    let d = step(
+        &mut live,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    // Mid-run, with the site's lease in flight: checkpoint, then go on.
+    let bytes = live.checkpoint();
+    let resumed = Scheduler::resume(&bytes).unwrap();
+    assert!(resumed.restored_leases().is_empty());
+    assert_eq!(
+        resumed.leases().copied().collect::<Vec<_>>(),
+        vec![*live.leases().next().unwrap()]
+    );
+    let tail = vec![
+        Input::Deliver {
+            lease: d[0].lease,
+            outcome: Outcome::ok(),
+            now: t(5),
+        },
+        Input::Apply {
+            changes: site("s2", "b"),
+            now: t(6),
+        },
+        Input::Tick { now: t(7) },
+    ];
+    let mut want = Vec::new();
+    for i in tail.clone() {
+        let mut out = Vec::new();
+        live.step(i, &mut out);
+        want.push(live.state_hash());
+    }
+    // The delivery named the lease taken before the checkpoint: it applied (not late).
+    assert_eq!(live.stats().late, 0);
+    let mut replayed = Scheduler::resume(&bytes).unwrap();
+    assert_eq!(replayed.replay(tail), want);
+}
+
+#[test]
+fn a_refused_change_set_changes_nothing_not_even_the_clock() {
+    let mut s = sched(SchedConfig::default());
+    step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "a"),
+            now: t(3),
+        },
+    );
+    let before = s.state_hash();
+    let mut out = Vec::new();
+    let bad = ChangeSet::new().upsert("x", "NoSuchModel", [("name", "a")]);
+    let e = s.step(
+        Input::Apply {
+            changes: bad,
+            now: t(50),
+        },
+        &mut out,
+    );
+    assert!(matches!(e, Effect::Refused(_)), "{e:?}");
+    assert!(out.is_empty());
+    assert_eq!(s.state_hash(), before);
+}
+
+#[test]
+fn migrate_moves_onto_a_new_config_and_redispatches_leases() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    s.shutdown(t(1));
+    let schema = s.engine().schema().clone();
+    let settings = s.engine().config().clone();
+    let cfg = SchedConfig::default().model(
+        "Site",
+        ModelSched {
+            limit: Some(1),
+            ..ModelSched::default()
+        },
+    );
+    let mut m = s.migrate(schema, settings, cfg.clone()).unwrap();
+    assert_eq!(m.config(), &cfg);
+    assert!(!m.draining());
+    assert_eq!(m.restored_leases().len(), 1);
+    let again = step(&mut m, Input::Tick { now: t(2) });
+    assert_eq!(again[0].task, d[0].task);
+    assert!(
+        again[0].lease.seq > d[0].lease.seq,
+        "lease ids never repeat"
+    );
+    // A configuration naming an unknown model is refused.
+    let s = sched(SchedConfig::default());
+    let (schema, settings) = (s.engine().schema().clone(), s.engine().config().clone());
+    let bad = SchedConfig::default().model("Nope", ModelSched::default());
+    assert!(matches!(
+        s.migrate(schema, settings, bad),
+        Err(SchedMigrateError::Config(_))
+    ));
+}

@@ -57,6 +57,17 @@ impl Server {
         Client::new(&self.url, None)
     }
 
+    /// SIGKILL, reap, and return what the process wrote to stderr (for failure messages).
+    pub fn kill_for_stderr(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        err
+    }
+
     /// SIGKILL, and reap.
     pub fn kill(mut self) {
         let _ = self.child.kill();
