@@ -1,5 +1,6 @@
 //! `syncore`: run scenarios (or the built-in CORD-like demo), print plans, check scenario
-//! files, replay traces, and benchmark the engine on synthetic graphs.
+//! files, replay traces, benchmark the engine on synthetic graphs, run the synchronizer as a
+//! durable service (`serve`) and talk to one (`apply`, `get`, `status`).
 //!
 //! Exit codes: 0 converged (or: the check passed, the trace matched), 1 did not converge
 //! (or: the trace did not match), 2 bad input.
@@ -65,6 +66,44 @@ enum Command {
     },
     /// Benchmark planning and execution on a synthetic graph or a DAG1 file.
     Bench(BenchArgs),
+    /// Run the synchronizer as a durable service (HTTP API, metrics, web page) from a
+    /// deployment file; stops gracefully on SIGTERM or Ctrl-C.
+    Serve {
+        /// The deployment file (JSON: schema, actuators, secrets, settings, listen address,
+        /// data directory).
+        deployment: PathBuf,
+    },
+    /// Send a change set (a JSON file: `{"changes": [...]}`) to a running service; prints
+    /// the versions assigned, or the typed error.
+    Apply {
+        /// The change set file (`-` for standard input).
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print one object of a running service: status, hold reason, retry time, feedback.
+    Get {
+        /// The object's key.
+        key: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print a running service's status summary.
+    Status {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Where the service is.
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// The service's URL.
+    #[arg(long, env = "SYNCORE_SERVER", default_value = "http://127.0.0.1:7070")]
+    server: String,
+    /// Bearer token (required by a service listening on another address than loopback).
+    #[arg(long, env = "SYNCORE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -186,8 +225,61 @@ fn main() -> ExitCode {
         Command::Check { scenario } => cmd_check(&scenario, style),
         Command::Replay { trace } => cmd_replay(&trace, style),
         Command::Bench(args) => cmd_bench(args),
+        Command::Serve { deployment } => match syncore_service::serve_main(&deployment) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {}: {e}", deployment.display());
+                2
+            }
+        },
+        Command::Apply { file, server } => {
+            let text = if file == Path::new("-") {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).map(|_| t)
+            } else {
+                std::fs::read_to_string(&file)
+            };
+            match text {
+                Ok(text) => client_call(&server, |c| c.apply(&text)),
+                Err(e) => {
+                    eprintln!("error: {}: cannot read the change set: {e}", file.display());
+                    2
+                }
+            }
+        }
+        Command::Get { key, server } => client_call(&server, |c| c.object(&key)),
+        Command::Status { server } => client_call(&server, |c| c.status()),
     };
     ExitCode::from(code)
+}
+
+/// Makes one request to a service and prints its answer: the JSON body to stdout when it
+/// succeeded (exit 0), the service's error to stderr otherwise (exit 1 for a refusal, 2 when
+/// the service cannot be reached).
+fn client_call(
+    server: &ServerArgs,
+    call: impl FnOnce(&syncore_service::Client) -> Result<syncore_service::Answer, String>,
+) -> u8 {
+    let client = syncore_service::Client::new(&server.server, server.token.clone());
+    match call(&client) {
+        Ok(a) if a.ok() => {
+            println!("{}", a.body.trim_end());
+            0
+        }
+        Ok(a) => {
+            eprintln!(
+                "error: {} answered {}: {}",
+                server.server,
+                a.status,
+                a.body.trim_end()
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("error: cannot reach {}: {e}", server.server);
+            2
+        }
+    }
 }
 
 /// Prints problems to stderr; returns exit code 2.
