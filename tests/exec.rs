@@ -572,7 +572,7 @@ fn sim_trace_replays_every_intermediate_state_hash() {
     config.steps = 150;
     let mut sim = syncore::sim::Sim::new(config).unwrap();
     sim.record(trace::Recorder::memory()).unwrap();
-    while !sim.step().unwrap() {}
+    sim.run().unwrap();
     let final_hash = sim.engine().state_hash();
     let text = sim.take_recorder().unwrap().into_text();
     let events = trace::parse(text.as_bytes()).unwrap();

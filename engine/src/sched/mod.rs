@@ -795,12 +795,17 @@ impl Scheduler {
             Completion::Synced | Completion::Deleted { .. } => {
                 self.metrics[m].ok += 1;
                 match idx {
-                    Some(i) if self.cur.tasks[i as usize] == l.task => {
+                    Some(i)
+                        if self.cur.tasks[i as usize] == l.task
+                            && self.cur.pending[i as usize] == 0 =>
+                    {
                         self.cur.slot[i as usize] = Slot::Done;
                         released = self.release(i, now);
                     }
-                    // The plan did not count on this completion (the object was held when it
-                    // was made): plan again.
+                    // The plan did not count on this completion: the object was held when
+                    // it was made, or it was dispatched under an earlier plan and its own
+                    // prerequisites changed while it ran (then its dependents, which now
+                    // wait through it for those, must not be released): plan again.
                     _ => self.dirty = true,
                 }
                 if let Completion::Deleted { removed } = &completion {

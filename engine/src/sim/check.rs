@@ -5,18 +5,18 @@
 //! * **plan** (R1-R4, R7): the tasks are exactly the objects whose prerequisites can all
 //!   run; every other unsettled object is held for the right reason, and a blocked one
 //!   names the smallest key among the failing objects it transitively waits for;
-//! * **actuation** (R1, R2, R7): when an actuator is called, every prerequisite of its
-//!   object has already succeeded in this run (deletes: every referrer is deleted), no
-//!   other actuation of the same object is in flight, and no object runs twice in a run;
+//! * **dispatch** (R1, R5, R7, R8): when a task is dispatched, it enacts its object's
+//!   current version, every prerequisite has an accepted completion (deletes: every
+//!   referrer is gone), and the object is not backing off; the simulator adds that no
+//!   object has two leases (S1);
 //! * **completion** (R5, R6, R8): a failure counts one more consecutive failure and backs
-//!   off exactly `BackoffPolicy::delay_ms` from the completion time; a deferral waits
-//!   `defer_ms`; success syncs or deletes;
+//!   off exactly `BackoffPolicy::delay_ms` from the delivery time; a deferral waits
+//!   `defer_ms`; success syncs or deletes; a completion is stale exactly when its object
+//!   changed while it ran, and a stale completion never marks anything synced;
 //! * **step**: nothing became synced, or left the store, without a successful completion.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::world::{Obj, World};
@@ -47,107 +47,6 @@ impl Violation {
     }
 }
 
-/// What actuators report while a run is in progress (shared with them).
-#[derive(Debug, Default)]
-pub(crate) struct Watch {
-    state: Mutex<WatchState>,
-}
-
-#[derive(Debug, Default)]
-struct WatchState {
-    active: bool,
-    /// Per task key: the keys that must have succeeded in this run before it starts.
-    required: BTreeMap<String, Vec<String>>,
-    started: BTreeSet<String>,
-    in_flight: BTreeSet<String>,
-    done_ok: BTreeSet<String>,
-    violations: Vec<Violation>,
-}
-
-impl Watch {
-    pub fn will_actuate(&self, key: &str, kind: TaskKind) {
-        let mut s = self.state.lock();
-        if !s.active {
-            return;
-        }
-        if !s.in_flight.insert(key.to_string()) {
-            s.violations.push(Violation::new(
-                "R2",
-                format!("two actuations of {key} in flight at once"),
-            ));
-        }
-        if !s.started.insert(key.to_string()) {
-            s.violations.push(Violation::new(
-                "R2",
-                format!("{key} actuated twice in one run"),
-            ));
-        }
-        let missing: Vec<String> = match s.required.get(key) {
-            Some(req) => req
-                .iter()
-                .filter(|r| !s.done_ok.contains(*r))
-                .cloned()
-                .collect(),
-            None => {
-                s.violations.push(Violation::new(
-                    "R1",
-                    format!("{key} actuated but it is not a task of the plan"),
-                ));
-                Vec::new()
-            }
-        };
-        if !missing.is_empty() {
-            let (rule, what) = match kind {
-                TaskKind::Sync => ("R1", "sync"),
-                TaskKind::Delete => ("R7", "delete"),
-            };
-            s.violations.push(Violation::new(
-                rule,
-                format!(
-                    "{what} of {key} started before {} succeeded",
-                    missing.join(", ")
-                ),
-            ));
-        }
-    }
-
-    pub fn did_actuate(&self, key: &str, ok: bool) {
-        let mut s = self.state.lock();
-        if !s.active {
-            return;
-        }
-        s.in_flight.remove(key);
-        if ok {
-            s.done_ok.insert(key.to_string());
-        }
-    }
-
-    fn begin(&self, required: BTreeMap<String, Vec<String>>) {
-        *self.state.lock() = WatchState {
-            active: true,
-            required,
-            ..WatchState::default()
-        };
-    }
-
-    fn end(&self) -> Vec<Violation> {
-        let mut s = self.state.lock();
-        s.active = false;
-        let mut v = std::mem::take(&mut s.violations);
-        if !s.in_flight.is_empty() {
-            let keys: Vec<_> = s.in_flight.iter().cloned().collect();
-            v.push(Violation::new(
-                "R2",
-                format!(
-                    "actuations still in flight after the run: {}",
-                    keys.join(", ")
-                ),
-            ));
-        }
-        v
-    }
-}
-
 /// What the checker expects of one unsettled object.
 #[derive(Clone, Debug, PartialEq)]
 enum Expect {
@@ -166,20 +65,12 @@ enum Expect {
 #[derive(Debug)]
 pub struct Checker {
     policy: BackoffPolicy,
-    watch: Arc<Watch>,
 }
 
 impl Checker {
     /// A checker for an engine with `policy` as its backoff.
     pub fn new(policy: BackoffPolicy) -> Checker {
-        Checker {
-            policy,
-            watch: Arc::new(Watch::default()),
-        }
-    }
-
-    pub(crate) fn watch(&self) -> Arc<Watch> {
-        self.watch.clone()
+        Checker { policy }
     }
 
     /// Checks `plan` (made by `engine` at `plan.now`) against an independent computation
@@ -298,33 +189,85 @@ impl Checker {
         Ok(())
     }
 
-    /// Arms the actuation checks for a run of `plan`: each task's prerequisites must
-    /// succeed in the run before it starts.
-    pub(crate) fn begin_run(&self, engine: &Engine, world: &World, plan: &Plan) {
-        let schema = engine.schema();
-        let mut required = BTreeMap::new();
-        for task in &plan.tasks {
-            let key = engine.key(task.object);
-            let (mut pre, blocking) = world.prerequisites(schema, key);
-            if task.kind == TaskKind::Delete {
-                // R7: every referrer, live ones included (which can never succeed here).
-                pre = world.effective_referrers(key);
+    /// Checks a dispatch of `task` (the object `key`) at `now` against the state then
+    /// (`world`), independently of the planner and the scheduler:
+    /// * it enacts the object's current version and kind, which is unsettled (R8);
+    /// * every prerequisite has an accepted completion: no unsettled dependency, no
+    ///   deleting object on the way (R1); a delete has no referrer left, live or
+    ///   deleting, and no delete of a dependent model pending (R7);
+    /// * the object is not backing off (R5, R6).
+    pub(crate) fn check_dispatch(
+        &self,
+        engine: &Engine,
+        world: &World,
+        key: &str,
+        task: &Task,
+        now: Time,
+    ) -> Result<(), Violation> {
+        let Some(o) = world.get(key) else {
+            return Err(Violation::new(
+                "R8",
+                format!("{key} dispatched, but it is not in the store"),
+            ));
+        };
+        let kind = if o.deleting {
+            TaskKind::Delete
+        } else {
+            TaskKind::Sync
+        };
+        if task.kind != kind || task.version != o.version || !o.unsettled() {
+            return Err(Violation::new(
+                "R8",
+                format!(
+                    "dispatched {:?} v{} of {key}, the object is {kind:?} v{} (enacted v{})",
+                    task.kind, task.version, o.version, o.enacted
+                ),
+            ));
+        }
+        let (mut pre, blocking) = world.prerequisites(engine.schema(), key);
+        if task.kind == TaskKind::Delete {
+            for r in world.effective_referrers(key) {
+                if !pre.contains(&r) {
+                    pre.push(r);
+                }
             }
-            pre.extend(blocking);
-            required.insert(key.to_string(), pre);
         }
-        self.watch.begin(required);
+        pre.extend(blocking);
+        if !pre.is_empty() {
+            let (rule, what) = match task.kind {
+                TaskKind::Sync => ("R1", "sync"),
+                TaskKind::Delete => ("R7", "delete"),
+            };
+            pre.sort();
+            let states: Vec<String> = pre
+                .iter()
+                .map(|p| format!("{p}: {:?}", world.get(p)))
+                .collect();
+            return Err(Violation::new(
+                rule,
+                format!(
+                    "{what} of {key} v{} dispatched before {} completed ({key}: {o:?}; {})",
+                    task.version,
+                    pre.join(", "),
+                    states.join("; ")
+                ),
+            ));
+        }
+        if o.backing_off(now) {
+            return Err(Violation::new(
+                "R5",
+                format!(
+                    "{key} dispatched at {now}, backing off until {:?}",
+                    o.retry_at
+                ),
+            ));
+        }
+        Ok(())
     }
 
-    /// Ends the run's actuation checks.
-    pub(crate) fn end_run(&self) -> Result<(), Violation> {
-        match self.watch.end().into_iter().next() {
-            Some(v) => Err(v),
-            None => Ok(()),
-        }
-    }
-
-    /// Checks one completion against the state before it (R5, R6, R8, R9).
+    /// Checks one completion against the state before it (`before`, R5, R6, R8, R9). A
+    /// completion is stale exactly when the object no longer matches its task: a newer
+    /// version, or a delete requested, while the actuation ran (S1).
     pub(crate) fn check_completion(
         &self,
         before: &World,
@@ -340,6 +283,24 @@ impl Checker {
                 format!("completion for vanished {key}"),
             ));
         };
+        let kind = if o.deleting {
+            TaskKind::Delete
+        } else {
+            TaskKind::Sync
+        };
+        let current = o.version == task.version && kind == task.kind && o.unsettled();
+        if !current {
+            return match completion {
+                Completion::Stale => Ok(()),
+                c => Err(Violation::new(
+                    "R8",
+                    format!(
+                        "the completion of {:?} {key} v{}, now {kind:?} v{}, gave {c:?}, expected stale",
+                        task.kind, task.version, o.version
+                    ),
+                )),
+            };
+        }
         let expect_fail = |c: &Completion| -> Result<(), Violation> {
             let failures = o.failures.saturating_add(1);
             let retry_at = at.after(self.policy.delay_ms(failures, key));
@@ -356,7 +317,7 @@ impl Checker {
             (_, Completion::Stale) => Err(Violation::new(
                 "R8",
                 format!(
-                    "completion of {key} v{} was stale, but nothing changed during the run",
+                    "completion of {key} v{} was stale, but the object did not change while it ran",
                     task.version
                 ),
             )),

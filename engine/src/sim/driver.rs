@@ -1,6 +1,8 @@
-//! [`Sim`]: one deterministic simulation, from a seed.
+//! [`Sim`]: one deterministic simulation, from a seed: the scheduler
+//! ([`crate::sched::Scheduler`]) driven in virtual time by [`crate::sched::Lanes`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -10,18 +12,21 @@ use super::faults::{FaultSwitch, Faults, FaultyActuator};
 use super::gen::{self, ChangeStream, SchemaShape};
 use super::rng::SplitMix64;
 use super::world::{Obj, World};
-use crate::actuator::Actuator;
+use crate::actuator::{Actuator, Outcome, TaskKind};
 use crate::backoff::BackoffPolicy;
 use crate::change::ChangeSet;
-use crate::clock::{Clock, VirtualClock};
-use crate::complete::Completion;
+use crate::clock::VirtualClock;
+use crate::complete::{Completion, ExternalReport};
 use crate::engine::{Config, Engine};
 use crate::error::{ChangeError, SchemaError};
-use crate::exec::{Actuators, ExecConfig, ExecError, Executor, RunReport, Span, TaskState};
-use crate::id::Time;
-use crate::plan::Plan;
+use crate::exec::{Actuators, ExecError};
+use crate::id::{ObjectId, Time};
+use crate::sched::{
+    Delivery, Dispatch, Effect, Input, LaneStop, Lanes, ModelSched, SchedConfig, SchedConfigError,
+    Scheduler,
+};
 use crate::schema::{ModelKind, Schema};
-use crate::trace::{Event, Recorded, Recorder, StateHash};
+use crate::trace::{Event, Recorder, StateHash};
 
 /// Everything a seed decides about a simulation. [`SimConfig::from_seed`] picks it all;
 /// change fields to pin one aspect. Printed (Debug) when a seed fails.
@@ -29,23 +34,23 @@ use crate::trace::{Event, Recorded, Recorder, StateHash};
 pub struct SimConfig {
     /// The seed: schema, graph, changes, faults and timings all derive from it.
     pub seed: u64,
-    /// Worker threads of the real executor the simulation drives. Results do not depend
-    /// on it (R12).
-    pub threads: usize,
-    /// Actuations that may overlap in virtual time (the virtual workers).
+    /// Actuations that may overlap in virtual time: the lanes of [`Lanes`], the
+    /// scheduler's global concurrency. (There is no thread count: the run is in virtual
+    /// time on one thread, reproducible from the seed alone.)
     pub lanes: usize,
-    /// Steps of the fault phase; then faults and changes stop (at virtual time T) and the
-    /// system must converge.
+    /// Arrivals of the change stream in the fault phase, `1..=change_gap_ms_max + 1` ms
+    /// apart, each bringing the next change set and some external reports; after the
+    /// last, faults and changes stop (at virtual time T) and the system must converge.
     pub steps: u64,
-    /// Most steps in all, healing included: exceeding it is a violation.
-    pub steps_max: u64,
+    /// Most actuations dispatched in all, healing included: exceeding it is a violation.
+    pub dispatches_max: u64,
     /// Most live objects the change stream keeps.
     pub objects_max: usize,
     /// Objects created before the first step.
     pub initial_objects: usize,
     /// The faults of the fault phase.
     pub faults: Faults,
-    /// Virtual time one step takes at least, in ms.
+    /// Scheduling slack per level of the convergence bound, in ms (its `step`).
     pub step_ms: u64,
     /// Longest gap between two change sets, in ms.
     pub change_gap_ms_max: u64,
@@ -62,21 +67,14 @@ impl SimConfig {
     /// faults of every kind at moderate rates.
     pub fn from_seed(seed: u64) -> SimConfig {
         let mut r = SplitMix64::new(seed ^ 0x005E_ED0F_5EED);
-        // Mostly one thread: spawning workers every step is what a debug build feels most.
-        let threads = match r.below(20) {
-            0 => 2,
-            1 => 4,
-            _ => 1,
-        };
         let lanes = r.range(1, 4) as usize;
         let base = r.range(1, 20);
         let duration_ms_max = r.range(0, 8);
         SimConfig {
             seed,
-            threads,
             lanes,
             steps: 2000,
-            steps_max: 20_000,
+            dispatches_max: 200_000,
             objects_max: r.range(2, 9) as usize,
             initial_objects: r.range(0, 6) as usize,
             faults: Faults {
@@ -119,9 +117,12 @@ pub enum SimError {
     /// The generated or given schema is invalid.
     #[error(transparent)]
     Schema(#[from] SchemaError),
-    /// The executor's configuration.
+    /// The actuator registry names a model the schema lacks.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// The scheduler's configuration (lanes, model limits).
+    #[error(transparent)]
+    Sched(#[from] SchedConfigError),
     /// The first graph was refused.
     #[error("initial graph: {0}")]
     Change(#[from] ChangeError),
@@ -129,11 +130,11 @@ pub enum SimError {
 
 /// A seed broke an invariant. Its `Display` starts with the seed and how to replay it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("simulation seed {seed} failed (replay with SYNCORE_SEED={seed}) at step {step}, t={now}ms: {violation}\nconfig: {config:?}")]
+#[error("simulation seed {seed} failed (replay with SYNCORE_SEED={seed}) at input {step}, t={now}ms: {violation}\nconfig: {config:?}")]
 pub struct SimFailure {
     /// The seed.
     pub seed: u64,
-    /// The step where it broke.
+    /// The scheduler input where it broke (1-based; 0: after the run).
     pub step: u64,
     /// The virtual time.
     pub now: u64,
@@ -148,11 +149,11 @@ pub struct SimFailure {
 pub struct SimReport {
     /// The seed.
     pub seed: u64,
-    /// Steps taken.
+    /// Inputs the scheduler took (change sets, reports, deliveries, ticks).
     pub steps: u64,
-    /// Steps that ran tasks (the others only moved the clock).
+    /// Inputs after which at least one task was dispatched.
     pub run_steps: u64,
-    /// Actuations run.
+    /// Actuations run (dispatched and delivered).
     pub actuations: u64,
     /// Actuations that failed (panics included).
     pub failed: u64,
@@ -160,8 +161,13 @@ pub struct SimReport {
     pub deferred: u64,
     /// Actuator panics caught.
     pub panics: u64,
-    /// Tasks held in a run behind a failed dependency.
-    pub held: u64,
+    /// Completions that were stale: the object changed (new version, delete) while its
+    /// actuation ran (R8, S1).
+    pub stale: u64,
+    /// Change sets applied while actuations were in flight.
+    pub applied_in_flight: u64,
+    /// Deletes requested of objects with a sync in flight.
+    pub deleted_in_flight: u64,
     /// Change sets applied.
     pub applied: u64,
     /// Change sets refused (and checked to change nothing).
@@ -178,9 +184,6 @@ pub struct SimReport {
     pub state_hash: u64,
 }
 
-/// Steps between two comparisons of the incremental state view with a full read.
-const VERIFY_EVERY: u64 = 16;
-
 /// A source of change sets written by the user.
 type CustomSource = Box<dyn FnMut(&mut SplitMix64) -> Option<ChangeSet> + Send>;
 
@@ -190,33 +193,27 @@ enum Source {
 }
 
 /// A deterministic simulation: a generated (or given) schema and graph, a seeded stream of
-/// change sets, fault-injecting actuators, the real executor, a virtual clock, and the
-/// [`Checker`] after every step. See the [module docs](super).
+/// change sets, fault-injecting actuators, the [`Scheduler`] driven in virtual time by
+/// [`Lanes`], and the invariant [`Checker`] watching every input. See the
+/// [module docs](super).
 pub struct Sim {
     config: SimConfig,
-    engine: Engine,
+    sched: Scheduler,
     clock: Arc<VirtualClock>,
     switch: Arc<FaultSwitch>,
     faulty: Vec<Option<Arc<FaultyActuator>>>,
-    executor: Executor,
     checker: Checker,
     source: Source,
     rng: SplitMix64,
     recorder: Option<Recorder>,
-    step: u64,
-    next_change: Time,
-    healed_at: Option<Time>,
-    deadline: Option<Time>,
-    report: SimReport,
-    /// The state as of the end of the last step, while nothing changed it since.
-    world: Option<World>,
+    done: Option<Result<SimReport, SimFailure>>,
 }
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sim")
             .field("config", &self.config)
-            .field("step", &self.step)
+            .field("sched", &self.sched)
             .finish()
     }
 }
@@ -249,7 +246,7 @@ impl Sim {
         let mut sim = Sim::with_engine(config, engine, &Actuators::new())?;
         if let Source::Stream(stream) = &mut sim.source {
             let first = stream.populate(sim.config.initial_objects);
-            sim.engine.apply(first)?;
+            sim.sched.engine_mut().apply(first)?;
         }
         Ok(sim)
     }
@@ -272,67 +269,56 @@ impl Sim {
         let switch = FaultSwitch::new(None);
         let checker = Checker::new(config.backoff.clone());
         let schema = engine.schema();
-        let mut wrapped = Actuators::new();
         let mut faulty = Vec::new();
+        let mut sched = SchedConfig::default()
+            .concurrency(u32::try_from(config.lanes.max(1)).unwrap_or(u32::MAX));
+        sched.seed = config.seed;
         for m in schema.models() {
             if m.kind != ModelKind::Actuated {
                 faulty.push(None);
                 continue;
             }
             let inner: Option<Arc<dyn Actuator>> = actuators.get(&m.name).cloned();
-            let f = Arc::new(
-                FaultyActuator::new(
-                    m.name.clone(),
-                    inner,
-                    config.faults.clone(),
-                    config.seed,
-                    clock.clone(),
-                    switch.clone(),
-                )
-                .watched(checker.watch()),
-            );
-            wrapped.insert(m.name.clone(), f.clone());
-            faulty.push(Some(f));
+            faulty.push(Some(Arc::new(FaultyActuator::new(
+                m.name.clone(),
+                inner,
+                config.faults.clone(),
+                config.seed,
+                clock.clone(),
+                switch.clone(),
+            ))));
+            if let Some(limit) = config.model_limit {
+                let ms = ModelSched {
+                    limit: Some(limit),
+                    ..ModelSched::default()
+                };
+                sched = sched.model(m.name.clone(), ms);
+            }
         }
         actuators.check(schema).or_else(|e| match e {
             ExecError::MissingActuators { .. } => Ok(()),
             e => Err(e),
         })?;
-        let mut exec = ExecConfig::new().threads(config.threads.max(1));
-        if let Some(limit) = config.model_limit {
-            for m in wrapped.models() {
-                exec = exec.model_limit(m, limit);
-            }
-        }
-        let executor = Executor::new(schema, &wrapped, exec)?;
         let mut rng = SplitMix64::new(config.seed ^ 0xC4A9_6E5E);
         let stream = ChangeStream::new(schema, rng.next_u64(), config.objects_max);
+        let sched = Scheduler::new(engine, sched)?;
         Ok(Sim {
-            next_change: Time(0),
-            engine,
+            sched,
             clock,
             switch,
             faulty,
-            executor,
             checker,
             source: Source::Stream(Box::new(stream)),
             rng,
             recorder: None,
-            step: 0,
-            healed_at: None,
-            deadline: None,
-            report: SimReport {
-                seed: config.seed,
-                ..SimReport::default()
-            },
-            world: None,
+            done: None,
             config,
         })
     }
 
-    /// Takes change sets from `source` instead of the generated stream: called whenever
-    /// one is due during the fault phase, with the simulation's generator; `None` means
-    /// nothing this time.
+    /// Takes change sets from `source` instead of the generated stream: called at each
+    /// arrival of the fault phase, with the simulation's generator; `None` means nothing
+    /// this time.
     pub fn changes(
         mut self,
         source: impl FnMut(&mut SplitMix64) -> Option<ChangeSet> + Send + 'static,
@@ -341,12 +327,14 @@ impl Sim {
         self
     }
 
-    /// Records the simulation as a trace ([`crate::trace`]), header first.
+    /// Records the simulation as a scheduler trace ([`crate::trace`]): a header with the
+    /// scheduler's starting snapshot ([`Event::sched_header`]), then every input with the
+    /// state hash after it ([`Event::DidInput`]). Call it before [`Sim::run`].
     ///
     /// # Errors
     /// The recorder's write error.
     pub fn record(&mut self, mut recorder: Recorder) -> std::io::Result<()> {
-        recorder.record(&Event::header(&self.engine, "virtual"))?;
+        recorder.record(&Event::sched_header(&self.sched, "virtual"))?;
         self.recorder = Some(recorder);
         Ok(())
     }
@@ -360,7 +348,12 @@ impl Sim {
 
     /// The engine.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        self.sched.engine()
+    }
+
+    /// The scheduler (its leases, stats and metrics after the run).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.sched
     }
 
     /// The configuration.
@@ -368,397 +361,514 @@ impl Sim {
         &self.config
     }
 
-    /// The virtual clock.
+    /// The virtual clock: set to each dispatch's time before its actuator is called.
     pub fn clock(&self) -> &Arc<VirtualClock> {
         &self.clock
     }
 
-    /// Runs to the end: the fault phase, then healing until converged.
+    /// Runs to the end: the fault phase, then healing until the scheduler is idle. The
+    /// simulation runs once; later calls return the same result.
     ///
     /// # Errors
     /// The first [`SimFailure`].
     pub fn run(&mut self) -> Result<SimReport, SimFailure> {
-        while !self.step()? {}
-        Ok(self.report.clone())
+        if let Some(done) = &self.done {
+            return done.clone();
+        }
+        let result = self.run_once();
+        self.done = Some(result.clone());
+        result
     }
 
-    fn fail(&self, violation: Violation) -> SimFailure {
-        SimFailure {
-            seed: self.config.seed,
-            step: self.step,
-            now: self.clock.now().0,
+    fn run_once(&mut self) -> Result<SimReport, SimFailure> {
+        let Sim {
+            config,
+            sched,
+            clock,
+            switch,
+            faulty,
+            checker,
+            source,
+            rng,
+            recorder,
+            ..
+        } = self;
+        let config = &*config;
+        // The timeline, fixed up front: arrivals of the change stream, then T.
+        let mut arrivals = Vec::new();
+        let mut t = 0u64;
+        for _ in 0..config.steps {
+            arrivals.push(Time(t));
+            t = t.saturating_add(1 + rng.below(config.change_gap_ms_max + 1));
+        }
+        let healed_at = Time(t);
+        switch.stop_at(healed_at);
+        // Most seeds: the owner of external objects catches up at T (R17); the others
+        // keep objects waiting for it, which the liveness check must accept.
+        let owner_catches_up = rng.chance(700);
+        let slack = config
+            .backoff_max_ms()
+            .saturating_add(2 * config.faults.duration_ms_max)
+            .saturating_add(config.step_ms)
+            .max(1);
+        // A safety net only: the deadline (set at T) is what convergence is judged by.
+        let horizon = healed_at.after(slack.saturating_mul(10_000));
+        // The owner reports at most this many objects per arrival (all of them at T).
+        let per_arrival = config.objects_max + config.initial_objects + 1;
+        let at_heal = 4 * per_arrival + 16;
+
+        let state = RefCell::new(RunState {
+            config,
+            checker,
+            source,
+            rng,
+            recorder: recorder.as_mut(),
+            world: World::capture(sched.engine()),
+            report: SimReport {
+                seed: config.seed,
+                healed_at: healed_at.0,
+                ..SimReport::default()
+            },
+            failure: None,
+            inputs: 0,
+            reports: VecDeque::new(),
+            reports_at: None,
+            pending_apply: None,
+            open: BTreeMap::new(),
+            dispatched: BTreeMap::new(),
+            deadline: None,
+        });
+        let st = &state;
+        let mut lanes = Lanes::new(sched)
+            .until(horizon)
+            .max_dispatches(usize::try_from(config.dispatches_max).unwrap_or(usize::MAX));
+        for &t in &arrivals {
+            lanes = lanes.at_fn(t, move |s| st.borrow_mut().next_changes(s, t));
+            for _ in 0..per_arrival {
+                lanes = lanes.at_fn(t, move |s| st.borrow_mut().next_report(s, t, false));
+            }
+        }
+        lanes = lanes.at_fn(healed_at, move |s| {
+            st.borrow_mut().heal(s, healed_at);
+            None
+        });
+        if owner_catches_up {
+            for _ in 0..at_heal {
+                lanes = lanes.at_fn(healed_at, move |s| {
+                    st.borrow_mut().next_report(s, healed_at, true)
+                });
+            }
+        }
+        let run = lanes.run(
+            |s, d, _lane| {
+                clock.set(d.now);
+                let Some(f) = faulty.get(d.task.model.index()).and_then(Option::as_ref) else {
+                    return (0, Outcome::failed("the model has no actuator"));
+                };
+                let view = s.engine().view(d.task.object);
+                let call = std::panic::AssertUnwindSafe(|| match d.task.kind {
+                    TaskKind::Sync => f.sync(&view),
+                    TaskKind::Delete => f.delete(&view),
+                });
+                let outcome = std::panic::catch_unwind(call).unwrap_or_else(|p| {
+                    st.borrow_mut().report.panics += 1;
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Outcome::failed(format!("actuator panicked: {msg}"))
+                });
+                (f.last_duration_ms(view.key()), outcome)
+            },
+            |s, input, effect, out| st.borrow_mut().observe(s, input, effect, out),
+        );
+        let mut st = state.into_inner();
+        let fail = |step: u64, now: Time, violation: Violation| SimFailure {
+            seed: config.seed,
+            step,
+            now: now.0,
             violation,
-            config: Box::new(self.config.clone()),
-        }
-    }
-
-    fn emit(&mut self, event: Event) -> Result<(), SimFailure> {
-        if let Some(r) = &mut self.recorder {
-            r.record(&event)
-                .map_err(|e| self.fail(Violation::new("trace", e.to_string())))?;
-        }
-        Ok(())
-    }
-
-    fn next_changes(&mut self) -> Option<ChangeSet> {
-        match &mut self.source {
-            Source::Stream(s) => Some(s.next_set()),
-            Source::Custom(f) => f(&mut self.rng),
-        }
-    }
-
-    /// One step; `Ok(true)` once the simulation is over (converged after healing).
-    ///
-    /// # Errors
-    /// A [`SimFailure`] naming the broken invariant.
-    pub fn step(&mut self) -> Result<bool, SimFailure> {
-        self.step += 1;
-        self.report.steps = self.step;
-        let now = self.clock.now();
-        if self.step > self.config.steps_max {
-            return Err(self.fail(Violation::new(
-                "convergence",
-                format!("still running after {} steps", self.config.steps_max),
-            )));
-        }
-        if self.healed_at.is_none() && self.step > self.config.steps {
-            self.heal(now)?;
-        }
-        let step = self.step;
-
-        // Input, during the fault phase.
-        if self.healed_at.is_none() && now >= self.next_change {
-            if let Some(set) = self.next_changes() {
-                self.apply(set, now)?;
-            }
-            self.report_externals(now, false)?;
-            self.next_change = now.after(1 + self.rng.below(self.config.change_gap_ms_max + 1));
-        }
-
-        let plan = self.engine.plan(now);
-        let mut before = match self.world.take() {
-            Some(w) => w,
-            None => World::capture(&self.engine),
+            config: Box::new(config.clone()),
         };
-        if self.step.is_multiple_of(VERIFY_EVERY) {
-            // The incremental view must match a full read: nothing changed behind a step.
-            let full = World::capture(&self.engine);
-            if full != before {
-                return Err(self.fail(Violation::new(
-                    "R8",
-                    format!(
-                        "objects changed outside any completion or change set: {}",
-                        full.diff(&before).join(", ")
-                    ),
-                )));
+        if let Some((step, now, v)) = st.failure.take() {
+            return Err(fail(step, now, v));
+        }
+        let end = run.end;
+        let engine = sched.engine();
+        let deadline = st.deadline.unwrap_or(horizon);
+        let plan = engine.plan(end);
+        let stuck = |why: String| {
+            Violation::new(
+                "convergence",
+                format!(
+                    "{why} (healed at {healed_at}, deadline {deadline}): {} in flight, {} tasks, {} holds, next wake {:?}",
+                    sched.in_flight(),
+                    plan.tasks.len(),
+                    plan.holds.len(),
+                    plan.next_wake
+                ),
+            )
+        };
+        match run.stop {
+            LaneStop::Idle => {}
+            LaneStop::MaxDispatches => {
+                let why = format!("still running after {} dispatches", config.dispatches_max);
+                return Err(fail(st.inputs, end, stuck(why)));
+            }
+            LaneStop::Horizon => {
+                let why = format!("not converged by {deadline}, still busy at {horizon}");
+                return Err(fail(st.inputs, end, stuck(why)));
             }
         }
-        self.checker
-            .check_plan_in(&self.engine, &before, &plan)
-            .map_err(|v| self.fail(v))?;
-        if self.recorder.is_some() {
-            self.emit(Event::DidPlan {
-                step,
-                now,
-                plan: plan.clone(),
-            })?;
+        // Quiet: converged, or waiting for the embedder (liveness), by the deadline.
+        checker
+            .check_live(engine, &plan)
+            .map_err(|v| fail(st.inputs, end, v))?;
+        if end > deadline {
+            let why = format!("converged at {end}, after the deadline {deadline}");
+            return Err(fail(st.inputs, end, stuck(why)));
         }
+        let report = &mut st.report;
+        report.deadline = deadline.0;
+        report.converged_at = end.0;
+        report.objects = engine.len();
+        report.state_hash = engine.state_hash();
+        Ok(st.report)
+    }
+}
 
-        if plan.tasks.is_empty() {
-            let wake = plan.next_wake;
-            if let (Some(deadline), true) = (self.deadline, wake.is_none()) {
-                // Healed and quiescent: converged, or waiting for the embedder (liveness).
-                self.checker
-                    .check_live(&self.engine, &plan)
-                    .map_err(|v| self.fail(v))?;
-                if now > deadline {
-                    return Err(self.fail(Violation::new(
-                        "convergence",
-                        format!("converged at {now}, after the deadline {deadline}"),
-                    )));
-                }
-                self.report.converged_at = now.0;
-                self.report.objects = self.engine.len();
-                self.report.state_hash = self.engine.state_hash();
-                self.emit_step(now, &RunReport::default())?;
-                return Ok(true);
-            }
-            let mut next = wake.unwrap_or(Time(u64::MAX));
-            if self.healed_at.is_none() {
-                next = next.min(self.next_change);
-            }
-            let next = if next == Time(u64::MAX) {
-                now.after(self.config.step_ms)
-            } else {
-                next
-            };
-            self.clock.set(next.max(now.after(1)));
-            self.world = Some(before);
-            self.emit_step(now, &RunReport::default())?;
-            return self.check_deadline();
-        }
+/// What a run works with and keeps, shared by the driver's callbacks.
+struct RunState<'s> {
+    config: &'s SimConfig,
+    checker: &'s Checker,
+    source: &'s mut Source,
+    rng: &'s mut SplitMix64,
+    recorder: Option<&'s mut Recorder>,
+    /// The state as of the last input, refreshed for what each input touched.
+    world: World,
+    report: SimReport,
+    /// The first violation: (input, time, what).
+    failure: Option<(u64, Time, Violation)>,
+    inputs: u64,
+    /// External reports made at `reports_at`, not yet handed to the scheduler.
+    reports: VecDeque<(String, ExternalReport)>,
+    reports_at: Option<Time>,
+    /// For the change set about to be applied: whether it was built to be refused (if
+    /// known) and the state hash before it (when a refusal is possible).
+    pending_apply: Option<(Option<bool>, Option<u64>)>,
+    /// Object -> the lease of its dispatch not yet delivered (the checker's bookkeeping).
+    open: BTreeMap<ObjectId, u64>,
+    /// Lease -> its dispatch and the object's key.
+    dispatched: BTreeMap<u64, (Dispatch, String)>,
+    deadline: Option<Time>,
+}
 
-        // Run the plan on the real executor, then lay it out in virtual time.
-        self.report.run_steps += 1;
-        self.checker.begin_run(&self.engine, &before, &plan);
-        let report = self.executor.run(&self.engine, &plan);
-        self.checker.end_run().map_err(|v| self.fail(v))?;
-        let spans = self.schedule(&plan, &report, now);
-        let c = report.counts();
-        self.report.actuations += (c.ok + c.failed + c.deferred) as u64;
-        self.report.failed += c.failed as u64;
-        self.report.deferred += c.deferred as u64;
-        self.report.held += c.held as u64;
-        self.report.panics += report.panics as u64;
-        if self.recorder.is_some() {
-            let timed = RunReport {
-                spans: spans
-                    .iter()
-                    .map(|&(s, e)| Span {
-                        start_ns: (s.0 - now.0) * 1_000_000,
-                        end_ns: (e.0 - now.0) * 1_000_000,
-                    })
-                    .collect(),
-                ..report.clone()
-            };
-            for e in Event::actuations(step, &self.engine, &plan, &timed) {
-                self.emit(e)?;
-            }
+impl RunState<'_> {
+    /// The change set of an arrival at `t`.
+    fn next_changes(&mut self, s: &Scheduler, t: Time) -> Option<Input> {
+        if self.failure.is_some() {
+            return None;
         }
-
-        // Feed back in plan order, each at its virtual end time.
-        let mut synced = BTreeSet::new();
-        let mut removed = BTreeSet::new();
-        let mut touched: BTreeSet<String> = BTreeSet::new();
-        let mut end = now.after(self.config.step_ms);
-        for (i, (task, state)) in plan.tasks.iter().zip(&report.states).enumerate() {
-            let TaskState::Ran { outcome, .. } = state else {
-                continue;
-            };
-            let at = spans[i].1;
-            end = end.max(at);
-            let key = self.engine.key(task.object).to_string();
-            touched.insert(key.clone());
-            let completion = self
-                .engine
-                .complete(task, outcome.clone(), at)
-                .map_err(|e| self.fail(Violation::new("R8", format!("completing {key}: {e}"))))?;
-            self.checker
-                .check_completion(&before, &key, task, outcome, at, &completion)
-                .map_err(|v| self.fail(v))?;
-            match &completion {
-                Completion::Synced => {
-                    synced.insert(key.clone());
-                }
-                Completion::Deleted { removed: also } => {
-                    removed.insert(key.clone());
-                    removed.extend(also.iter().cloned());
-                }
-                _ => {}
+        let (set, predicted) = match &mut *self.source {
+            Source::Stream(stream) => {
+                let set = stream.next_set();
+                (set, Some(stream.last_was_invalid()))
             }
-            if self.recorder.is_some() {
-                self.emit(Event::DidComplete {
-                    step,
-                    task: i,
-                    at,
-                    object: *task,
-                    outcome: outcome.clone(),
-                    completion: Recorded::Ok(completion),
-                })?;
-            }
-        }
-        touched.extend(removed.iter().cloned());
-        let old: BTreeMap<String, Obj> = touched
-            .iter()
-            .filter_map(|k| before.get(k).map(|o| (k.clone(), o.clone())))
-            .collect();
-        before.refresh(&self.engine, &touched);
-        let after = before;
-        self.checker
-            .check_step(&old, &after, &synced, &removed)
-            .map_err(|v| self.fail(v))?;
-        self.clock.set(end);
-        self.world = Some(after);
-        self.emit_step(now, &report)?;
-        self.check_deadline()
+            Source::Custom(f) => (f(self.rng)?, None),
+        };
+        // Hashing costs a snapshot: only when a refusal is expected, or cannot be predicted.
+        let hash = (predicted != Some(false)).then(|| s.engine().state_hash());
+        self.pending_apply = Some((predicted, hash));
+        Some(Input::Apply {
+            changes: set,
+            now: t,
+        })
     }
 
-    fn emit_step(&mut self, now: Time, report: &RunReport) -> Result<(), SimFailure> {
-        if self.recorder.is_some() {
-            let event = Event::DidStep {
-                step: self.step,
-                now,
-                counts: report.counts(),
-                state_hash: StateHash(self.engine.state_hash()),
-            };
-            self.emit(event)?;
+    /// The next report of the external objects' owner at `t` (R17), made from the state
+    /// after the arrival's change set.
+    fn next_report(&mut self, s: &Scheduler, t: Time, all: bool) -> Option<Input> {
+        if self.failure.is_some() {
+            return None;
         }
-        Ok(())
-    }
-
-    fn check_deadline(&self) -> Result<bool, SimFailure> {
-        if let Some(deadline) = self.deadline {
-            if self.clock.now() > deadline.after(self.config.step_ms) {
-                let plan = self.engine.plan(self.clock.now());
-                return Err(self.fail(Violation::new(
-                    "convergence",
-                    format!(
-                        "not converged by {deadline} (healed at {}): {} tasks, {} holds, next wake {:?}",
-                        self.healed_at.unwrap_or_default(),
-                        plan.tasks.len(),
-                        plan.holds.len(),
-                        plan.next_wake
-                    ),
-                )));
+        if self.reports_at != Some(t) {
+            self.reports_at = Some(t);
+            self.reports.clear();
+            if let Source::Stream(stream) = &mut *self.source {
+                self.reports = stream.reports(s.engine(), all).into();
             }
         }
-        Ok(false)
+        let (key, report) = self.reports.pop_front()?;
+        Some(Input::Report {
+            key,
+            report,
+            now: t,
+        })
     }
 
-    /// Stops faults and changes at `now` (T) and sets the convergence deadline:
-    /// `T + backoff_max + (depth + ceil(objects / lanes)) * (actuation_max + step) + step`,
+    /// Faults and changes stop at `now` (T): sets the convergence deadline,
+    /// `T + actuation_max + backoff_max + (depth + ceil(objects / lanes)) x (actuation_max
+    /// + step) + step`: what is in flight at T ends, the longest backoff passes, then
     /// Graham's list-scheduling bound on top of the issue's `depth x (actuation + step)`.
-    fn heal(&mut self, now: Time) -> Result<(), SimFailure> {
-        self.switch.stop_at(now);
-        // Most seeds: the owner of external objects catches up (R17); the others keep
-        // objects waiting for it, which the liveness check must accept.
-        if self.rng.chance(700) {
-            self.report_externals(now, true)?;
-        }
-        self.healed_at = Some(now);
-        let world = World::capture(&self.engine);
-        let depth = world.depth(self.engine.schema());
+    fn heal(&mut self, s: &Scheduler, now: Time) {
+        let engine = s.engine();
+        let world = World::capture(engine);
+        let depth = world.depth(engine.schema());
         let lanes = self.config.lanes.max(1) as u64;
         let width = (world.objs.len() as u64).div_ceil(lanes);
-        let per_level = self.config.faults.duration_ms_max + self.config.step_ms;
+        let actuation = self.config.faults.duration_ms_max;
+        let per_level = actuation + self.config.step_ms;
         let deadline = now
+            .after(actuation)
             .after(self.config.backoff_max_ms())
             .after((depth + width).saturating_mul(per_level))
             .after(self.config.step_ms);
         self.deadline = Some(deadline);
-        self.report.healed_at = now.0;
-        self.report.deadline = deadline.0;
-        Ok(())
     }
 
-    /// Reports about external objects from the generated stream's owner (R17).
-    fn report_externals(&mut self, now: Time, all: bool) -> Result<(), SimFailure> {
-        let Source::Stream(stream) = &mut self.source else {
-            return Ok(());
-        };
-        for (key, report) in stream.reports(&self.engine, all) {
-            let result = match self.engine.report_external(&key, report.clone()) {
-                Ok(c) => Recorded::Ok(c),
-                Err(e) => {
-                    return Err(self.fail(Violation::new("R17", format!("report about {key}: {e}"))))
-                }
+    fn observe(&mut self, s: &Scheduler, input: &Input, effect: &Effect, out: &[Dispatch]) {
+        self.inputs += 1;
+        self.report.steps = self.inputs;
+        let now = input.now();
+        if let Some(r) = &mut self.recorder {
+            let event = Event::DidInput {
+                step: self.inputs,
+                input: input.clone(),
+                state_hash: StateHash(s.state_hash()),
             };
-            if let Some(w) = &mut self.world {
-                w.refresh(&self.engine, [&key]);
+            if let Err(e) = r.record(&event) {
+                if self.failure.is_none() {
+                    self.failure = Some((self.inputs, now, Violation::new("trace", e.to_string())));
+                }
             }
-            if self.recorder.is_none() {
-                continue;
-            }
-            let state_hash = StateHash(self.engine.state_hash());
-            self.emit(Event::DidReportExternal {
-                step: self.step,
-                now,
-                key,
-                report,
-                result,
-                state_hash,
-            })?;
         }
-        Ok(())
+        if self.failure.is_some() {
+            return;
+        }
+        if let Err(v) = self.check(s, input, effect, out) {
+            self.failure = Some((self.inputs, now, v));
+        }
     }
 
-    fn apply(&mut self, set: ChangeSet, now: Time) -> Result<(), SimFailure> {
-        // Hashing costs a snapshot: only when a refusal is expected, or cannot be predicted.
-        let predicted = match &self.source {
-            Source::Stream(s) => Some(s.last_was_invalid()),
-            Source::Custom(_) => None,
-        };
-        let hash = (predicted != Some(false)).then(|| self.engine.state_hash());
-        let recorded = self.recorder.is_some().then(|| set.clone());
-        let result = match self.engine.apply(set) {
-            Ok(r) => {
+    /// Every check of one input: its effect, the plan after it, the dispatches it made.
+    fn check(
+        &mut self,
+        s: &Scheduler,
+        input: &Input,
+        effect: &Effect,
+        out: &[Dispatch],
+    ) -> Result<(), Violation> {
+        let engine = s.engine();
+        let now = input.now();
+        match (input, effect) {
+            (Input::Apply { .. }, Effect::Applied(r)) => {
                 self.report.applied += 1;
+                let (predicted, _) = self.pending_apply.take().unwrap_or((None, None));
                 if predicted == Some(true) {
-                    return Err(self.fail(Violation::new(
+                    return Err(Violation::new(
                         "atomicity",
                         "a change set linking to a missing key was applied",
-                    )));
+                    ));
                 }
-                if let Some(w) = &mut self.world {
-                    let keys: BTreeSet<String> = r
-                        .changed
-                        .iter()
-                        .chain(&r.deleted)
-                        .chain(&r.removed)
-                        .cloned()
-                        .collect();
-                    w.refresh(&self.engine, &keys);
+                // Leases from before this input (it dispatched `out`).
+                if s.in_flight() > out.len() {
+                    self.report.applied_in_flight += 1;
                 }
-                Recorded::Ok(r)
+                for k in &r.deleted {
+                    let sync_in_flight = engine
+                        .id(k)
+                        .and_then(|id| s.lease(id))
+                        .is_some_and(|l| l.task.kind == TaskKind::Sync);
+                    if sync_in_flight {
+                        self.report.deleted_in_flight += 1;
+                    }
+                }
+                let keys: BTreeSet<String> = r
+                    .changed
+                    .iter()
+                    .chain(&r.deleted)
+                    .chain(&r.removed)
+                    .cloned()
+                    .collect();
+                self.world.refresh(engine, &keys);
             }
-            Err(e) => {
+            (Input::Apply { .. }, Effect::Refused(e)) => {
                 self.report.refused += 1;
+                let (_, hash) = self.pending_apply.take().unwrap_or((None, None));
                 let Some(hash) = hash else {
-                    return Err(self.fail(Violation::new(
+                    return Err(Violation::new(
                         "atomicity",
                         format!("a valid change set was refused: {e}"),
-                    )));
+                    ));
                 };
-                if self.engine.state_hash() != hash {
-                    return Err(self.fail(Violation::new(
+                if engine.state_hash() != hash {
+                    return Err(Violation::new(
                         "atomicity",
                         format!("a refused change set ({e}) changed the state"),
-                    )));
+                    ));
                 }
-                Recorded::Error(e.to_string())
             }
-        };
-        if let Some(changes) = recorded {
-            let state_hash = StateHash(self.engine.state_hash());
-            self.emit(Event::DidApply {
-                step: self.step,
-                now,
-                changes,
-                result,
-                state_hash,
-            })?;
+            (Input::Report { key, .. }, Effect::Reported(r)) => {
+                if let Err(e) = r {
+                    return Err(Violation::new("R17", format!("report about {key}: {e}")));
+                }
+                self.world.refresh(engine, [key]);
+            }
+            (Input::Deliver { lease, outcome, .. }, Effect::Delivered(d)) => {
+                self.delivered(s, lease.seq, outcome, d, now)?;
+            }
+            (Input::Tick { .. }, Effect::Ticked) => {}
+            (i, e) => {
+                return Err(Violation::new(
+                    "determinism",
+                    format!("input {i:?} had the effect {e:?}"),
+                ))
+            }
+        }
+        // Every other object is as before, but for watch re-syncs (R9 (d)): a settled
+        // object of a watching model made unsettled (`enacted` 0) because a field it
+        // watches changed.
+        let full = World::capture(engine);
+        if full != self.world {
+            let schema = engine.schema();
+            let unexplained: Vec<String> = full
+                .diff(&self.world)
+                .into_iter()
+                .filter(|k| match (self.world.objs.get(k), full.objs.get(k)) {
+                    (Some(w), Some(o)) => {
+                        let watch_resync = o.enacted == 0
+                            && w.enacted == o.version
+                            && !schema.models()[o.model].watches.is_empty()
+                            && (Obj {
+                                enacted: 0,
+                                ..w.clone()
+                            }) == *o;
+                        !watch_resync
+                    }
+                    _ => true,
+                })
+                .collect();
+            if !unexplained.is_empty() {
+                return Err(Violation::new(
+                    "R8",
+                    format!(
+                        "objects changed outside any completion, report, change set or watch re-sync: {}",
+                        unexplained.join(", ")
+                    ),
+                ));
+            }
+            self.world = full;
+        }
+        let plan = engine.plan(now);
+        self.checker.check_plan_in(engine, &self.world, &plan)?;
+        if !out.is_empty() {
+            self.report.run_steps += 1;
+        }
+        for d in out {
+            let key = engine.key(d.task.object).to_string();
+            if s.lease(d.task.object).map(|l| l.id) != Some(d.lease) {
+                return Err(Violation::new(
+                    "S1",
+                    format!("{key} was dispatched without its lease"),
+                ));
+            }
+            if let Some(prev) = self.open.insert(d.task.object, d.lease.seq) {
+                return Err(Violation::new(
+                    "S1",
+                    format!(
+                        "two leases on {key}: dispatch {} while dispatch {prev} is in flight",
+                        d.lease.seq
+                    ),
+                ));
+            }
+            self.checker
+                .check_dispatch(engine, &self.world, &key, &d.task, now)?;
+            self.dispatched.insert(d.lease.seq, (*d, key));
         }
         Ok(())
     }
 
-    /// Virtual start and end of each task: list scheduling on [`SimConfig::lanes`] in plan
-    /// order, each task starting once its dependencies ended, taking its actuator's
-    /// virtual duration. Tasks not run get `(now, now)`. Independent of the real
-    /// executor's thread count, so a seed gives the same run on any number of threads.
-    fn schedule(&self, plan: &Plan, report: &RunReport, now: Time) -> Vec<(Time, Time)> {
-        let mut lanes = vec![now; self.config.lanes.max(1)];
-        let mut spans = vec![(now, now); plan.tasks.len()];
-        for (i, task) in plan.tasks.iter().enumerate() {
-            if !matches!(report.states[i], TaskState::Ran { .. }) {
-                continue;
-            }
-            let ready = plan
-                .deps(i)
-                .iter()
-                .map(|&d| spans[d as usize].1)
-                .max()
-                .unwrap_or(now);
-            let lane = (0..lanes.len()).min_by_key(|&l| lanes[l]).unwrap_or(0);
-            let start = ready.max(lanes[lane]);
-            let duration = self
-                .faulty
-                .get(task.model.index())
-                .and_then(Option::as_ref)
-                .map_or(0, |f| f.last_duration_ms(self.engine.key(task.object)));
-            let end = start.after(duration);
-            lanes[lane] = end;
-            spans[i] = (start, end);
+    /// Checks a delivery against the state before it (R5, R6, R8) and after it.
+    fn delivered(
+        &mut self,
+        s: &Scheduler,
+        seq: u64,
+        outcome: &Outcome,
+        delivery: &Delivery,
+        now: Time,
+    ) -> Result<(), Violation> {
+        let engine = s.engine();
+        let Some((d, key)) = self.dispatched.remove(&seq) else {
+            return Err(Violation::new(
+                "S1",
+                format!("delivery of dispatch {seq}, which was never dispatched"),
+            ));
+        };
+        if self.open.get(&d.task.object) == Some(&seq) {
+            self.open.remove(&d.task.object);
         }
-        spans
+        let Delivery::Applied { completion, .. } = delivery else {
+            // No timeouts in the simulation: every lease ends by its delivery.
+            return Err(Violation::new(
+                "S1",
+                format!("the delivery of {key} (dispatch {seq}) found no lease"),
+            ));
+        };
+        self.report.actuations += 1;
+        match outcome {
+            Outcome::Failed { .. } => self.report.failed += 1,
+            Outcome::Deferred { .. } => self.report.deferred += 1,
+            _ => {}
+        }
+        if *completion == Completion::Stale {
+            self.report.stale += 1;
+        }
+        self.checker
+            .check_completion(&self.world, &key, &d.task, outcome, now, completion)?;
+        let mut synced = BTreeSet::new();
+        let mut removed = BTreeSet::new();
+        match completion {
+            Completion::Synced => {
+                synced.insert(key.clone());
+            }
+            Completion::Deleted { removed: also } => {
+                removed.insert(key.clone());
+                removed.extend(also.iter().cloned());
+            }
+            _ => {}
+        }
+        let mut touched = removed.clone();
+        touched.insert(key.clone());
+        let old: BTreeMap<String, Obj> = touched
+            .iter()
+            .filter_map(|k| self.world.get(k).map(|o| (k.clone(), o.clone())))
+            .collect();
+        self.world.refresh(engine, &touched);
+        if let (Some(o), Some(a)) = (old.get(&key), self.world.get(&key)) {
+            if *completion == Completion::Stale && a.enacted != o.enacted {
+                return Err(Violation::new(
+                    "R8",
+                    format!(
+                        "a stale completion of {key} v{} marked v{} synced",
+                        d.task.version, a.enacted
+                    ),
+                ));
+            }
+            // Synced, or synced and re-synced at once (a watched field changed while it
+            // ran, R9 (d)).
+            let resynced = a.enacted == 0 && !engine.schema().models()[a.model].watches.is_empty();
+            if *completion == Completion::Synced && a.enacted != d.task.version && !resynced {
+                return Err(Violation::new(
+                    "R8",
+                    format!(
+                        "the sync of {key} v{} marked v{} synced",
+                        d.task.version, a.enacted
+                    ),
+                ));
+            }
+        }
+        self.checker
+            .check_step(&old, &self.world, &synced, &removed)
     }
 }

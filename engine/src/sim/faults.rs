@@ -7,7 +7,6 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::check::Watch;
 use super::rng::mix;
 use crate::actuator::{Actuator, ObjectView, Outcome, TaskKind};
 use crate::clock::{Clock, VirtualClock};
@@ -70,7 +69,7 @@ impl FaultSwitch {
 
 /// Wraps an actuator (or none: a no-op that reports `Ok`) with seeded faults and virtual
 /// durations. Panics are raised with `resume_unwind`, which skips the panic hook, so the
-/// simulator's output stays quiet; the executor reports them like any panic.
+/// simulator's output stays quiet; the simulator catches them at dispatch and delivers a failure.
 ///
 /// The no-op writes the feedback field `seen` (the version) when the model has one, so
 /// feedback writes are exercised too.
@@ -96,7 +95,6 @@ pub struct FaultyActuator {
     /// up only, never iterated.
     attempts: Mutex<HashMap<(String, u64), u32>>,
     durations: Mutex<HashMap<String, u64>>,
-    watch: Option<Arc<Watch>>,
 }
 
 impl std::fmt::Debug for FaultyActuator {
@@ -136,14 +134,7 @@ impl FaultyActuator {
             switch,
             attempts: Mutex::new(HashMap::new()),
             durations: Mutex::new(HashMap::new()),
-            watch: None,
         }
-    }
-
-    /// Reports every actuation to `watch` (the invariant checker).
-    pub(crate) fn watched(mut self, watch: Arc<Watch>) -> Self {
-        self.watch = Some(watch);
-        self
     }
 
     /// The virtual time the last actuation of `key` took, in ms (0 if none).
@@ -195,16 +186,7 @@ impl FaultyActuator {
 
     fn actuate(&self, object: &ObjectView<'_>, kind: TaskKind) -> Outcome {
         let key = object.key();
-        if let Some(w) = &self.watch {
-            w.will_actuate(key, kind);
-        }
-        // Reports the end to the watch even if the inner actuator panics.
-        let mut guard = Guard {
-            watch: self.watch.as_deref(),
-            key,
-            ok: false,
-        };
-        let outcome = match self.decide(key, object.version(), kind) {
+        match self.decide(key, object.version(), kind) {
             Decision::Fail(m) => Outcome::failed(m),
             Decision::Defer => Outcome::deferred("injected deferral"),
             Decision::Panic => {
@@ -218,22 +200,6 @@ impl FaultyActuator {
                 }
                 (None, _) => Outcome::ok(),
             },
-        };
-        guard.ok = outcome.is_ok();
-        outcome
-    }
-}
-
-struct Guard<'a> {
-    watch: Option<&'a Watch>,
-    key: &'a str,
-    ok: bool,
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        if let Some(w) = self.watch {
-            w.did_actuate(self.key, self.ok);
         }
     }
 }

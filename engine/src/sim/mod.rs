@@ -1,52 +1,67 @@
-//! Deterministic simulation: property-test the engine, the executor and your own actuators
-//! under injected faults, in virtual time.
+//! Deterministic simulation: property-test the engine, the scheduler and your own
+//! actuators under injected faults, in virtual time.
 //!
 //! ## What a simulation is
 //! A seed picks everything ([`SimConfig::from_seed`]): a schema and a first graph
 //! ([`gen`]), a stream of change sets, fault rates, actuation times, backoff settings and
-//! the number of worker threads and virtual lanes. [`Sim`] then loops, one *step* at a time:
-//! 1. during the fault phase, apply the next change set when it is due (a refused one must
+//! the number of virtual lanes. [`Sim::run`] then drives the library's one scheduling
+//! state machine, [`crate::sched::Scheduler`], in virtual time with
+//! [`crate::sched::Lanes`] (lanes = [`SimConfig::lanes`], the scheduler's global
+//! concurrency; [`SimConfig::model_limit`] caps each actuated model):
+//! 1. the fault phase is a timeline fixed up front: [`SimConfig::steps`] arrivals of the
+//!    change stream, `1..=change_gap_ms_max + 1` ms apart, each bringing the next change
+//!    set and some reports from the owner of external objects (R17); they are scheduled at
+//!    their own times, so they arrive while actuations are in flight (a refused set must
 //!    leave the state untouched: atomicity);
-//! 2. plan at the virtual time, and check the plan with the [`Checker`];
-//! 3. run the plan on the real [`crate::Executor`] with every actuator wrapped in a
+//! 2. every task the scheduler dispatches calls its actuator at once, wrapped in a
 //!    [`FaultyActuator`] (fail with a probability, defer, panic, fail the first k attempts,
-//!    take virtual time); the checker watches every actuation as it starts;
-//! 4. lay the run out in virtual time (list scheduling on the worker lanes) and feed each
-//!    outcome back in plan order at its virtual end time, checking each completion;
-//! 5. advance the virtual clock: to the end of the run, or, when nothing ran, straight to
-//!    the plan's next wake time or the next change set.
+//!    take virtual time), seeing the object as it is at dispatch; its outcome is delivered
+//!    at `dispatch + duration`, and applied then (completion-driven: dependents are
+//!    released at that moment, backoff counts from it);
+//! 3. a change set arriving meanwhile gives an object in flight a newer version or a
+//!    delete: that work waits for the running actuation (one lease per object), whose
+//!    completion is then stale (R8). These in-flight updates, stale completions and deletes
+//!    of objects with a sync in flight are counted in the [`SimReport`];
+//! 4. the checker ([`Checker`]) looks at every input the scheduler takes: the effect, the
+//!    plan after it, and each dispatch it made.
 //!
-//! During the fault phase the owner of external objects reports some of them synced or
-//! failed (R17), and a model that watches others gets a watcher that fails now and then
-//! (R18). After [`SimConfig::steps`] steps, faults and changes stop at virtual time T (most
-//! seeds: the external owner then reports everything synced) and the system must be quiet
-//! (no task, no wake time) by `T + backoff_max + (depth + ceil(objects / lanes)) x
-//! (actuation_max + step) + step`, where `depth` is the longest dependency chain, and
-//! **live** ([`Checker::check_live`]): every object converged, or waiting for something only
-//! the embedder controls (an external report; a delete's live referrers, which a change set
-//! can delete or re-point), or held behind such a wait. A referrer changed while the delete
-//! it references was pending is `Blocked` by that delete, which waits for it: both wait for
-//! the embedder (R7). Any other stall fails the seed.
+//! Faults and changes stop at virtual time T, after the last arrival (most seeds: the
+//! external owner then reports everything synced), and the run goes on until nothing is
+//! in flight, scheduled or due. It must end by `T + actuation_max + backoff_max + (depth +
+//! ceil(objects / lanes)) x (actuation_max + step) + step`, where `depth` is the longest
+//! dependency chain at T, and be **live** ([`Checker::check_live`]): every object converged,
+//! or waiting for something only the embedder controls (an external report; a delete's
+//! live referrers, which a change set can delete or re-point), or held behind such a wait.
+//! A referrer changed while the delete it references was pending is `Blocked` by that
+//! delete, which waits for it: both wait for the embedder (R7). Any other stall fails the
+//! seed, as does running past [`SimConfig::dispatches_max`] dispatches.
 //!
-//! ## Invariants checked at every step
-//! * no task starts before its dependencies succeeded at their current version (R1);
-//! * at most one actuation per object in flight, and once per run (R2);
-//! * holds are exactly the transitive dependents of failed, deferred and backing-off
-//!   objects, naming the right root cause (R3, R4);
-//! * deletes run in reverse dependency order (R7);
-//! * backoff delays follow [`crate::BackoffPolicy::delay_ms`], deferrals
-//!   [`crate::BackoffPolicy::defer_ms`] (R5, R6);
-//! * nothing is marked synced, or leaves the store, without a successful actuation (R8);
+//! ## Invariants checked at every input
+//! * no task is dispatched before every prerequisite's accepted completion: its
+//!   dependencies synced at their current version, a delete's referrers gone (R1, R7), and
+//!   never while its object backs off (R5, R6);
+//! * never two leases on one object: no dispatch of an object whose previous dispatch has
+//!   not been delivered (S1);
+//! * the plan after each input: holds are exactly the transitive dependents of failed,
+//!   deferred and backing-off objects, naming the right root cause (R3, R4);
+//! * backoff delays follow [`crate::BackoffPolicy::delay_ms`] from the delivery time,
+//!   deferrals [`crate::BackoffPolicy::defer_ms`] (R5, R6);
+//! * a completion is stale exactly when its object changed while it ran, and a stale
+//!   completion never marks a newer version synced (R8);
+//! * nothing is marked synced, or leaves the store, without a successful actuation; the
+//!   only other change is a watch re-sync (R8, R9);
 //! * refused change sets change nothing; convergence after faults stop, by the bound, and
 //!   liveness (no deadlock) once quiet.
 //!
 //! The generated schemas ([`gen::schema_def`]) have links and trees, proxy links (R16),
 //! `depends_on_models` (R1), external and passive models (R17) and watchers (R18); the
-//! change stream deletes objects whatever their state, pending syncs and failures included.
+//! change stream deletes objects whatever their state, pending syncs, failures and syncs
+//! in flight included.
 //!
-//! Results do not depend on the thread count: outcomes are pure functions of the seed and
-//! completions are applied in plan order (R12). A trace can be recorded
-//! ([`Sim::record`]) and replayed ([`crate::trace::replay`]).
+//! There is no thread count: the run is single-threaded in virtual time, and a seed gives
+//! the same run, input for input, on any machine (R12). A scheduler trace can be recorded
+//! ([`Sim::record`]: [`crate::trace::Event::sched_header`], then one
+//! [`crate::trace::Event::DidInput`] per input) and replayed ([`crate::trace::replay`]).
 //!
 //! ## Seeds
 //! [`seeds`] reads `SYNCORE_SEED` (one seed, to replay a failure) and `SYNCORE_SIM_SEEDS`
