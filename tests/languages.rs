@@ -112,6 +112,7 @@ fn component(lang: Lang) -> PathBuf {
         "wit/actuator.wit",
         "wit/policy.wit",
         "wit/host.wit",
+        "wit/config.wit",
     ];
     for source in lang.sources().iter().chain(&wit) {
         let changed = std::fs::metadata(repo().join(source))

@@ -819,8 +819,8 @@ mod rules {
         );
     }
 
-    /// Goal: P4. A component built against `syncore:plugin@0.2.0` is refused at load with a
-    /// message naming both versions.
+    /// Goal: P4. A component built against `syncore:plugin@0.1.0` (the previous version) is
+    /// refused at load with a message naming both versions.
     #[test]
     fn p4_a_plugin_built_against_another_version_is_refused_naming_both() {
         let err = host()
@@ -831,8 +831,8 @@ mod rules {
             &err.to_string(),
             &[
                 "plugin wrong-version",
-                "built against syncore:plugin@0.2.0",
-                "implements syncore:plugin@0.1.0",
+                "built against syncore:plugin@0.1.0",
+                "implements syncore:plugin@0.2.0",
             ],
         );
     }
@@ -848,8 +848,8 @@ mod rules {
             &err.to_string(),
             &[
                 "is not an actuator",
-                "syncore:plugin/actuator@0.1.0",
-                "syncore:plugin/policy@0.1.0",
+                "syncore:plugin/actuator@0.2.0",
+                "syncore:plugin/policy@0.2.0",
             ],
         );
         let err = host()
@@ -1079,6 +1079,17 @@ mod per_plugin {
         );
     }
 
+    /// The probe on a host that grants it nothing: an unknown action is its own failure;
+    /// `tests/wasm_backend.rs` drives every action with and without grants.
+    #[test]
+    pub fn capability_probe() {
+        let probe = actuator(host(), components::CAPABILITY_PROBE);
+        assert_contains(
+            &failure(sync(&probe, "Good", "g")),
+            &["plugin capability-probe: sync of g (Good) failed: unknown action \"\""],
+        );
+    }
+
     #[test]
     pub fn infinite_loop() {
         let spin = actuator(host(), components::INFINITE_LOOP);
@@ -1161,6 +1172,6 @@ mod per_plugin {
         let err = host()
             .load_actuator("wrong-version", components::WRONG_VERSION)
             .unwrap_err();
-        assert_contains(&err.to_string(), &["syncore:plugin/actuator@0.2.0"]);
+        assert_contains(&err.to_string(), &["syncore:plugin/actuator@0.1.0"]);
     }
 }

@@ -1,5 +1,5 @@
 //! The raw bindings wit-bindgen generates for the three plugin worlds of
-//! `syncore:plugin@0.1.0` (`wit/` at the repository root).
+//! `syncore:plugin@0.2.0` (`wit/` at the repository root).
 //!
 //! The actuator world generates the shared `types` and `host` interfaces; the policy and
 //! watcher worlds reuse them (`with`), so one [`Value`](crate::Value) type serves all three.
@@ -33,8 +33,9 @@ pub mod policy {
         export_macro_name: "__export_policy_plugin",
         default_bindings_module: "::syncore_plugin_sdk::bindings::policy",
         with: {
-            "syncore:plugin/types@0.1.0": crate::bindings::actuator::syncore::plugin::types,
-            "syncore:plugin/host@0.1.0": crate::bindings::actuator::syncore::plugin::host,
+            "syncore:plugin/types@0.2.0": crate::bindings::actuator::syncore::plugin::types,
+            "syncore:plugin/host@0.2.0": crate::bindings::actuator::syncore::plugin::host,
+            "syncore:plugin/config@0.2.0": crate::bindings::actuator::syncore::plugin::config,
         },
     });
 }
@@ -49,8 +50,9 @@ pub mod watcher {
         export_macro_name: "__export_watcher_plugin",
         default_bindings_module: "::syncore_plugin_sdk::bindings::watcher",
         with: {
-            "syncore:plugin/types@0.1.0": crate::bindings::actuator::syncore::plugin::types,
-            "syncore:plugin/host@0.1.0": crate::bindings::actuator::syncore::plugin::host,
+            "syncore:plugin/types@0.2.0": crate::bindings::actuator::syncore::plugin::types,
+            "syncore:plugin/host@0.2.0": crate::bindings::actuator::syncore::plugin::host,
+            "syncore:plugin/config@0.2.0": crate::bindings::actuator::syncore::plugin::config,
         },
     });
 }

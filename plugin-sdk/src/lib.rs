@@ -97,10 +97,13 @@
 //! # What a plugin may do
 //!
 //! - Read its arguments, compute, and [`log`] lines (they land in the run's trace).
-//! - Nothing else: the host grants no files, environment, network or clock (reading the
-//!   clock gives zero, randomness is a fixed sequence). Calls are limited in time, memory and
-//!   table size; a plugin that exceeds a limit, traps or panics fails only the object it was
-//!   called for, with a message naming the cause (a panic message is quoted).
+//! - What the embedder granted it, and nothing else: outbound [`http`] to granted origins,
+//!   [`config`] values and secrets, the real clocks, real randomness, granted directories
+//!   (`std::fs` under their guest paths). Without a grant there are no files, environment or
+//!   network, the clocks read zero and randomness is a fixed sequence. Calls are limited in
+//!   time, memory and table size; a plugin that exceeds a limit, traps, panics or is refused
+//!   a capability fails only the object it was called for, with a message naming the cause
+//!   (a panic message is quoted).
 //! - Actuators return feedback fields only; naming a declarative field fails the call.
 //! - Keep no state between calls: the host may run each call in a fresh instance, or reuse
 //!   instances in any order.
@@ -108,7 +111,9 @@
 #![deny(missing_docs)]
 
 pub mod bindings;
+pub mod config;
 mod data;
+pub mod http;
 
 pub use bindings::actuator::syncore::plugin::host::Level;
 pub use bindings::actuator::syncore::plugin::types::{

@@ -11,7 +11,7 @@
 // WIT values in JavaScript (jco's conventions): a variant is `{ tag, val }`, an enum is its
 // case name as a string, `u64`/`s64` are BigInts, record fields are camelCase.
 
-import { log } from "syncore:plugin/host@0.1.0";
+import { log } from "syncore:plugin/host@0.2.0";
 
 const MASK64 = (1n << 64n) - 1n;
 const encoder = new TextEncoder();

@@ -23,9 +23,10 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{actuator, policy, watcher};
-use super::config::{Instances, TimeLimit};
+use super::config::{Instances, Limits, TimeLimit};
+use super::grant::Granted;
 use super::host::HostInner;
-use super::sandbox::{truncate, Denied, HostState};
+use super::sandbox::{truncate, Denied, HostState, StateParts};
 use super::PluginKind;
 
 /// A plugin world as the host sees it: how to pre-link and instantiate its bindings.
@@ -103,21 +104,33 @@ struct Slot<W: World> {
     bindings: W::Bindings,
 }
 
-/// A loaded plugin: its pre-linked component and its idle instances.
+/// A loaded plugin: its pre-linked component, its grant, its limits and its idle instances.
 pub(crate) struct Plugin<W: World> {
     pub(crate) name: Arc<str>,
     pub(crate) host: Arc<HostInner>,
     pre: W::Pre,
+    /// What the plugin may do (P3).
+    pub(crate) granted: Arc<Granted>,
+    /// Its per-call limits: its grant's, or the host's.
+    pub(crate) limits: Limits,
     /// Instances that finished a call successfully, ready for another (reuse mode only).
     idle: Mutex<Vec<Slot<W>>>,
 }
 
 impl<W: World> Plugin<W> {
-    pub(crate) fn new(name: &str, host: Arc<HostInner>, pre: W::Pre) -> Plugin<W> {
+    pub(crate) fn new(
+        name: &str,
+        host: Arc<HostInner>,
+        pre: W::Pre,
+        granted: Arc<Granted>,
+        limits: Limits,
+    ) -> Plugin<W> {
         Plugin {
             name: name.into(),
             host,
             pre,
+            granted,
+            limits,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -139,7 +152,16 @@ impl<W: World> Plugin<W> {
         slot.store.data_mut().begin(key);
         let stderr_mark = slot.store.data().stderr_len();
         self.arm(&mut slot.store)?;
-        match f(&slot.bindings, &mut slot.store) {
+        let result = f(&slot.bindings, &mut slot.store);
+        // A host-side incident (a refused request, a secret not granted...) is the root
+        // cause, whatever the guest made of the error it got.
+        if let Some(incident) = slot.store.data().incident() {
+            if result.is_ok() {
+                self.recycle(slot);
+            }
+            return Err(incident);
+        }
+        match result {
             Ok(result) => {
                 self.recycle(slot);
                 Ok(result)
@@ -152,15 +174,17 @@ impl<W: World> Plugin<W> {
     /// component may run code while it is instantiated).
     fn instantiate(&self, key: &str) -> Result<Slot<W>, String> {
         let host = &self.host;
-        let state = HostState::new(
-            self.name.clone(),
-            &host.config.limits,
-            host.sink.clone(),
-            host.buffer.clone(),
-        );
+        let state = HostState::new(StateParts {
+            plugin: self.name.clone(),
+            limits: &self.limits,
+            granted: self.granted.clone(),
+            handler: host.config.http_handler.as_ref().map(|r| r.0.clone()),
+            sink: host.sink.clone(),
+            buffer: host.buffer.clone(),
+        })?;
         let mut store = Store::new(&host.engine, state);
         store.limiter(|s| &mut s.limiter);
-        if let TimeLimit::Epoch { .. } = host.config.limits.time {
+        if let TimeLimit::Epoch { .. } = self.limits.time {
             store.epoch_deadline_trap();
         }
         store.data_mut().begin(key);
@@ -176,7 +200,7 @@ impl<W: World> Plugin<W> {
 
     /// Sets the call's time budget: a fresh epoch deadline or a full tank of fuel.
     fn arm(&self, store: &mut Store<HostState>) -> Result<(), String> {
-        match self.host.config.limits.time {
+        match self.limits.time {
             TimeLimit::Epoch { timeout, tick } => {
                 // The epoch may advance right after this line, so one tick more than the
                 // timeout's whole ticks guarantees at least `timeout`.
@@ -196,7 +220,7 @@ impl<W: World> Plugin<W> {
         let Instances::Reuse { idle_max } = self.host.config.instances else {
             return;
         };
-        if slot.store.data().stderr_len() > self.host.config.limits.stderr_bytes_max / 2 {
+        if slot.store.data().stderr_len() > self.limits.stderr_bytes_max / 2 {
             return;
         }
         let mut idle = self.idle.lock();
@@ -207,7 +231,7 @@ impl<W: World> Plugin<W> {
 
     /// The root cause of a failed call (module docs, "Failure causes").
     fn cause(&self, err: &wasmtime::Error, state: &HostState, stderr_mark: usize) -> String {
-        let limits = &self.host.config.limits;
+        let limits = &self.limits;
         let message = match state.limiter.denied {
             Some(Denied::Memory { desired }) => Some(format!(
                 "out of memory: growing linear memory to {desired} bytes exceeds the memory limit of {} bytes",
@@ -259,7 +283,7 @@ impl<W: World> Plugin<W> {
                 None => with_stderr(&format!("invalid call or result: {err:#}"), &stderr),
             },
         });
-        truncate(message, limits.message_bytes_max)
+        truncate(self.granted.redact(message), limits.message_bytes_max)
     }
 }
 

@@ -1,7 +1,12 @@
 //! How the host runs plugins: per-call limits (P2), instance handling and the compile cache.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::grant::Grant;
+use super::http::HttpHandler;
 
 /// Largest memory limit accepted: 4 GiB, all a 32-bit linear memory can address.
 pub const MEMORY_BYTES_MAX: usize = 4 << 30;
@@ -114,6 +119,25 @@ pub enum Instances {
     },
 }
 
+/// An in-process [`HttpHandler`] that answers every plugin's outbound HTTP in place of the
+/// network ([`HostConfig::http_handler`]). Two routes are equal when they share the handler.
+#[derive(Clone)]
+pub struct HttpRoute(pub Arc<dyn HttpHandler>);
+
+impl PartialEq for HttpRoute {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for HttpRoute {}
+
+impl std::fmt::Debug for HttpRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpRoute(..)")
+    }
+}
+
 /// Settings of a [`WasmHost`](super::WasmHost). [`HostConfig::default`] gives every default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostConfig {
@@ -129,6 +153,12 @@ pub struct HostConfig {
     /// Optimise generated code (Cranelift `speed`) rather than compile fast (`none`).
     /// Default: `true`.
     pub optimize: bool,
+    /// What each plugin may do, by plugin name (the name given to `load_*`). A plugin with
+    /// no entry gets [`Grant::default`]: nothing (P3). Default: empty.
+    pub grants: BTreeMap<String, Grant>,
+    /// Answers outbound HTTP in-process instead of the network (deterministic simulations).
+    /// Grants still apply. Default: `None`, the network.
+    pub http_handler: Option<HttpRoute>,
 }
 
 impl Default for HostConfig {
@@ -138,6 +168,8 @@ impl Default for HostConfig {
             instances: Instances::Reuse { idle_max: 16 },
             cache_dir: None,
             optimize: true,
+            grants: BTreeMap::new(),
+            http_handler: None,
         }
     }
 }
@@ -161,35 +193,21 @@ impl HostConfig {
         self
     }
 
+    /// Grants `grant` to the plugin named `plugin` (replacing an earlier grant).
+    pub fn grant(mut self, plugin: impl Into<String>, grant: Grant) -> HostConfig {
+        self.grants.insert(plugin.into(), grant);
+        self
+    }
+
+    /// Routes every plugin's outbound HTTP to `handler` instead of the network.
+    pub fn http_handler(mut self, handler: Arc<dyn HttpHandler>) -> HostConfig {
+        self.http_handler = Some(HttpRoute(handler));
+        self
+    }
+
     /// Checks every option once, naming the offending one (setters never fail).
     pub(crate) fn validate(&self) -> Result<(), String> {
-        let l = &self.limits;
-        match l.time {
-            TimeLimit::Epoch { timeout, tick } => {
-                if tick.is_zero() || timeout.is_zero() {
-                    return Err("limits.time: epoch timeout and tick must be positive".into());
-                }
-            }
-            TimeLimit::Fuel(0) => return Err("limits.time: fuel must be positive".into()),
-            TimeLimit::Fuel(_) => {}
-        }
-        if l.memory_bytes_max == 0 || l.memory_bytes_max > MEMORY_BYTES_MAX {
-            return Err(format!(
-                "limits.memory_bytes_max must be in 1..={MEMORY_BYTES_MAX}"
-            ));
-        }
-        if l.stack_bytes_max < 16 << 10 || l.stack_bytes_max > STACK_BYTES_MAX {
-            return Err(format!(
-                "limits.stack_bytes_max must be in {}..={STACK_BYTES_MAX}",
-                16 << 10
-            ));
-        }
-        if l.instances_max == 0 {
-            return Err("limits.instances_max must be positive".into());
-        }
-        if l.message_bytes_max < 64 {
-            return Err("limits.message_bytes_max must be at least 64".into());
-        }
+        validate_limits(&self.limits, "limits")?;
         if let Instances::Reuse { idle_max } = self.instances {
             if idle_max > IDLE_INSTANCES_MAX {
                 return Err(format!(
@@ -197,6 +215,65 @@ impl HostConfig {
                 ));
             }
         }
+        for (name, grant) in &self.grants {
+            let Some(own) = &grant.limits else { continue };
+            let what = format!("grants[{name}].limits");
+            validate_limits(own, &what)?;
+            let host = &self.limits;
+            let same_kind = match (own.time, host.time) {
+                (TimeLimit::Epoch { tick: a, .. }, TimeLimit::Epoch { tick: b, .. }) => a == b,
+                (TimeLimit::Fuel(_), TimeLimit::Fuel(_)) => true,
+                _ => false,
+            };
+            if !same_kind {
+                return Err(format!(
+                    "{what}.time: a plugin's time limit must be of the host's kind (epoch with the same tick, or fuel)"
+                ));
+            }
+            if own.stack_bytes_max != host.stack_bytes_max {
+                return Err(format!(
+                    "{what}.stack_bytes_max: the stack size is the host's for every plugin"
+                ));
+            }
+            if self.instances == Instances::Fresh && own.memory_bytes_max > host.memory_bytes_max {
+                return Err(format!(
+                    "{what}.memory_bytes_max: with fresh instances a plugin may not exceed the host's memory limit (the pool's slot size)"
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// Checks one set of limits; `what` names it in messages.
+fn validate_limits(l: &Limits, what: &str) -> Result<(), String> {
+    match l.time {
+        TimeLimit::Epoch { timeout, tick } => {
+            if tick.is_zero() || timeout.is_zero() {
+                return Err(format!(
+                    "{what}.time: epoch timeout and tick must be positive"
+                ));
+            }
+        }
+        TimeLimit::Fuel(0) => return Err(format!("{what}.time: fuel must be positive")),
+        TimeLimit::Fuel(_) => {}
+    }
+    if l.memory_bytes_max == 0 || l.memory_bytes_max > MEMORY_BYTES_MAX {
+        return Err(format!(
+            "{what}.memory_bytes_max must be in 1..={MEMORY_BYTES_MAX}"
+        ));
+    }
+    if l.stack_bytes_max < 16 << 10 || l.stack_bytes_max > STACK_BYTES_MAX {
+        return Err(format!(
+            "{what}.stack_bytes_max must be in {}..={STACK_BYTES_MAX}",
+            16 << 10
+        ));
+    }
+    if l.instances_max == 0 {
+        return Err(format!("{what}.instances_max must be positive"));
+    }
+    if l.message_bytes_max < 64 {
+        return Err(format!("{what}.message_bytes_max must be at least 64"));
+    }
+    Ok(())
 }

@@ -47,7 +47,7 @@ pub enum PluginError {
     Version {
         /// The plugin's name.
         plugin: String,
-        /// The interface that carries the version, e.g. `syncore:plugin/actuator@0.2.0`.
+        /// The interface that carries the version, e.g. `syncore:plugin/actuator@0.1.0`.
         interface: String,
         /// The version the plugin was built against (`unversioned` if none).
         plugin_version: String,

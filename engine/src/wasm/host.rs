@@ -16,12 +16,13 @@ use super::bindings::actuator::ActuatorPlugin;
 use super::call::{ActuatorWorld, Plugin, PolicyWorld, WatcherWorld, World};
 use super::config::{HostConfig, Instances, TimeLimit};
 use super::error::PluginError;
+use super::grant::Granted;
 use super::plugins::{WasmActuator, WasmPolicy, WasmWatcher};
 use super::sandbox::{HostState, LogBuffer, LogLine, LogSink};
 use super::PluginKind;
 
 /// The `syncore:plugin` version this host implements (the `package` line of `wit/*.wit`).
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// Most compiled components one host remembers by their bytes (loading the same bytes again
 /// reuses the compiled code instead of compiling or reading the disk cache).
@@ -187,10 +188,13 @@ impl WasmHost {
         };
         let engine = wasmtime::Engine::new(&wt).map_err(engine_err)?;
 
-        // The linker grants exactly: WASI p2 over an empty context (see `HostState::new`)
-        // and `syncore:plugin/host` (log lines). `types` has no functions.
+        // The linker offers exactly: WASI p2 over a context holding only what the plugin's
+        // grant allows (see `HostState::new`), `wasi:http` behind the grant's gate,
+        // `syncore:plugin/host` (log lines) and `syncore:plugin/config`. `types` has no
+        // functions.
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(engine_err)?;
         ActuatorPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(engine_err)?;
 
@@ -312,6 +316,20 @@ impl WasmHost {
 
     /// Compiles (or finds) the component, checks its world and version, links it once.
     fn load<W: World>(&self, name: &str, bytes: &[u8]) -> Result<Plugin<W>, PluginError> {
+        let grant = self
+            .inner
+            .config
+            .grants
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        let limits = grant
+            .limits
+            .clone()
+            .unwrap_or_else(|| self.inner.config.limits.clone());
+        let granted = Granted::new(grant).map_err(|message| PluginError::Config {
+            message: format!("grants[{name}]: {message}"),
+        })?;
         let component = self.compile(name, bytes)?;
         check_world(&self.inner.engine, &component, W::KIND, name)?;
         let link = |e: wasmtime::Error| PluginError::Link {
@@ -324,7 +342,13 @@ impl WasmHost {
             .instantiate_pre(&component)
             .map_err(link)?;
         let pre = W::pre(pre).map_err(link)?;
-        Ok(Plugin::new(name, self.inner.clone(), pre))
+        Ok(Plugin::new(
+            name,
+            self.inner.clone(),
+            pre,
+            Arc::new(granted),
+            limits,
+        ))
     }
 
     /// Compiles `bytes`, or reuses this host's earlier compilation of the same bytes; the
@@ -438,10 +462,11 @@ mod tests {
     #[test]
     fn compatible_versions_follow_semver() {
         assert!(compatible(WIT_VERSION));
-        assert!(compatible("0.1.0"));
-        assert!(!compatible("0.2.0"));
+        assert!(compatible("0.2.0"));
+        assert!(!compatible("0.1.0"), "0.1.0 lacks config and outbound HTTP");
+        assert!(!compatible("0.3.0"));
         assert!(!compatible("1.1.0"));
-        assert!(compatible("0.1.7"), "patch versions share the interface");
+        assert!(compatible("0.2.7"), "patch versions share the interface");
         assert!(!compatible("unversioned"));
         assert!(!compatible("0.1"));
     }

@@ -1,7 +1,7 @@
 //! The WASM host (feature `wasm`): actuators, policies and watchers written as WebAssembly
 //! components, sandboxed by wasmtime, behind the same traits as native ones.
 //!
-//! A plugin is a component built against the WIT package `syncore:plugin@0.1.0` (`wit/` at
+//! A plugin is a component built against the WIT package `syncore:plugin@0.2.0` (`wit/` at
 //! the repository root; Rust plugins use the `syncore-plugin-sdk` crate). A [`WasmHost`]
 //! loads it, checks that it exports the expected interface at a compatible version (P4),
 //! compiles it once (optionally through an on-disk cache), links it once (`InstancePre`), and
@@ -26,10 +26,20 @@
 //!
 //! ## Sandbox (P1-P3)
 //! - **Authority**: a plugin may import `syncore:plugin/host` (log lines, which go to a
-//!   [`LogSink`]) and WASI p2 over an empty context: no preopened directories, environment,
-//!   arguments or network; clocks stopped at zero; "random" bytes a fixed sequence; stdin
-//!   closed, stdout discarded, stderr captured (bounded) to quote panic messages. Anything
-//!   else it imports makes loading fail ([`PluginError::Link`]).
+//!   [`LogSink`]), `syncore:plugin/config` (configuration and secrets), `wasi:http` and WASI
+//!   p2 over a context holding only what its [`Grant`] allows. With no grant: no preopened
+//!   directories, environment, arguments or sockets; clocks stopped at zero; "random" bytes a
+//!   fixed sequence; every outbound HTTP request refused; no configuration; stdin closed,
+//!   stdout discarded, stderr captured (bounded) to quote panic messages. Anything else it
+//!   imports makes loading fail ([`PluginError::Link`]).
+//! - **Grants** ([`HostConfig::grant`], by plugin name): outbound HTTP to [`Origin`]
+//!   patterns, with a per-request timeout and a response-size cap; configuration values;
+//!   [`Secret`]s, hidden from every log line, message and feedback; the real clocks; real
+//!   randomness; directories (read-only or read-write); the plugin's own [`Limits`]. A
+//!   refused request (a redirect to an origin not granted included), a response over the
+//!   cap, a request timeout or a secret not granted fails the call naming the plugin and the
+//!   origin or secret. [`HostConfig::http_handler`] answers outbound HTTP in-process instead
+//!   of the network, for deterministic simulations ([`HttpHandler`]).
 //! - **Limits** ([`Limits`], per call): time as an epoch deadline (a ticker thread; the
 //!   default) or fuel (deterministic, [`Limits::deterministic`]); linear memory and table
 //!   growth through a resource limiter; native stack; the size of results and messages.
@@ -54,15 +64,20 @@ mod call;
 mod config;
 mod convert;
 mod error;
+mod grant;
 mod host;
+mod http;
 mod plugins;
 mod sandbox;
 
 pub use config::{
-    HostConfig, Instances, Limits, TimeLimit, IDLE_INSTANCES_MAX, MEMORY_BYTES_MAX, STACK_BYTES_MAX,
+    HostConfig, HttpRoute, Instances, Limits, TimeLimit, IDLE_INSTANCES_MAX, MEMORY_BYTES_MAX,
+    STACK_BYTES_MAX,
 };
 pub use error::PluginError;
+pub use grant::{DirGrant, Grant, Origin, Secret, REQUEST_TIMEOUT, RESPONSE_BYTES_MAX};
 pub use host::{CacheStats, WasmHost, COMPILED_MEMO_MAX, POOL_INSTANCES_MAX, WIT_VERSION};
+pub use http::{HttpHandler, HttpReply, HttpRequest};
 pub use plugins::{WasmActuator, WasmPolicy, WasmWatcher};
 pub use sandbox::{LogBuffer, LogLevel, LogLine, LogSink, LOG_BUFFER_LINES_MAX};
 

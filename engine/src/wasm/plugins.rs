@@ -6,14 +6,72 @@ use std::sync::Arc;
 
 use super::call::{ActuatorWorld, Plugin, PolicyWorld, WatcherWorld, World};
 use super::convert::{self, Budget};
+use super::grant::Granted;
 use crate::actuator::{Actuator, ObjectView, Outcome};
 use crate::change::Change;
 use crate::policy::{Policy, PolicyInput, StateView, WatchEvent, Watcher};
+use crate::value::Value;
 
 impl<W: World> Plugin<W> {
     fn budget(&self) -> Budget {
-        let limits = &self.host.config.limits;
+        let limits = &self.limits;
         Budget::new(limits.result_bytes_max, limits.result_entries_max)
+    }
+
+    /// The outcome with granted secrets hidden: replaced in messages, refused in feedback
+    /// (feedback lands in snapshots and traces).
+    fn hide_secrets(&self, outcome: Outcome) -> Result<Outcome, String> {
+        let granted = &self.granted;
+        if granted.grant.secrets.is_empty() {
+            return Ok(outcome);
+        }
+        match outcome {
+            Outcome::Ok { feedback } => {
+                for (field, value) in &feedback {
+                    if let Some(secret) = value_secret(granted, value) {
+                        return Err(format!(
+                            "feedback `{field}` holds the value of secret {secret:?} (secrets never leave the plugin)"
+                        ));
+                    }
+                }
+                Ok(Outcome::Ok { feedback })
+            }
+            Outcome::Failed { message } => Ok(Outcome::Failed {
+                message: granted.redact(message),
+            }),
+            Outcome::Deferred { message } => Ok(Outcome::Deferred {
+                message: granted.redact(message),
+            }),
+        }
+    }
+
+    /// Refuses policy changes that would write a granted secret into declarative state.
+    fn changes_without_secrets(&self, changes: &[Change]) -> Result<(), String> {
+        if self.granted.grant.secrets.is_empty() {
+            return Ok(());
+        }
+        for change in changes {
+            if let Change::Upsert { key, fields, .. } = change {
+                for (field, value) in fields {
+                    if let Some(secret) = value_secret(&self.granted, value) {
+                        return Err(format!(
+                            "the change of {key} writes the value of secret {secret:?} into `{field}` (secrets never leave the plugin)"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name of a granted secret that `value` holds, if any.
+fn value_secret<'a>(granted: &'a Granted, value: &Value) -> Option<&'a str> {
+    match value {
+        Value::Str(s) | Value::Ref(s) | Value::Json(s) => granted.secret_in(s),
+        Value::Refs(keys) => keys.iter().find_map(|k| granted.secret_in(k)),
+        Value::Bytes(b) => granted.secret_in(&String::from_utf8_lossy(b)),
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => None,
     }
 }
 
@@ -65,10 +123,13 @@ impl WasmActuator {
                 Op::Delete => actuator.call_delete(store, &input),
             }
         });
-        let message_max = self.plugin.host.config.limits.message_bytes_max;
-        match result.and_then(|o| {
-            convert::outcome_from_wit(object, o, &mut self.plugin.budget(), message_max)
-        }) {
+        let message_max = self.plugin.limits.message_bytes_max;
+        match result
+            .and_then(|o| {
+                convert::outcome_from_wit(object, o, &mut self.plugin.budget(), message_max)
+            })
+            .and_then(|o| self.plugin.hide_secrets(o))
+        {
             Ok(outcome) => outcome,
             Err(cause) => {
                 let op = match op {
@@ -139,6 +200,10 @@ impl Policy for WasmPolicy {
             b.syncore_plugin_policy().call_on_change(store, &arg)
         }) {
             Ok(Ok(changes)) => convert::changes_from_wit(changes, &mut self.plugin.budget())
+                .and_then(|changes| {
+                    self.plugin.changes_without_secrets(&changes)?;
+                    Ok(changes)
+                })
                 .map_err(|cause| {
                     format!(
                         "policy plugin {name} failed on {} ({}): {cause}",
@@ -147,8 +212,8 @@ impl Policy for WasmPolicy {
                 }),
             Ok(Err(message)) => {
                 let message = super::sandbox::truncate(
-                    message,
-                    self.plugin.host.config.limits.message_bytes_max,
+                    self.plugin.granted.redact(message),
+                    self.plugin.limits.message_bytes_max,
                 );
                 Err(format!(
                     "policy plugin {name} refused the change of {} ({}): {message}",
@@ -203,8 +268,8 @@ impl Watcher for WasmWatcher {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => {
                 let message = super::sandbox::truncate(
-                    message,
-                    self.plugin.host.config.limits.message_bytes_max,
+                    self.plugin.granted.redact(message),
+                    self.plugin.limits.message_bytes_max,
                 );
                 Err(format!(
                     "watcher plugin {name} refused {} ({}): {message}",

@@ -1,5 +1,6 @@
-//! What a plugin instance sees: the store data, the resource limiter (P2) and an empty WASI
-//! context (P3), plus the `host` interface (log lines).
+//! What a plugin instance sees: the store data, the resource limiter (P2), a WASI context
+//! holding only what its grant allows (P3), `wasi:http` behind the grant's gate, and the
+//! `host` (log lines) and `config` (configuration, secrets) interfaces.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,11 +10,14 @@ use parking_lot::Mutex;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::{ClosedInputStream, MemoryOutputPipe, SinkOutputStream};
 use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+    FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{actuator::syncore::plugin as wit_pkg, Level};
 use super::config::Limits;
+use super::grant::Granted;
+use super::http::{record, Gate, HttpHandler, Incident, IncidentSlot};
 
 /// How important a log line is (the WIT `host.level`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -194,12 +198,20 @@ impl HostMonotonicClock for StoppedClock {
 /// The store data of one plugin instance.
 pub(crate) struct HostState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    /// The `wasi:http` hooks: the plugin's grant, its caps, the in-process handler.
+    gate: Gate,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
     /// Everything the instance wrote to stderr, up to `Limits::stderr_bytes_max`.
     pub(crate) stderr: MemoryOutputPipe,
     /// The plugin's name, for log lines.
     plugin: Arc<str>,
+    /// What the plugin was granted (configuration, secrets).
+    pub(crate) granted: Arc<Granted>,
+    /// The host-side failure of the current call, if any (a refused request, a secret not
+    /// granted...): the call fails with it.
+    pub(crate) incident: IncidentSlot,
     /// The object of the current call, for log lines.
     pub(crate) key: String,
     /// Log lines written in the current call.
@@ -210,32 +222,77 @@ pub(crate) struct HostState {
     buffer: Arc<LogBuffer>,
 }
 
+/// What a new instance's state is made from.
+pub(crate) struct StateParts<'a> {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) limits: &'a Limits,
+    pub(crate) granted: Arc<Granted>,
+    pub(crate) handler: Option<Arc<dyn HttpHandler>>,
+    pub(crate) sink: Arc<dyn LogSink>,
+    pub(crate) buffer: Arc<LogBuffer>,
+}
+
 impl HostState {
-    /// Fresh state: an empty WASI context (no preopens, env, args or network; stopped clocks;
-    /// a fixed "random" sequence; stdin closed, stdout discarded, stderr captured).
-    pub(crate) fn new(
-        plugin: Arc<str>,
-        limits: &Limits,
-        sink: Arc<dyn LogSink>,
-        buffer: Arc<LogBuffer>,
-    ) -> HostState {
+    /// Fresh state: a WASI context with what the grant allows and nothing else (no env,
+    /// args or sockets; clocks stopped and randomness fixed unless granted; only granted
+    /// directories; stdin closed, stdout discarded, stderr captured).
+    ///
+    /// # Errors
+    /// A granted directory that cannot be opened.
+    pub(crate) fn new(parts: StateParts<'_>) -> Result<HostState, String> {
+        let StateParts {
+            plugin,
+            limits,
+            granted,
+            handler,
+            sink,
+            buffer,
+        } = parts;
+        let grant = &granted.grant;
         let stderr = MemoryOutputPipe::new(limits.stderr_bytes_max);
-        let wasi = WasiCtxBuilder::new()
-            .stdin(ClosedInputStream)
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdin(ClosedInputStream)
             .stdout(SinkOutputStream)
             .stderr(stderr.clone())
-            .wall_clock(StoppedClock)
-            .monotonic_clock(StoppedClock)
-            .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a]))
-            .insecure_random(wasmtime_wasi::Deterministic::new(vec![0xa5]))
-            .insecure_random_seed(0)
             .max_random_size(4096)
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        HostState {
-            wasi,
+            .allow_ip_name_lookup(false);
+        if !grant.wall_clock {
+            wasi.wall_clock(StoppedClock);
+        }
+        if !grant.monotonic_clock {
+            wasi.monotonic_clock(StoppedClock);
+        }
+        if !grant.random {
+            wasi.secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a]))
+                .insecure_random(wasmtime_wasi::Deterministic::new(vec![0xa5]))
+                .insecure_random_seed(0);
+        }
+        for dir in &grant.dirs {
+            let perms = if dir.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| {
+                    format!(
+                        "cannot open the granted directory {}: {e:#}",
+                        dir.host.display()
+                    )
+                })?;
+        }
+        let incident = IncidentSlot::default();
+        Ok(HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            gate: Gate {
+                plugin: plugin.clone(),
+                granted: granted.clone(),
+                incident: incident.clone(),
+                handler,
+            },
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_bytes_max: limits.memory_bytes_max,
@@ -245,13 +302,15 @@ impl HostState {
             },
             stderr,
             plugin,
+            granted,
+            incident,
             key: String::new(),
             logs_count: 0,
             log_lines_max: limits.log_lines_max,
             message_bytes_max: limits.message_bytes_max,
             sink,
             buffer,
-        }
+        })
     }
 
     /// Prepares for a call about `key`.
@@ -260,11 +319,30 @@ impl HostState {
         self.key.push_str(key);
         self.logs_count = 0;
         self.limiter.denied = None;
+        *self.incident.lock() = None;
+    }
+
+    /// The current call's incident message, if any.
+    pub(crate) fn incident(&self) -> Option<String> {
+        self.incident
+            .lock()
+            .as_ref()
+            .map(|i| i.message(&self.plugin))
     }
 
     /// Bytes written to stderr so far.
     pub(crate) fn stderr_len(&self) -> usize {
         self.stderr.contents().len()
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.gate,
+        }
     }
 }
 
@@ -288,8 +366,26 @@ impl wit_pkg::host::Host for HostState {
             plugin: self.plugin.to_string(),
             key: self.key.clone(),
             level: level.into(),
-            message: truncate(message, self.message_bytes_max),
+            message: truncate(self.granted.redact(message), self.message_bytes_max),
         });
+    }
+}
+
+impl wit_pkg::config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.granted.grant.config.get(&key).cloned()
+    }
+
+    fn secret(&mut self, name: String) -> Result<String, String> {
+        match self.granted.grant.secrets.get(&name) {
+            Some(secret) => Ok(secret.expose().to_string()),
+            None => {
+                let incident = Incident::SecretNotGranted { name };
+                let message = incident.message(&self.plugin);
+                record(&self.incident, incident);
+                Err(message)
+            }
+        }
     }
 }
 

@@ -1,0 +1,833 @@
+//! WASM actuators that actuate: plugins granted outbound HTTP, configuration and secrets,
+//! against the real inventory service on loopback (`syncore-inventory`), through the public
+//! API only.
+//!
+//! Goal: with a grant, the CORD actuator creates, updates and deletes in the backend, which
+//! ends holding exactly the declarative state; without one (or beyond it), a plugin fails
+//! only its own object, with a message naming the plugin and the refused origin, secret,
+//! file or limit (P3). Secrets never reach a log line, a message, a trace or a snapshot.
+//!
+//! Method: an `Inventory` per test on 127.0.0.1 (a free port); the engine driven by plan ->
+//! executor -> complete (`converge`), or by a `Runner` on a virtual clock when the trace
+//! matters; the backend's records read back after convergence.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use syncore::trace::Recorder;
+use syncore::wasm::{
+    Grant, HostConfig, Instances, LogBuffer, Secret, TimeLimit, WasmActuator, WasmHost,
+};
+use syncore::{
+    Actuators, ChangeSet, Config, Engine, ExecConfig, Executor, Runner, RunnerConfig, Schema,
+    Status, Time, Value, VirtualClock,
+};
+use syncore_inventory::{Faults, Inventory};
+use syncore_test_plugins as components;
+
+const SCHEMA: &str = r#"{"models": [
+  {"name": "Site", "fields": [{"name": "name", "type": "string"}],
+   "feedback": [{"name": "id", "type": "string"}]},
+  {"name": "Slice", "fields": [{"name": "name", "type": "string"}, {"name": "site", "type": "ref"}],
+   "feedback": [{"name": "id", "type": "string"}],
+   "links": [{"field": "site", "target": "Site"}]},
+  {"name": "Network", "fields": [{"name": "name", "type": "string"}, {"name": "slice", "type": "ref"}],
+   "feedback": [{"name": "id", "type": "string"}, {"name": "cidr", "type": "string"}],
+   "links": [{"field": "slice", "target": "Slice"}]},
+  {"name": "Instance", "fields": [{"name": "name", "type": "string"}, {"name": "slice", "type": "ref"}],
+   "feedback": [{"name": "id", "type": "string"}, {"name": "ip", "type": "string"}],
+   "links": [{"field": "slice", "target": "Slice", "into": ["id"]}]},
+  {"name": "Port", "fields": [{"name": "network", "type": "ref"}, {"name": "instance", "type": "ref"}],
+   "feedback": [{"name": "id", "type": "string"}, {"name": "ip", "type": "string"}],
+   "links": [{"field": "network", "target": "Network"}, {"field": "instance", "target": "Instance"}]},
+  {"name": "Probe", "fields": [{"name": "action", "type": "string"}, {"name": "target", "type": "string"}],
+   "feedback": [{"name": "result", "type": "string"}]}
+]}"#;
+
+const MODELS: [&str; 5] = ["Site", "Slice", "Network", "Instance", "Port"];
+
+/// Which collection of the inventory holds a model.
+fn collection(model: &str) -> Option<&'static str> {
+    match model {
+        "Network" => Some("networks"),
+        "Instance" => Some("instances"),
+        "Port" => Some("ports"),
+        _ => None,
+    }
+}
+
+fn deployment() -> ChangeSet {
+    ChangeSet::new()
+        .upsert("princeton", "Site", [("name", "Princeton")])
+        .upsert("slice-a", "Slice", [("name", "a"), ("site", "princeton")])
+        .upsert("net-a", "Network", [("name", "a"), ("slice", "slice-a")])
+        .upsert("net-b", "Network", [("name", "b"), ("slice", "slice-a")])
+        .upsert("vm-a1", "Instance", [("name", "a1"), ("slice", "slice-a")])
+        .upsert("vm-a2", "Instance", [("name", "a2"), ("slice", "slice-a")])
+        .upsert(
+            "port-a1",
+            "Port",
+            [("network", "net-a"), ("instance", "vm-a1")],
+        )
+        .upsert(
+            "port-b2",
+            "Port",
+            [("network", "net-b"), ("instance", "vm-a2")],
+        )
+}
+
+/// A host whose `cord-actuators` may reach `inventory` (and only it), told where it is.
+fn host_for(inventory: &Inventory, extra: impl FnOnce(Grant) -> Grant) -> WasmHost {
+    let grant = Grant::default()
+        .http(inventory.origin())
+        .config("inventory", inventory.origin())
+        .request_timeout(Duration::from_millis(500));
+    host(HostConfig::default().grant("cord-actuators", extra(grant)))
+}
+
+fn host(config: HostConfig) -> WasmHost {
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-test-cache");
+    WasmHost::new(config.cache_dir(cache)).expect("host")
+}
+
+fn cord(host: &WasmHost) -> WasmActuator {
+    host.load_actuator("cord-actuators", components::CORD_ACTUATORS)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn actuators(cord: &WasmActuator) -> Actuators {
+    MODELS
+        .iter()
+        .fold(Actuators::new(), |a, m| a.with(*m, cord.clone()))
+}
+
+/// Plan, execute, complete until nothing is due (jumping to the next wake-up when only
+/// backing-off objects remain) or `rounds_max` rounds passed; the time reached.
+fn converge(engine: &mut Engine, actuators: &Actuators, start: Time, rounds_max: usize) -> Time {
+    let executor =
+        Executor::new(engine.schema(), actuators, ExecConfig::new().threads(2)).expect("executor");
+    let mut now = start;
+    for _ in 0..rounds_max {
+        let plan = engine.plan(now);
+        if plan.tasks.is_empty() {
+            match plan.next_wake {
+                Some(wake) => {
+                    now = wake;
+                    continue;
+                }
+                None => break,
+            }
+        }
+        let report = executor.run(engine, &plan);
+        engine.complete_run(&plan, &report, now).expect("complete");
+        now = now.after(1);
+    }
+    now
+}
+
+fn json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Str(s) | Value::Ref(s) => s.clone().into(),
+        Value::Int(i) => (*i).into(),
+        Value::Bool(b) => (*b).into(),
+        other => panic!("no such field in the CORD schema: {other:?}"),
+    }
+}
+
+/// Checks that the backend holds exactly the declarative state of the engine's backed
+/// objects (same keys, same fields), and that each object's feedback `id` is the backend's.
+fn assert_backend_matches(engine: &Engine, inventory: &Inventory) {
+    let records = inventory.records();
+    let mut expected: BTreeMap<&str, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
+    for key in engine.keys() {
+        let object = engine.object(key).unwrap();
+        let Some(collection) = collection(&object.model) else {
+            continue;
+        };
+        let fields = object
+            .fields
+            .iter()
+            .map(|(n, v)| (n.clone(), json(v)))
+            .collect::<serde_json::Map<_, _>>();
+        expected
+            .entry(collection)
+            .or_default()
+            .insert(key.to_string(), serde_json::Value::Object(fields));
+        let record = records
+            .get(collection, key)
+            .unwrap_or_else(|| panic!("the backend has no {collection}/{key}"));
+        let id = object
+            .feedback
+            .iter()
+            .find(|(n, _)| n == "id")
+            .map(|(_, v)| v);
+        assert_eq!(
+            id,
+            Some(&Value::Str(record.id.clone())),
+            "{key}: the feedback id is the backend's"
+        );
+    }
+    let actual: BTreeMap<&str, BTreeMap<String, serde_json::Value>> = records
+        .all()
+        .iter()
+        .map(|(c, rs)| {
+            let c = syncore_inventory::COLLECTIONS
+                .iter()
+                .find(|x| **x == c.as_str())
+                .unwrap();
+            let rs = rs
+                .iter()
+                .map(|(k, r)| (k.clone(), serde_json::Value::Object(r.fields.clone())))
+                .collect();
+            (*c, rs)
+        })
+        .collect();
+    assert_eq!(
+        actual, expected,
+        "the backend holds exactly the declarative state"
+    );
+}
+
+fn error_message(engine: &Engine, key: &str, now: Time) -> String {
+    match engine.status(key, now) {
+        Some(Status::Error { message, .. }) => message,
+        other => panic!("{key} should be in error, is {other:?}"),
+    }
+}
+
+fn assert_contains(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{text:?} should contain {part:?}");
+    }
+}
+
+/// Goal: the Rust CORD actuator creates, updates and deletes through the inventory; after
+/// convergence the backend holds exactly the declarative state, and ids are the backend's.
+#[test]
+fn the_backend_holds_exactly_the_declarative_state_and_deletes_follow() {
+    let inventory = Inventory::start().unwrap();
+    let host = host_for(&inventory, |g| g);
+    let cord = cord(&host);
+    let actuators = actuators(&cord);
+    let mut engine = Engine::new(Schema::from_json(SCHEMA).unwrap(), Config::default());
+    engine.apply(deployment()).unwrap();
+    let now = converge(&mut engine, &actuators, Time(0), 20);
+    for key in engine.keys() {
+        assert_eq!(engine.status(key, now), Some(Status::Synced), "{key}");
+    }
+    assert_backend_matches(&engine, &inventory);
+    assert_eq!(inventory.records().len(), 6);
+
+    // An update and a delete in the model: the backend follows.
+    engine
+        .apply(
+            ChangeSet::new()
+                .upsert(
+                    "net-a",
+                    "Network",
+                    [("name", "a-renamed"), ("slice", "slice-a")],
+                )
+                .delete("port-b2")
+                .delete("net-b"),
+        )
+        .unwrap();
+    let now = converge(&mut engine, &actuators, now, 20);
+    assert!(engine.object("net-b").is_none() && engine.object("port-b2").is_none());
+    for key in engine.keys() {
+        assert_eq!(engine.status(key, now), Some(Status::Synced), "{key}");
+    }
+    assert_backend_matches(&engine, &inventory);
+    let records = inventory.records();
+    assert!(
+        records.get("networks", "net-b").is_none(),
+        "deleted in the backend"
+    );
+    assert_eq!(
+        records.get("networks", "net-a").unwrap().revision,
+        2,
+        "updated in place"
+    );
+    let deletes: Vec<_> = inventory
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| (r.path, r.status))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            ("/v1/ports/port-b2".to_string(), 204),
+            ("/v1/networks/net-b".to_string(), 204)
+        ],
+        "the dependent is deleted first (R7)"
+    );
+}
+
+/// Goal: a 500 from the backend is a failure with backoff (R5), then a success once the
+/// backend recovers, and only that object (and its dependents) waits.
+#[test]
+fn a_500_from_the_backend_fails_with_backoff_then_succeeds() {
+    let inventory = Inventory::start().unwrap();
+    let host = host_for(&inventory, |g| g);
+    let cord = cord(&host);
+    let actuators = actuators(&cord);
+    let mut engine = Engine::new(Schema::from_json(SCHEMA).unwrap(), Config::default());
+    engine
+        .apply(
+            ChangeSet::new()
+                .upsert("net-a", "Network", [("name", "a")])
+                .upsert("port-a", "Port", [("network", "net-a")]),
+        )
+        .unwrap();
+    inventory.set_faults(Faults {
+        fail_next: 1,
+        ..Faults::default()
+    });
+    let plan = engine.plan(Time(0));
+    let executor = Executor::new(engine.schema(), &actuators, ExecConfig::new()).unwrap();
+    let report = executor.run(&engine, &plan);
+    engine.complete_run(&plan, &report, Time(0)).unwrap();
+    let message = error_message(&engine, "net-a", Time(0));
+    assert_contains(
+        &message,
+        &[
+            "PUT http://127.0.0.1:",
+            "/v1/networks/net-a: status 500",
+            "injected failure",
+        ],
+    );
+    let object = engine.object("net-a").unwrap();
+    assert_eq!(object.failures, 1);
+    let retry_at = object.retry_at.expect("backing off");
+    assert!(retry_at > Time(0), "{retry_at:?}");
+    assert!(
+        matches!(
+            engine.status("port-a", Time(0)),
+            Some(Status::Blocked { .. })
+        ),
+        "the dependent waits"
+    );
+    assert!(
+        engine.plan(Time(0)).tasks.is_empty(),
+        "nothing before the retry time"
+    );
+    let now = converge(&mut engine, &actuators, Time(0), 10);
+    assert_eq!(engine.status("net-a", now), Some(Status::Synced));
+    assert_eq!(engine.status("port-a", now), Some(Status::Synced));
+    assert_backend_matches(&engine, &inventory);
+    let statuses: Vec<u16> = inventory.requests().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [500, 201, 201],
+        "one failure, then the network, then its port"
+    );
+}
+
+/// The probe plugin, granted `grant`, syncing one `Probe` object per (key, action, target).
+fn probe(grant: Grant, probes: &[(&str, &str, &str)]) -> (Engine, Time, Arc<LogBuffer>) {
+    let logs = Arc::new(LogBuffer::default());
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-test-cache");
+    let config = HostConfig::default()
+        .cache_dir(cache)
+        .grant("capability-probe", grant);
+    let host = WasmHost::with_log_sink(config, logs.clone()).expect("host");
+    let probe = host
+        .load_actuator("capability-probe", components::CAPABILITY_PROBE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let actuators = Actuators::new().with("Probe", probe);
+    let mut engine = Engine::new(Schema::from_json(SCHEMA).unwrap(), Config::default());
+    let changes = probes
+        .iter()
+        .fold(ChangeSet::new(), |c, (key, action, target)| {
+            c.upsert(*key, "Probe", [("action", *action), ("target", *target)])
+        });
+    engine.apply(changes).unwrap();
+    let plan = engine.plan(Time(0));
+    let executor =
+        Executor::new(engine.schema(), &actuators, ExecConfig::new().threads(2)).unwrap();
+    let report = executor.run(&engine, &plan);
+    engine.complete_run(&plan, &report, Time(0)).unwrap();
+    (engine, Time(0), logs)
+}
+
+fn result(engine: &Engine, key: &str) -> String {
+    let object = engine.object(key).unwrap();
+    assert_eq!(
+        engine.status(key, Time(0)),
+        Some(Status::Synced),
+        "{object:?}"
+    );
+    match object.feedback.iter().find(|(n, _)| n == "result") {
+        Some((_, Value::Str(s))) => s.clone(),
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+/// Goal: P3 for outbound HTTP. Each hostile request fails only its own object, with a
+/// message naming the plugin and the root cause; the granted request beside them succeeds.
+#[test]
+fn p3_hostile_requests_each_fail_only_their_own_object_naming_the_cause() {
+    let inventory = Inventory::start().unwrap();
+    let silent = Inventory::start_with(
+        ([127, 0, 0, 1], 0).into(),
+        Faults {
+            hang: true,
+            ..Faults::default()
+        },
+    )
+    .unwrap();
+    let not_granted = Inventory::start().unwrap();
+    let origin = inventory.origin();
+    let grant = Grant::default()
+        .http(&origin)
+        .http(silent.origin())
+        .request_timeout(Duration::from_millis(300))
+        .response_bytes_max(10_000);
+    let port = inventory.addr().port();
+    let other_host = format!("http://localhost:{port}/v1/networks");
+    let redirect = format!("{origin}/test/redirect?to=http://127.0.0.1:1/v1/networks");
+    let big = format!("{origin}/test/bytes/20000");
+    let small = format!("{origin}/test/bytes/5000");
+    let hang = format!("{}/v1/networks/x", silent.origin());
+    let loopback = format!("{}/v1/networks", not_granted.origin());
+    let (engine, now, _) = probe(
+        grant,
+        &[
+            ("ok", "get", &format!("{origin}/v1/networks")),
+            ("small", "get", &small),
+            ("other-host", "get", &other_host),
+            ("redirect", "get", &redirect),
+            ("too-large", "get", &big),
+            ("hang", "get", &hang),
+            ("loopback", "get", &loopback),
+        ],
+    );
+    assert_eq!(result(&engine, "ok"), "200 12");
+    assert_eq!(result(&engine, "small"), "200 5000");
+    let fails = |key: &str, parts: &[&str]| {
+        let message = error_message(&engine, key, now);
+        assert_contains(
+            &message,
+            &[&format!(
+                "plugin capability-probe: sync of {key} (Probe) failed: "
+            )],
+        );
+        assert_contains(&message, parts);
+    };
+    let granted = format!("(granted origins: {origin}, {})", silent.origin());
+    fails(
+        "other-host",
+        &[
+            &format!("outbound HTTP to http://localhost:{port} is not granted to plugin capability-probe"),
+            &granted,
+        ],
+    );
+    fails(
+        "redirect",
+        &["outbound HTTP to http://127.0.0.1:1 is not granted to plugin capability-probe"],
+    );
+    fails(
+        "too-large",
+        &[&format!(
+            "the response from {origin} exceeds the response size cap of 10000 bytes"
+        )],
+    );
+    fails(
+        "hang",
+        &[&format!(
+            "no answer from {} within the request timeout of 300 ms",
+            silent.origin()
+        )],
+    );
+    fails(
+        "loopback",
+        &[&format!(
+            "outbound HTTP to {} is not granted to plugin capability-probe",
+            not_granted.origin()
+        )],
+    );
+    assert!(
+        not_granted.requests().is_empty(),
+        "a refused request never leaves the host"
+    );
+    let followed: Vec<_> = inventory.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        followed.contains(&"/v1/networks".to_string()),
+        "{followed:?}"
+    );
+}
+
+/// Goal: P3 without any grant. Outbound HTTP is refused, even to the test's own loopback
+/// service; configuration reads nothing; secrets are refused naming the secret.
+#[test]
+fn p3_a_plugin_without_a_grant_reaches_nothing() {
+    let inventory = Inventory::start().unwrap();
+    let url = format!("{}/v1/networks", inventory.origin());
+    let (engine, now, _) = probe(
+        Grant::default(),
+        &[
+            ("http", "get", &url),
+            ("secret", "secret", "db-password"),
+            ("config", "config", "region"),
+            ("clock", "clock", ""),
+        ],
+    );
+    assert_contains(
+        &error_message(&engine, "http", now),
+        &[&format!(
+            "outbound HTTP to {} is not granted to plugin capability-probe (granted origins: none)",
+            inventory.origin()
+        )],
+    );
+    assert_contains(
+        &error_message(&engine, "secret", now),
+        &["secret \"db-password\" is not granted to plugin capability-probe"],
+    );
+    assert_eq!(result(&engine, "config"), "none");
+    assert_eq!(
+        result(&engine, "clock"),
+        "0 false",
+        "clocks stopped at zero"
+    );
+    assert!(inventory.requests().is_empty());
+}
+
+/// Goal: P3 for configuration, clocks and files. Granted values are read; a file outside
+/// the granted directory, and a write into a read-only grant, fail their own object.
+#[test]
+fn p3_granted_config_clocks_and_directories_and_nothing_beyond() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe-grant");
+    let ro = dir.join("ro");
+    let rw = dir.join("rw");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::write(ro.join("hello.txt"), "hello from the host").unwrap();
+    let _ = std::fs::remove_file(rw.join("out.txt"));
+    let grant = Grant::default()
+        .config("region", "eu-1")
+        .clocks()
+        .dir(&ro, "/data", false)
+        .dir(&rw, "/out", true);
+    let (engine, now, _) = probe(
+        grant,
+        &[
+            ("config", "config", "region"),
+            ("clock", "clock", ""),
+            ("read", "read", "/data/hello.txt"),
+            ("write", "write", "/out/out.txt"),
+            ("outside", "read", "/etc/passwd"),
+            ("escape", "read", "/data/../../../../etc/passwd"),
+            ("read-only", "write", "/data/new.txt"),
+        ],
+    );
+    assert_eq!(result(&engine, "config"), "eu-1");
+    let clock = result(&engine, "clock");
+    let (wall, moved) = clock.split_once(' ').unwrap();
+    assert!(wall.parse::<u64>().unwrap() > 1_600_000_000, "{clock}");
+    assert_eq!(moved, "true");
+    assert_eq!(result(&engine, "read"), "hello from the host");
+    assert_eq!(result(&engine, "write"), "written");
+    assert_eq!(std::fs::read_to_string(rw.join("out.txt")).unwrap(), "x");
+    assert_contains(
+        &error_message(&engine, "outside", now),
+        &["read /etc/passwd: "],
+    );
+    assert_contains(
+        &error_message(&engine, "escape", now),
+        &["read /data/../../../../etc/passwd: "],
+    );
+    assert_contains(
+        &error_message(&engine, "read-only", now),
+        &["write /data/new.txt: "],
+    );
+    assert!(!ro.join("new.txt").exists());
+}
+
+/// Goal: secrets never appear in traces, snapshots, log lines or error messages. The CORD
+/// actuator sends a granted token to the backend; the probe tries to log it, fail with it
+/// and return it as feedback. Every output is searched for the secret.
+#[test]
+fn secrets_never_reach_logs_messages_traces_or_snapshots() {
+    const SECRET: &str = "tok-5f3a9c1e77d2";
+    let inventory = Inventory::start().unwrap();
+    let logs = Arc::new(LogBuffer::default());
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-test-cache");
+    let cord_grant = Grant::default()
+        .http(inventory.origin())
+        .config("inventory", inventory.origin())
+        .config("inventory-auth", "token")
+        .secret("token", Secret::new(SECRET));
+    let probe_grant = Grant::default().secret("token", Secret::new(SECRET));
+    let config = HostConfig::default()
+        .cache_dir(cache)
+        .grant("cord-actuators", cord_grant)
+        .grant("capability-probe", probe_grant.clone());
+    let host = WasmHost::with_log_sink(config.clone(), logs.clone()).expect("host");
+    let cord = cord(&host);
+    let probe = host
+        .load_actuator("capability-probe", components::CAPABILITY_PROBE)
+        .unwrap();
+    let actuators = actuators(&cord).with("Probe", probe);
+    let mut engine = Engine::new(Schema::from_json(SCHEMA).unwrap(), Config::default());
+    engine.apply(deployment()).unwrap();
+    let changes = ChangeSet::new()
+        .upsert("uses", "Probe", [("action", "secret"), ("target", "token")])
+        .upsert("logs", "Probe", [("action", "leak"), ("target", "token")])
+        .upsert(
+            "returns",
+            "Probe",
+            [("action", "leak-feedback"), ("target", "token")],
+        );
+    let clock = Arc::new(VirtualClock::new(Time(0)));
+    let runner_config = RunnerConfig {
+        exec: ExecConfig::new().threads(2),
+        steps_max: Some(8),
+        ..RunnerConfig::default()
+    };
+    let mut runner = Runner::new(engine, &actuators, clock, runner_config).expect("runner");
+    runner.record(Recorder::memory()).unwrap();
+    runner.sender().send(changes).unwrap();
+    runner.run().expect("run");
+    let trace = runner.take_recorder().unwrap().into_text();
+    let engine = runner.engine();
+    let now = Time(0);
+
+    assert_eq!(result(engine, "uses"), SECRET.len().to_string());
+    assert_contains(
+        &error_message(engine, "logs", now),
+        &["leaking [secret token] in a message"],
+    );
+    assert_contains(
+        &error_message(engine, "returns", now),
+        &["feedback `result` holds the value of secret \"token\""],
+    );
+    let lines: Vec<String> = logs.take().into_iter().map(|l| l.message).collect();
+    assert!(
+        lines.iter().any(|l| l == "the secret is [secret token]"),
+        "{lines:?}"
+    );
+    for key in engine.keys() {
+        if collection(&engine.object(key).unwrap().model).is_some() {
+            assert_eq!(
+                engine.status(key, now),
+                Some(Status::Synced),
+                "{key}: authenticated"
+            );
+        }
+    }
+    let snapshot = engine.snapshot();
+    let messages: Vec<String> = engine
+        .keys()
+        .filter_map(|k| engine.object(k).unwrap().message)
+        .collect();
+    let debug = format!("{config:?} {:?}", host.config());
+    for (what, text) in [
+        ("the trace", trace.as_str()),
+        ("the snapshot", &String::from_utf8_lossy(&snapshot)),
+        ("the log lines", &lines.join("\n")),
+        ("the messages", &messages.join("\n")),
+        ("the host's Debug", &debug),
+    ] {
+        assert!(!text.contains(SECRET), "{what} holds the secret");
+        assert!(
+            !text.is_empty() || what == "the messages",
+            "{what} is empty"
+        );
+    }
+    assert!(
+        trace.contains("[secret token]"),
+        "the trace shows where a secret was hidden"
+    );
+}
+
+/// Goal: limits per plugin. A plugin's own grant gives it a shorter time limit than the
+/// host's; another plugin on the same host keeps the host's.
+#[test]
+fn limits_are_per_plugin() {
+    let mut own = syncore::wasm::Limits::default();
+    own.time = TimeLimit::Epoch {
+        timeout: Duration::from_millis(50),
+        tick: Duration::from_millis(10),
+    };
+    let config = HostConfig::default()
+        .instances(Instances::Fresh)
+        .grant("infinite-loop", Grant::default().limits(own));
+    let host = host(config);
+    let spin = host
+        .load_actuator("infinite-loop", components::INFINITE_LOOP)
+        .unwrap();
+    let schema = Schema::from_json(r#"{"models": [{"name": "Loop"}]}"#).unwrap();
+    let mut engine = Engine::new(schema, Config::default());
+    engine
+        .apply(ChangeSet::new().upsert("l", "Loop", Vec::<(String, Value)>::new()))
+        .unwrap();
+    let actuators = Actuators::new().with("Loop", spin);
+    let started = std::time::Instant::now();
+    converge(&mut engine, &actuators, Time(0), 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_contains(
+        &error_message(&engine, "l", Time(0)),
+        &["timeout: interrupted after exceeding the time limit of 50 ms"],
+    );
+    // A bad per-plugin limit is refused naming the plugin's grant.
+    let mut bad = syncore::wasm::Limits::default();
+    bad.time = TimeLimit::Fuel(1000);
+    let err =
+        WasmHost::new(HostConfig::default().grant("p", Grant::default().limits(bad))).unwrap_err();
+    assert_contains(&err.to_string(), &["grants[p].limits.time"]);
+}
+
+/// Goal: a grant is checked when the plugin loads, naming the plugin and the entry.
+#[test]
+fn bad_grants_are_refused_at_load_naming_the_entry() {
+    let host = host(
+        HostConfig::default()
+            .grant("cord-actuators", Grant::default().http("localhost:80"))
+            .grant(
+                "capability-probe",
+                Grant::default().dir("/no/such/dir", "/data", false),
+            ),
+    );
+    let err = host
+        .load_actuator("cord-actuators", components::CORD_ACTUATORS)
+        .unwrap_err();
+    assert_contains(
+        &err.to_string(),
+        &["grants[cord-actuators]: bad origin \"localhost:80\""],
+    );
+    let err = host
+        .load_actuator("capability-probe", components::CAPABILITY_PROBE)
+        .unwrap_err();
+    assert_contains(
+        &err.to_string(),
+        &["grants[capability-probe]: granted directory /no/such/dir is not a directory"],
+    );
+}
+
+/// An in-process inventory for simulations: PUT stores the body under the path, DELETE
+/// removes it; the first request for each path in `fail_first` answers 500 and the first for
+/// each path in `time_out_first` never answers. Answers depend only on the requests for the
+/// same path, so the order in which objects run does not change them.
+struct ScriptedInventory {
+    records: std::sync::Mutex<BTreeMap<String, String>>,
+    seen: std::sync::Mutex<BTreeMap<String, u32>>,
+    fail_first: Vec<&'static str>,
+    time_out_first: Vec<&'static str>,
+}
+
+impl syncore::wasm::HttpHandler for ScriptedInventory {
+    fn handle(&self, request: &syncore::wasm::HttpRequest) -> syncore::wasm::HttpReply {
+        use syncore::wasm::HttpReply;
+        let n = {
+            let mut seen = self.seen.lock().unwrap();
+            let n = seen.entry(request.path.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if n == 1 && self.fail_first.iter().any(|p| request.path.ends_with(p)) {
+            return HttpReply::json(500, r#"{"error": "scripted failure"}"#);
+        }
+        if n == 1
+            && self
+                .time_out_first
+                .iter()
+                .any(|p| request.path.ends_with(p))
+        {
+            return HttpReply::Timeout;
+        }
+        let key = request
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        match request.method.as_str() {
+            "PUT" => {
+                self.records.lock().unwrap().insert(
+                    request.path.clone(),
+                    String::from_utf8_lossy(&request.body).into(),
+                );
+                HttpReply::json(200, format!(r#"{{"id": "sim-{key}", "key": "{key}"}}"#))
+            }
+            "DELETE" => match self.records.lock().unwrap().remove(&request.path) {
+                Some(_) => HttpReply::Response {
+                    status: 204,
+                    headers: vec![],
+                    body: vec![],
+                },
+                None => HttpReply::json(404, "{}"),
+            },
+            _ => HttpReply::json(405, "{}"),
+        }
+    }
+}
+
+/// One simulated run of the CORD actuators against the scripted inventory: the trace text
+/// and the records left.
+fn simulated_run(seed: u64) -> (String, BTreeMap<String, String>) {
+    use syncore::Clock as _;
+    let handler = Arc::new(ScriptedInventory {
+        records: Default::default(),
+        seen: Default::default(),
+        fail_first: vec!["/networks/net-b", "/ports/port-a1"],
+        time_out_first: vec!["/instances/vm-a2"],
+    });
+    let origin = "http://inventory.sim:80";
+    let grant = Grant::default().http(origin).config("inventory", origin);
+    let config = HostConfig::default()
+        .limits(syncore::wasm::Limits::deterministic(200_000_000))
+        .http_handler(handler.clone())
+        .grant("cord-actuators", grant);
+    let host = host(config);
+    let cord = cord(&host);
+    let mut engine = Engine::new(Schema::from_json(SCHEMA).unwrap(), Config::default());
+    engine.apply(deployment()).unwrap();
+    let mut sim_config = syncore::sim::SimConfig::from_seed(seed);
+    sim_config.steps = 40;
+    sim_config.steps_max = 2_000;
+    sim_config.threads = 2;
+    let mut sim = syncore::sim::Sim::with_engine(sim_config, engine, &actuators(&cord))
+        .unwrap()
+        .changes(|_| None);
+    sim.record(Recorder::memory()).unwrap();
+    sim.run().unwrap_or_else(|f| panic!("{f:?}"));
+    for key in sim.engine().keys() {
+        assert_eq!(
+            sim.engine().status(key, sim.clock().now()),
+            Some(Status::Synced),
+            "{key} converges after the scripted failures"
+        );
+    }
+    let trace = sim.take_recorder().unwrap().into_text();
+    let records = handler.records.lock().unwrap().clone();
+    (trace, records)
+}
+
+/// Goal: deterministic simulation of plugins that do I/O. In virtual time, with outbound
+/// HTTP answered in-process (scripted 500s and a timeout) and the seed's fault script, the
+/// same scenario gives byte-identical traces run after run, and converges to the backend
+/// holding every object.
+#[test]
+fn simulated_http_gives_byte_identical_traces_run_after_run() {
+    let (first, records) = simulated_run(7);
+    assert!(
+        first.contains("status 500"),
+        "a scripted 500 shows in the trace"
+    );
+    assert!(
+        first.contains("no answer from http://inventory.sim:80 within the request timeout"),
+        "the scripted timeout shows in the trace"
+    );
+    assert_eq!(records.len(), 6, "{records:?}");
+    for seed_run in 0..2 {
+        let (again, again_records) = simulated_run(7);
+        assert!(again == first, "run {seed_run}: the trace differs");
+        assert_eq!(again_records, records);
+    }
+}
