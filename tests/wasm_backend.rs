@@ -646,10 +646,12 @@ fn secrets_never_reach_logs_messages_traces_or_snapshots() {
 /// host's; another plugin on the same host keeps the host's.
 #[test]
 fn limits_are_per_plugin() {
-    let mut own = syncore::wasm::Limits::default();
-    own.time = TimeLimit::Epoch {
-        timeout: Duration::from_millis(50),
-        tick: Duration::from_millis(10),
+    let own = syncore::wasm::Limits {
+        time: TimeLimit::Epoch {
+            timeout: Duration::from_millis(50),
+            tick: Duration::from_millis(10),
+        },
+        ..syncore::wasm::Limits::default()
     };
     let config = HostConfig::default()
         .instances(Instances::Fresh)
@@ -676,8 +678,7 @@ fn limits_are_per_plugin() {
         &["timeout: interrupted after exceeding the time limit of 50 ms"],
     );
     // A bad per-plugin limit is refused naming the plugin's grant.
-    let mut bad = syncore::wasm::Limits::default();
-    bad.time = TimeLimit::Fuel(1000);
+    let bad = syncore::wasm::Limits::deterministic(1000);
     let err =
         WasmHost::new(HostConfig::default().grant("p", Grant::default().limits(bad))).unwrap_err();
     assert_contains(&err.to_string(), &["grants[p].limits.time"]);
