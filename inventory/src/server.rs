@@ -293,8 +293,19 @@ fn log(shared: &Shared, method: &str, path: &str) -> usize {
     log.len() - 1
 }
 
-/// `/v1/<collection>[/<key>]`, after the faults.
+/// `/v1/<collection>[/<key>]`, after the faults. The whole request body is read first, so
+/// no answer (an injected failure, a DELETE, an error) leaves a client still sending it.
 async fn v1(shared: &Shared, req: Request<Incoming>, rest: &[&str]) -> Answer {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, BODY_BYTES_MAX).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        }
+    };
     let faults = {
         let mut faults = shared.faults.lock();
         let now = faults.clone();
@@ -336,7 +347,7 @@ async fn v1(shared: &Shared, req: Request<Incoming>, rest: &[&str]) -> Answer {
             );
         }
     }
-    match (req.method().clone(), key) {
+    match (parts.method.clone(), key) {
         (Method::GET, None) => {
             let items: Vec<_> = shared
                 .records
@@ -351,7 +362,7 @@ async fn v1(shared: &Shared, req: Request<Incoming>, rest: &[&str]) -> Answer {
             None => error(StatusCode::NOT_FOUND, format!("no {collection}/{key}")),
         },
         (Method::PUT, Some(key)) => {
-            let fields = match read_json::<Map<String, Value>>(req).await {
+            let fields = match parse_json::<Map<String, Value>>(&body) {
                 Ok(fields) => fields,
                 Err(e) => return e,
             };
@@ -390,6 +401,11 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
             )
         })?
         .to_bytes();
-    serde_json::from_slice(&body)
+    parse_json(&body)
+}
+
+/// Parses a JSON body.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
+    serde_json::from_slice(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }

@@ -176,7 +176,15 @@ fn send(
     let fail = |what: String| Error(format!("{method} {url}: {what}"));
     let (scheme, authority, path) = split(url)?;
     let fields = Fields::new();
-    let length = body.map(|b| b.len().to_string());
+    // Every request but a bodiless GET or HEAD says its length (0 without a body), so the
+    // request is complete on the wire once its bytes are sent: a body of unknown length goes
+    // chunked, and a server that answers before reading it (a DELETE, an early error) may
+    // close the connection while the terminating chunk is still on its way, which the guest
+    // would see as a protocol error for a request the server did carry out.
+    let length = match (body, method) {
+        (None, "GET" | "HEAD") => None,
+        (body, _) => Some(body.map_or(0, <[u8]>::len).to_string()),
+    };
     let all = headers
         .iter()
         .map(|(n, v)| (*n, *v))

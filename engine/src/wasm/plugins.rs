@@ -26,7 +26,10 @@ impl<W: World> Plugin<W> {
             return Ok(outcome);
         }
         match outcome {
-            Outcome::Ok { feedback } => {
+            Outcome::Ok {
+                feedback,
+                requeue_after,
+            } => {
                 for (field, value) in &feedback {
                     if let Some(secret) = value_secret(granted, value) {
                         return Err(format!(
@@ -34,7 +37,10 @@ impl<W: World> Plugin<W> {
                         ));
                     }
                 }
-                Ok(Outcome::Ok { feedback })
+                Ok(Outcome::Ok {
+                    feedback,
+                    requeue_after,
+                })
             }
             Outcome::Failed { message } => Ok(Outcome::Failed {
                 message: granted.redact(message),
