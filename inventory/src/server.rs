@@ -364,7 +364,7 @@ async fn v1(shared: &Shared, req: Request<Incoming>, rest: &[&str]) -> Answer {
         (Method::PUT, Some(key)) => {
             let fields = match parse_json::<Map<String, Value>>(&body) {
                 Ok(fields) => fields,
-                Err(e) => return e,
+                Err(message) => return error(StatusCode::BAD_REQUEST, message),
             };
             let (put, record) = shared.records.lock().put(collection, key, fields);
             let status = match put {
@@ -401,11 +401,10 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
             )
         })?
         .to_bytes();
-    parse_json(&body)
+    parse_json(&body).map_err(|message| error(StatusCode::BAD_REQUEST, message))
 }
 
-/// Parses a JSON body.
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+/// Parses a JSON body; what is wrong with it.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("bad JSON body: {e}"))
 }
