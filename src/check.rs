@@ -285,6 +285,25 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
         }
     };
 
+    // What each WASM plugin may do (P3), set before any plugin loads.
+    let mut grants = BTreeMap::new();
+    for (name, spec) in &sc.grants {
+        match plugins::grant(spec, &src.dir) {
+            Ok(grant) => {
+                grants.insert(name.clone(), grant);
+            }
+            Err(found) => {
+                for (at, message) in found {
+                    problems.push(src.problem(
+                        &format!("/grants/{}/{at}", segment(name)),
+                        format!("grants: plugin {name}: {message}"),
+                    ));
+                }
+            }
+        }
+    }
+    plugins::set_grants(grants);
+
     // What syncs each model.
     let mut actuator_plugins: BTreeMap<String, Plugin> = BTreeMap::new();
     let mut hooks_by_name: BTreeMap<String, (Option<Plugin>, Option<Plugin>)> = BTreeMap::new();
@@ -380,6 +399,31 @@ pub fn prepare(src: &Source) -> Result<Setup, Vec<Problem>> {
         }
         hooks_by_name.insert(model.clone(), hooks);
     }
+    // A grant for a plugin no model uses is a mistake (a misspelt name would grant nothing).
+    let used: BTreeSet<String> = actuator_plugins
+        .values()
+        .chain(hooks_by_name.values().flat_map(|(p, w)| p.iter().chain(w)))
+        .filter_map(|p| match p {
+            Plugin::Wasm(path) => Some(plugins::name(path)),
+            Plugin::Builtin(_) => None,
+        })
+        .collect();
+    for name in sc.grants.keys() {
+        if !used.contains(name) {
+            problems.push(src.problem(
+                &format!("/grants/{}", segment(name)),
+                format!(
+                    "grants: no model uses a WASM plugin named {name} (a plugin's name is its file stem); {}",
+                    if used.is_empty() {
+                        "this scenario uses none".to_string()
+                    } else {
+                        format!("used: {}", used.iter().cloned().collect::<Vec<_>>().join(", "))
+                    }
+                ),
+            ));
+        }
+    }
+
     // R17: an actuated model without an actuator is a configuration error, listing each.
     for (i, m) in def.models.iter().enumerate() {
         if m.kind == ModelKind::Actuated && !actuator_plugins.contains_key(&m.name) {

@@ -1,15 +1,20 @@
 //! WASM components as actuators, policies and watchers, through the engine's `wasm` host.
 //!
-//! One [`WasmHost`] serves the whole process, so a component named by several models (or
-//! loaded again for a replay) is compiled once. Calls are limited by fuel, not by a
+//! One [`WasmHost`] serves the whole process while the scenario's `grants` stay the same,
+//! so a component named by several models (or loaded again for a replay) is compiled once.
+//! Each plugin gets its own grant from the scenario (by file stem) and nothing else (P3). Calls are limited by fuel, not by a
 //! wall-clock deadline, so a scenario's outcome does not depend on the machine's speed.
 //! Plugins' log lines join the run's timeline, as watcher lines do.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use syncore::wasm::{HostConfig, Limits, LogLine, LogSink, WasmHost};
+use syncore::wasm::{Grant, HostConfig, Limits, LogLine, LogSink, Origin, Secret, WasmHost};
 use syncore::{Actuator, Policy, Watcher};
+
+use crate::scenario::GrantSpec;
 
 /// Fuel one plugin call may burn (about a few hundred million wasm instructions).
 pub const FUEL_PER_CALL: u64 = 500_000_000;
@@ -34,18 +39,156 @@ pub fn take_logs() -> Vec<String> {
     std::mem::take(&mut *LOG.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-fn host() -> Result<&'static WasmHost, String> {
-    static HOST: OnceLock<Result<WasmHost, String>> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let config = HostConfig::default().limits(Limits::deterministic(FUEL_PER_CALL));
-        WasmHost::with_log_sink(config, Arc::new(Sink)).map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map_err(|e| format!("cannot start the WASM host: {e}"))
+/// The grants of the scenario being run, by plugin name ([`set_grants`]).
+static GRANTS: Mutex<BTreeMap<String, Grant>> = Mutex::new(BTreeMap::new());
+
+/// The host, and the grants it was made with.
+static HOST: Mutex<Option<(BTreeMap<String, Grant>, WasmHost)>> = Mutex::new(None);
+
+/// Sets the grants later loads use (the scenario's `grants`, converted by [`grant`]).
+pub fn set_grants(grants: BTreeMap<String, Grant>) {
+    *GRANTS.lock().unwrap_or_else(|p| p.into_inner()) = grants;
 }
 
-/// The plugin's name: its file stem.
-fn name(path: &Path) -> String {
+/// The host for the current grants: one per process while the grants stay the same, so a
+/// component named by several models (or loaded again for a replay) is compiled once.
+fn host() -> Result<WasmHost, String> {
+    let grants = GRANTS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut host = HOST.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((made_with, host)) = host.as_ref() {
+        if *made_with == grants {
+            return Ok(host.clone());
+        }
+    }
+    let config = grants.iter().fold(
+        HostConfig::default().limits(Limits::deterministic(FUEL_PER_CALL)),
+        |config, (name, grant)| config.grant(name.clone(), grant.clone()),
+    );
+    let made = WasmHost::with_log_sink(config, Arc::new(Sink))
+        .map_err(|e| format!("cannot start the WASM host: {e}"))?;
+    *host = Some((grants, made.clone()));
+    Ok(made)
+}
+
+/// Converts one scenario grant; `dir` resolves relative paths (the scenario's directory).
+///
+/// # Errors
+/// Every offending entry, as a JSON pointer below the grant (`http/0`, `secrets/token`,
+/// `dirs/1/host`...), with what is wrong with it. A secret's value never appears in a
+/// message.
+pub fn grant(spec: &GrantSpec, dir: &Path) -> Result<Grant, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let mut grant = Grant::default();
+    for (i, origin) in spec.http.iter().enumerate() {
+        match Origin::parse(origin) {
+            Ok(_) => grant = grant.http(origin.clone()),
+            Err(e) => problems.push((format!("http/{i}"), e)),
+        }
+    }
+    if let Some(ms) = spec.request_timeout_ms {
+        if ms == 0 {
+            problems.push((
+                "request_timeout_ms".into(),
+                "request_timeout_ms must be positive".into(),
+            ));
+        }
+        grant = grant.request_timeout(Duration::from_millis(ms.max(1)));
+    }
+    if let Some(bytes) = spec.response_bytes_max {
+        grant = grant.response_bytes_max(bytes);
+    }
+    for (key, value) in &spec.config {
+        grant = grant.config(key.clone(), value.clone());
+    }
+    for (name, source) in &spec.secrets {
+        let at = format!("secrets/{}", crate::locate::segment(name));
+        match secret(name, source, dir) {
+            Ok(value) => grant = grant.secret(name.clone(), value),
+            Err(message) => problems.push((at, message)),
+        }
+    }
+    if spec.clocks {
+        grant = grant.clocks();
+    }
+    if spec.random {
+        grant = grant.random();
+    }
+    for (i, d) in spec.dirs.iter().enumerate() {
+        let host = dir.join(&d.host);
+        if !host.is_dir() {
+            problems.push((
+                format!("dirs/{i}/host"),
+                format!("granted directory {} is not a directory", host.display()),
+            ));
+        } else if !d.guest.starts_with('/') {
+            problems.push((
+                format!("dirs/{i}/guest"),
+                format!("the guest path {:?} must be absolute", d.guest),
+            ));
+        } else {
+            grant = grant.dir(host, d.guest.clone(), d.writable);
+        }
+    }
+    if spec.fuel.is_some() || spec.memory_bytes_max.is_some() {
+        let mut limits = Limits::deterministic(spec.fuel.unwrap_or(FUEL_PER_CALL));
+        if spec.fuel == Some(0) {
+            problems.push(("fuel".into(), "fuel must be positive".into()));
+            limits = Limits::deterministic(FUEL_PER_CALL);
+        }
+        if let Some(bytes) = spec.memory_bytes_max {
+            if bytes == 0 || bytes > syncore::wasm::MEMORY_BYTES_MAX {
+                problems.push((
+                    "memory_bytes_max".into(),
+                    format!(
+                        "memory_bytes_max must be in 1..={}",
+                        syncore::wasm::MEMORY_BYTES_MAX
+                    ),
+                ));
+            } else {
+                limits.memory_bytes_max = bytes;
+            }
+        }
+        grant = grant.limits(limits);
+    }
+    if problems.is_empty() {
+        Ok(grant)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A secret's value, from its environment variable or file.
+fn secret(
+    name: &str,
+    source: &crate::scenario::SecretSource,
+    dir: &Path,
+) -> Result<Secret, String> {
+    let value = match (&source.env, &source.file) {
+        (Some(var), None) => std::env::var(var).map_err(|_| {
+            format!("secret {name:?}: the environment variable {var} is not set (or not UTF-8)")
+        })?,
+        (None, Some(file)) => {
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("secret {name:?}: cannot read {}: {e}", path.display()))?;
+            text.strip_suffix('\n').unwrap_or(&text).to_string()
+        }
+        _ => {
+            return Err(format!(
+                "secret {name:?}: give exactly one of \"env\" and \"file\""
+            ))
+        }
+    };
+    if value.len() < 4 {
+        return Err(format!(
+            "secret {name:?} is shorter than 4 bytes (too short to find and hide in messages)"
+        ));
+    }
+    Ok(Secret::new(value))
+}
+
+/// The plugin's name: its file stem (the key of its entry in the scenario's `grants`).
+pub fn name(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())

@@ -775,3 +775,86 @@ fn run_honours_model_limits_priorities_and_applies_mid_run_changes_at_once() {
     let r = syncore(&["replay", trace.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(0), "{}{}", stdout(&r), stderr(&r));
 }
+
+/// Goal: P3 from a scenario file. A plugin's grant (by its file stem) gives it configuration
+/// and a secret read from an environment variable; the same plugin without the grant reads
+/// nothing; a request to an origin it was not granted fails only its own object, naming the
+/// plugin and the origin; the secret's value appears nowhere in the output or the trace.
+/// Bad grants are refused at their place in the file.
+#[test]
+fn grants_from_the_scenario_file_are_enforced_per_plugin() {
+    const SECRET: &str = "scenario-secret-7d1e";
+    let dir = scratch("grants_from_the_scenario_file_are_enforced_per_plugin");
+    let scenario = |grants: &str| {
+        format!(
+            r#"{{"schema": {{"models": [{{"name": "Probe",
+   "fields": [{{"name": "action", "type": "string"}}, {{"name": "target", "type": "string"}}],
+   "feedback": [{{"name": "result", "type": "string"}}]}}]}},
+ "models": {{"Probe": {{"actuator": "{{CAPABILITY_PROBE}}"}}}},
+ "initial": [
+   {{"upsert": {{"key": "config", "model": "Probe", "fields": {{"action": "config", "target": "region"}}}}}},
+   {{"upsert": {{"key": "secret", "model": "Probe", "fields": {{"action": "secret", "target": "token"}}}}}},
+   {{"upsert": {{"key": "http", "model": "Probe", "fields": {{"action": "get", "target": "http://127.0.0.1:9/x"}}}}}}],
+ "settings": {{"end_ms": 2000}},
+ "grants": {grants}}}"#
+        )
+    };
+    let run = |path: &Path, trace: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_syncore"))
+            .args(["run", path.to_str().unwrap()])
+            .arg(format!("--json={}", trace.display()))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("SYNCORE_TEST_TOKEN", SECRET)
+            .output()
+            .expect("the syncore binary starts")
+    };
+    let granted = r#"{"capability_probe": {"config": {"region": "eu-1"},
+        "secrets": {"token": {"env": "SYNCORE_TEST_TOKEN"}}, "http": ["http://127.0.0.1:8"]}}"#;
+    let path = with_plugins(&dir, "granted.json", &scenario(granted));
+    let trace_path = dir.join("granted.jsonl");
+    let o = run(&path, &trace_path);
+    let (out, err) = (stdout(&o), stderr(&o));
+    let trace = std::fs::read_to_string(&trace_path).expect("the trace");
+    assert!(trace.contains(r#""result":"eu-1""#), "{trace}");
+    assert!(
+        trace.contains(&format!(r#""result":"{}""#, SECRET.len())),
+        "the secret's length, never its value: {trace}"
+    );
+    assert!(
+        out.contains(
+            "outbound HTTP to http://127.0.0.1:9 is not granted to plugin capability_probe (granted origins: http://127.0.0.1:8)"
+        ),
+        "{out}{err}"
+    );
+    for (what, text) in [("stdout", &out), ("stderr", &err), ("the trace", &trace)] {
+        assert!(!text.contains(SECRET), "{what} holds the secret");
+    }
+
+    // The same plugin without a grant: no configuration, and the secret is refused.
+    let path = with_plugins(&dir, "none.json", &scenario("{}"));
+    let trace_path = dir.join("none.jsonl");
+    let o = run(&path, &trace_path);
+    let trace = std::fs::read_to_string(&trace_path).expect("the trace");
+    assert!(trace.contains(r#""result":"none""#), "{trace}");
+    assert!(
+        stdout(&o).contains("secret \"token\" is not granted to plugin capability_probe"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Bad grants, each at its place: a bad origin, an unset variable, an unknown plugin.
+    let bad = r#"{"capability_probe": {"http": ["localhost:80"],
+        "secrets": {"token": {"env": "SYNCORE_TEST_UNSET_VARIABLE"}}},
+      "cord_actuators": {"clocks": true}}"#;
+    let path = with_plugins(&dir, "bad.json", &scenario(bad));
+    let o = syncore(&["check", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let err = stderr(&o);
+    for needle in [
+        "bad.json:10:43: grants: plugin capability_probe: bad origin \"localhost:80\"",
+        "bad.json:11:30: grants: plugin capability_probe: secret \"token\": the environment variable SYNCORE_TEST_UNSET_VARIABLE is not set",
+        "bad.json:12:25: grants: no model uses a WASM plugin named cord_actuators",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
