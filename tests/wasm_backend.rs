@@ -478,6 +478,59 @@ fn p3_hostile_requests_each_fail_only_their_own_object_naming_the_cause() {
     );
 }
 
+/// Goal: a request that fails in transport reports its root cause. The guest sees only a
+/// WASI error code; the failed object's message adds the host's view of the failure,
+/// naming the origin: a server that closes every connection without answering, and a
+/// granted port where nothing listens. A request beside them succeeds.
+#[test]
+fn transport_failures_report_the_hosts_cause() {
+    let inventory = Inventory::start().unwrap();
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closer_origin = format!("http://{}", closer.local_addr().unwrap());
+    std::thread::spawn(move || {
+        // Reads the request, then closes the connection without a word.
+        for stream in closer.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+        }
+    });
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody_origin = format!("http://{}", nobody.local_addr().unwrap());
+    drop(nobody);
+    let grant = Grant::default()
+        .http(inventory.origin())
+        .http(&closer_origin)
+        .http(&nobody_origin);
+    let (engine, now, _) = probe(
+        grant,
+        &[
+            ("ok", "get", &format!("{}/v1/networks", inventory.origin())),
+            ("closed", "get", &format!("{closer_origin}/x")),
+            ("refused", "get", &format!("{nobody_origin}/x")),
+        ],
+    );
+    assert_eq!(result(&engine, "ok"), "200 12");
+    let closed = error_message(&engine, "closed", now);
+    assert_contains(
+        &closed,
+        &[
+            &format!("GET {closer_origin}/x: ErrorCode::"),
+            &format!("(host: {closer_origin}: "),
+            "connection closed before message completed",
+        ],
+    );
+    let refused = error_message(&engine, "refused", now);
+    assert_contains(
+        &refused,
+        &[
+            &format!("GET {nobody_origin}/x: ErrorCode::ConnectionRefused"),
+            &format!("(host: {nobody_origin}: connection error: "),
+            "Connection refused",
+        ],
+    );
+}
+
 /// Goal: P3 without any grant. Outbound HTTP is refused, even to the test's own loopback
 /// service; configuration reads nothing; secrets are refused naming the secret.
 #[test]

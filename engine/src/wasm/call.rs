@@ -14,6 +14,11 @@
 //! 5. anything else (a result the canonical ABI cannot lift: bad pointers, invalid UTF-8,
 //!    bad discriminants; a host error) is quoted.
 //!
+//! If one of the call's outbound requests failed in transport (a refused connection, a
+//! connection closed mid-answer), the host's view of it (`origin: error`) is appended, to a
+//! trap's cause and to an actuator's own `Failed` message alike: the guest saw only a WASI
+//! error code such as `HttpProtocolError`.
+//!
 //! An instance that failed is never reused: its memory may be half-written.
 
 use std::sync::Arc;
@@ -144,6 +149,20 @@ impl<W: World> Plugin<W> {
         key: &str,
         f: impl FnOnce(&W::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, String> {
+        self.call_noted(key, f).map(|(result, _)| result)
+    }
+
+    /// As [`Plugin::call`], with the call's first transport failure (`origin: error`) if an
+    /// outbound request failed on the way: the root cause of a failure the guest reports
+    /// with only a WASI error code.
+    ///
+    /// # Errors
+    /// As [`Plugin::call`].
+    pub(crate) fn call_noted<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&W::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<(R, Option<String>), String> {
         let idle = self.idle.lock().pop();
         let mut slot = match idle {
             Some(slot) => slot,
@@ -163,8 +182,9 @@ impl<W: World> Plugin<W> {
         }
         match result {
             Ok(result) => {
+                let transport = slot.store.data().transport_error();
                 self.recycle(slot);
-                Ok(result)
+                Ok((result, transport))
             }
             Err(err) => Err(self.cause(&err, slot.store.data(), stderr_mark)),
         }
@@ -283,6 +303,10 @@ impl<W: World> Plugin<W> {
                 None => with_stderr(&format!("invalid call or result: {err:#}"), &stderr),
             },
         });
+        let message = match state.transport_error() {
+            Some(transport) => format!("{message} (after an outbound request failed: {transport})"),
+            None => message,
+        };
         truncate(self.granted.redact(message), limits.message_bytes_max)
     }
 }

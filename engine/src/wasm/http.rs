@@ -61,6 +61,12 @@ pub(crate) fn record(slot: &IncidentSlot, incident: Incident) {
     slot.lock().get_or_insert(incident);
 }
 
+/// The first transport failure of the current call's outbound requests (a refused
+/// connection, a connection closed mid-answer...) as the host saw it, `origin: error`. The
+/// guest only gets a WASI error code (`HttpProtocolError` says little), so a call that then
+/// fails quotes this as its root cause. Not an incident: a guest may recover (retry).
+pub(crate) type TransportSlot = Arc<Mutex<Option<String>>>;
+
 /// One outbound request as an in-process handler sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpRequest {
@@ -122,6 +128,7 @@ pub(crate) struct Gate {
     pub(crate) plugin: Arc<str>,
     pub(crate) granted: Arc<Granted>,
     pub(crate) incident: IncidentSlot,
+    pub(crate) transport: TransportSlot,
     pub(crate) handler: Option<Arc<dyn HttpHandler>>,
 }
 
@@ -170,6 +177,7 @@ impl WasiHttpHooks for Gate {
             origin,
             max: self.granted.response_bytes_max,
             incident: self.incident.clone(),
+            transport: self.transport.clone(),
             ms: timeout.as_millis(),
         };
         match &self.handler {
@@ -198,16 +206,22 @@ struct Cap {
     max: usize,
     ms: u128,
     incident: IncidentSlot,
+    transport: TransportSlot,
 }
 
 impl Cap {
-    /// Records a timeout as an incident; passes every error on.
+    /// Records a timeout as an incident, any other failure as the call's transport error;
+    /// passes every error on.
     fn failed(&self, error: Error) -> Error {
         if matches!(
             error,
             Error::ConnectionTimeout | Error::ConnectionReadTimeout | Error::HttpResponseTimeout
         ) {
             self.timeout();
+        } else {
+            self.transport
+                .lock()
+                .get_or_insert_with(|| format!("{}: {error}", self.origin));
         }
         error
     }
@@ -299,7 +313,7 @@ impl Cap {
                 self.timeout();
                 Err(Error::HttpResponseTimeout)
             }
-            HttpReply::Refused => Err(Error::ConnectionRefused),
+            HttpReply::Refused => Err(self.failed(Error::ConnectionRefused)),
         }
     }
 }

@@ -71,6 +71,20 @@ impl<W: World> Plugin<W> {
     }
 }
 
+/// A failure the guest reported after one of its outbound requests failed, with the host's
+/// view of that failure appended (the guest saw only a WASI error code).
+fn with_transport(outcome: Outcome, transport: Option<String>, message_max: usize) -> Outcome {
+    match (outcome, transport) {
+        (Outcome::Failed { message }, Some(transport)) => Outcome::Failed {
+            message: super::sandbox::truncate(
+                format!("{message} (host: {transport})"),
+                message_max,
+            ),
+        },
+        (outcome, _) => outcome,
+    }
+}
+
 /// The name of a granted secret that `value` holds, if any.
 fn value_secret<'a>(granted: &'a Granted, value: &Value) -> Option<&'a str> {
     match value {
@@ -122,7 +136,7 @@ impl WasmActuator {
 
     fn act(&self, object: &ObjectView<'_>, op: Op) -> Outcome {
         let input = convert::view_to_wit(object);
-        let result = self.plugin.call(object.key(), |b, store| {
+        let result = self.plugin.call_noted(object.key(), |b, store| {
             let actuator = b.syncore_plugin_actuator();
             match op {
                 Op::Sync => actuator.call_sync(store, &input),
@@ -131,8 +145,10 @@ impl WasmActuator {
         });
         let message_max = self.plugin.limits.message_bytes_max;
         match result
-            .and_then(|o| {
-                convert::outcome_from_wit(object, o, &mut self.plugin.budget(), message_max)
+            .and_then(|(o, transport)| {
+                let outcome =
+                    convert::outcome_from_wit(object, o, &mut self.plugin.budget(), message_max)?;
+                Ok(with_transport(outcome, transport, message_max))
             })
             .and_then(|o| self.plugin.hide_secrets(o))
         {

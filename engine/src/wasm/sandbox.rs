@@ -17,7 +17,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::bindings::{actuator::syncore::plugin as wit_pkg, Level};
 use super::config::Limits;
 use super::grant::Granted;
-use super::http::{record, Gate, HttpHandler, Incident, IncidentSlot};
+use super::http::{record, Gate, HttpHandler, Incident, IncidentSlot, TransportSlot};
 
 /// How important a log line is (the WIT `host.level`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -212,6 +212,8 @@ pub(crate) struct HostState {
     /// The host-side failure of the current call, if any (a refused request, a secret not
     /// granted...): the call fails with it.
     pub(crate) incident: IncidentSlot,
+    /// The first transport failure of the current call's outbound requests, if any.
+    transport: TransportSlot,
     /// The object of the current call, for log lines.
     pub(crate) key: String,
     /// Log lines written in the current call.
@@ -284,6 +286,7 @@ impl HostState {
                 })?;
         }
         let incident = IncidentSlot::default();
+        let transport = TransportSlot::default();
         Ok(HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -291,6 +294,7 @@ impl HostState {
                 plugin: plugin.clone(),
                 granted: granted.clone(),
                 incident: incident.clone(),
+                transport: transport.clone(),
                 handler,
             },
             table: ResourceTable::new(),
@@ -304,6 +308,7 @@ impl HostState {
             plugin,
             granted,
             incident,
+            transport,
             key: String::new(),
             logs_count: 0,
             log_lines_max: limits.log_lines_max,
@@ -320,6 +325,12 @@ impl HostState {
         self.logs_count = 0;
         self.limiter.denied = None;
         *self.incident.lock() = None;
+        *self.transport.lock() = None;
+    }
+
+    /// The current call's first transport failure (`origin: error`), if any.
+    pub(crate) fn transport_error(&self) -> Option<String> {
+        self.transport.lock().clone()
     }
 
     /// The current call's incident message, if any.
