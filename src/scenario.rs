@@ -630,10 +630,18 @@ mod tests {
             "{\n  \"schema\": {\"models\": []},\n  \"oops\": 1\n}",
         )
         .unwrap_err();
-        assert_eq!(p.pos, Some(Pos { line: 3, column: 8 }));
+        // The position of the offending entry's value, its path, and what was expected.
+        assert_eq!(
+            p.pos,
+            Some(Pos {
+                line: 3,
+                column: 11
+            })
+        );
         assert!(
-            p.to_string()
-                .starts_with("f.json:3:8: invalid scenario: unknown field `oops`"),
+            p.to_string().starts_with(
+                "f.json:3:11: invalid scenario at /oops: unknown field `oops`, expected one of"
+            ),
             "{p}"
         );
     }
