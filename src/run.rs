@@ -413,8 +413,7 @@ impl<'a> Render<'a> {
     fn actuate(&mut self, s: &Scheduler, d: &Dispatch, lane: u32) -> (u64, Outcome) {
         let t = &d.task;
         let view = s.engine().view(t.object);
-        let key = view.key().to_string();
-        let model = view.model().to_string();
+        let (key, model) = (view.key(), view.model());
         self.setup.clock.set(d.now);
         let outcome = match &self.setup.actuators[t.model.index()] {
             Some(a) => {
@@ -433,7 +432,7 @@ impl<'a> Render<'a> {
             }
             None => Outcome::failed(format!("model {model} has no actuator")),
         };
-        let ms = self.setup.duration(&key, &model, t.kind);
+        let ms = self.setup.duration(key, model, t.kind);
         self.start(s, d, lane);
         (ms, outcome)
     }
