@@ -55,7 +55,7 @@ fn task_dag(plan: &Plan) -> TaskDag {
     let mut succ_off = vec![0u32; n + 1];
     let mut indeg = vec![0u32; n];
     for (i, d) in indeg.iter_mut().enumerate() {
-        for &p in plan.deps(i) {
+        for &p in &plan.implied_deps(i) {
             succ_off[p as usize + 1] += 1;
             *d += 1;
         }
@@ -66,7 +66,7 @@ fn task_dag(plan: &Plan) -> TaskDag {
     let mut fill = succ_off.clone();
     let mut succ = vec![0u32; succ_off[n] as usize];
     for i in 0..n {
-        for &p in plan.deps(i) {
+        for &p in &plan.implied_deps(i) {
             succ[fill[p as usize] as usize] = i as u32;
             fill[p as usize] += 1;
         }

@@ -116,7 +116,7 @@ pub use exec::{
 pub use graph::OBJECTS_MAX;
 pub use id::{ModelId, ObjectId, Time};
 pub use migrate::MigrateError;
-pub use plan::{Hold, HoldReason, Plan, PlanStats, Task};
+pub use plan::{Barrier, Hold, HoldReason, Plan, PlanStats, Task};
 pub use policy::{Policy, PolicyInput, StagedObject, StateView, WatchEvent, WatchKind, Watcher};
 pub use runner::{
     Disconnected, Input, RunSummary, Runner, RunnerConfig, RunnerError, RunnerSender, Step,

@@ -12,12 +12,22 @@
 //!    `depends_on_models`. A deleting object waits for its deleting referrers and for the
 //!    deleting objects of the models that depend on its model (R7); a live referrer makes
 //!    it wait as `WaitingReferrers`.
+//!
+//!    A model-level wait is not expanded into one edge per pair of objects: each
+//!    (model, live or deleting) waited for becomes one **barrier** node whose
+//!    prerequisites are that model's unsettled live (or deleting) objects, and every
+//!    waiting object has one edge to the barrier. 2,000 objects of `A` waiting for 2,000
+//!    of `B` cost 4,000 edges, not 4,000,000 (R15).
 //! 2. **Resolution**, in topological order of those prerequisites (Kahn): an object whose
 //!    prerequisites are all tasks, and which is not itself backing off, becomes a task in
 //!    wave `1 + max(wave of prerequisites)`; otherwise it is held, naming the root cause
-//!    (the smallest key among the failing objects it transitively waits for, R4).
-//! 3. **Output**: tasks sorted by (wave, id) with their dependency edges (sorted), holds in
-//!    id order, and the next wake time (the earliest backoff expiry among unblocked holds).
+//!    (the smallest key among the failing objects it transitively waits for, R4). A
+//!    barrier folds its members once (largest wave, smallest root cause, whether one waits
+//!    for an external object or for referrers) and hands the result to each of its waiters,
+//!    which is exactly what the waiter would have folded from the members itself.
+//! 3. **Output**: tasks sorted by (wave, id) with their dependency edges (sorted), the
+//!    barriers some task waits for with their member tasks, holds in id order, and the next
+//!    wake time (the earliest backoff expiry among unblocked holds).
 //!
 //! Scratch arrays indexed by object id are kept between plans and invalidated by stamping,
 //! so a plan never clears or allocates O(store) memory.
@@ -112,7 +122,41 @@ pub struct PlanStats {
     pub edges: u64,
 }
 
+/// A model-level barrier of a plan (R1, R7): it stands for every task of one model of one
+/// kind (its syncs, or its deletes), and the tasks that wait for it wait for all of them.
+///
+/// A `depends_on_models` wait costs one edge per waiting task and one per member, not one
+/// per pair of objects (R15).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
+pub struct Barrier {
+    /// The model waited for.
+    pub model: ModelId,
+    /// `Sync`: the model's unsettled live objects (R1, a model that `depends_on_models` it
+    /// waits); `Delete`: its deleting objects (R7, the deletes of a model it depends on
+    /// wait).
+    pub kind: TaskKind,
+}
+
 /// What may run now: a DAG of tasks in waves, the held objects, and when to plan again.
+///
+/// The DAG has two kinds of node: tasks (`0..tasks.len()`) and model-level
+/// [`Barrier`]s (`tasks.len()..`, see [`Plan::node_count`]). Task `i` may start once every
+/// task in [`Plan::deps`]`(i)` has succeeded and every member
+/// ([`Plan::barrier_members`]) of every barrier in [`Plan::barrier_deps`]`(i)` has
+/// succeeded; [`Plan::implied_deps`] lists both at once. Counting consumers (the
+/// executor, the scheduler) use [`Plan::node_deps`] over all nodes: a barrier is a node
+/// with no actuation that completes when its members have.
 ///
 /// Serialised plans are byte-identical for the same engine state and `now` (R12).
 #[derive(
@@ -123,9 +167,13 @@ pub struct Plan {
     pub now: Time,
     /// Tasks sorted by (wave, object id).
     pub tasks: Vec<Task>,
+    /// Dependencies of every node (tasks, then barriers) as CSR: node indices, ascending.
     dep_offsets: Vec<u32>,
     dep_targets: Vec<u32>,
     wave_offsets: Vec<u32>,
+    /// The barriers some task waits for, by (model, sync before delete).
+    #[serde(default)]
+    pub barriers: Vec<Barrier>,
     /// Held objects, in id order.
     pub holds: Vec<Hold>,
     /// The earliest time a backing-off object becomes eligible, if any.
@@ -135,9 +183,52 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Indices (into [`Plan::tasks`]) of the tasks task `i` waits for, ascending.
+    /// Indices (into [`Plan::tasks`]) of the tasks task `i` waits for directly, ascending.
+    /// Model-level waits go through barriers: see [`Plan::barrier_deps`] and
+    /// [`Plan::implied_deps`].
     pub fn deps(&self, i: usize) -> &[u32] {
-        &self.dep_targets[self.dep_offsets[i] as usize..self.dep_offsets[i + 1] as usize]
+        let all = self.node_deps(i);
+        let t = self.tasks.len();
+        &all[..all.partition_point(|&d| (d as usize) < t)]
+    }
+
+    /// Indices (into [`Plan::barriers`]) of the barriers task `i` waits for, ascending.
+    pub fn barrier_deps(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let all = self.node_deps(i);
+        let t = self.tasks.len();
+        all[all.partition_point(|&d| (d as usize) < t)..]
+            .iter()
+            .map(move |&d| d as usize - t)
+    }
+
+    /// Indices (into [`Plan::tasks`]) of the tasks barrier `b` stands for, ascending.
+    pub fn barrier_members(&self, b: usize) -> &[u32] {
+        self.node_deps(self.tasks.len() + b)
+    }
+
+    /// Every task task `i` waits for, directly or through a barrier, ascending and without
+    /// repeats: the edges a plan without barriers would have. Costs O(the members of its
+    /// barriers); for checks and displays, not for walking a large plan.
+    pub fn implied_deps(&self, i: usize) -> Vec<u32> {
+        let mut out = self.deps(i).to_vec();
+        for b in self.barrier_deps(i) {
+            out.extend_from_slice(self.barrier_members(b));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Number of nodes of the DAG: tasks, then barriers.
+    pub fn node_count(&self) -> usize {
+        self.tasks.len() + self.barriers.len()
+    }
+
+    /// The nodes node `k` waits for, ascending: for a task (`k < tasks.len()`) its direct
+    /// dependencies, then its barriers (as `tasks.len() + b`); for a barrier, its members
+    /// (tasks only).
+    pub fn node_deps(&self, k: usize) -> &[u32] {
+        &self.dep_targets[self.dep_offsets[k] as usize..self.dep_offsets[k + 1] as usize]
     }
 
     /// Number of waves (the longest dependency chain among tasks, R2).
@@ -155,7 +246,8 @@ impl Plan {
         (0..self.wave_count()).map(|w| self.wave(w))
     }
 
-    /// Total dependency edges among tasks.
+    /// Dependency edges stored: task to task, task to barrier and barrier to member
+    /// (O(tasks + their object edges) even with model-level dependencies, R15).
     pub fn edge_count(&self) -> usize {
         self.dep_targets.len()
     }
@@ -277,6 +369,79 @@ fn min_by_key(store: &Store, a: Option<u32>, b: u32) -> Option<u32> {
     }
 }
 
+fn min_opt(store: &Store, a: Option<u32>, b: Option<u32>) -> Option<u32> {
+    match b {
+        Some(b) => min_by_key(store, a, b),
+        None => a,
+    }
+}
+
+/// What a node's prerequisites add up to: folded over objects, and over barriers (whose
+/// own fold over their members is merged as is, so a barrier changes no result).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Acc {
+    /// The smallest-key root cause among failing prerequisites (R4).
+    root: Option<u32>,
+    /// The smallest-key external object waited for (R17).
+    wait_ext: Option<u32>,
+    /// A prerequisite delete waits for referrers (R7).
+    wait_refs: bool,
+    /// 1 + the largest wave of a prerequisite task (0 if none).
+    wave: u32,
+}
+
+impl Acc {
+    /// Folds the resolved prerequisites `pre` (node indices: objects `< n`, barriers after).
+    fn gather(
+        mut self,
+        store: &Store,
+        unsettled: &[u32],
+        pre: &[u32],
+        res: &[Res],
+        barriers: &[Acc],
+    ) -> Acc {
+        let n = res.len();
+        for &p in pre {
+            let p = p as usize;
+            if p >= n {
+                let b = barriers[p - n];
+                self.root = min_opt(store, self.root, b.root);
+                self.wait_ext = min_opt(store, self.wait_ext, b.wait_ext);
+                self.wait_refs |= b.wait_refs;
+                self.wave = self.wave.max(b.wave);
+                continue;
+            }
+            let pid = unsettled[p];
+            match res[p] {
+                Res::Task { wave: w } => self.wave = self.wave.max(w + 1),
+                Res::Blocked { root: r } => self.root = min_by_key(store, self.root, r),
+                Res::Own { .. } | Res::ExtFailed => self.root = min_by_key(store, self.root, pid),
+                Res::ExtWait => self.wait_ext = min_by_key(store, self.wait_ext, pid),
+                Res::WaitExt { key } => self.wait_ext = min_by_key(store, self.wait_ext, key),
+                Res::WaitRefs => self.wait_refs = true,
+                Res::Unresolved => unreachable!("prerequisites resolve first"),
+            }
+        }
+        self
+    }
+}
+
+/// The barrier node of (`model`, `deleting`), made on first use: node `n + b`.
+fn barrier_node(
+    node_of: &mut [u32],
+    defs: &mut Vec<(ModelId, bool)>,
+    n: usize,
+    model: ModelId,
+    deleting: bool,
+) -> u32 {
+    let k = model.index() * 2 + usize::from(deleting);
+    if node_of[k] == u32::MAX {
+        node_of[k] = (n + defs.len()) as u32;
+        defs.push((model, deleting));
+    }
+    node_of[k]
+}
+
 /// Computes the plan at `now` (R1-R8, R13, R16, R17). Pure: reads the store only.
 pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: Time) -> Plan {
     let unsettled: Vec<u32> = store.d.unsettled.iter().copied().collect();
@@ -291,13 +456,19 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     }
 
     // Model-level prerequisites (R1): the unsettled, live objects of each model; and for
-    // deletes (R7), the deleting objects of each model.
+    // deletes (R7), the deleting objects of each model. Each (model, live/deleting) waited
+    // for is one barrier node, `n + b`, made on first use (`barrier_of`, by
+    // `model * 2 + deleting`).
+    let models = schema.models().len();
     let any_model_deps = schema.models().iter().any(|m| !m.depends_on.is_empty());
     let mut by_model: Vec<Vec<u32>> = Vec::new();
     let mut deleting_by_model: Vec<Vec<u32>> = Vec::new();
+    let mut barrier_of: Vec<u32> = Vec::new();
+    let mut barrier_defs: Vec<(ModelId, bool)> = Vec::new();
     if any_model_deps {
-        by_model = vec![Vec::new(); schema.models().len()];
-        deleting_by_model = vec![Vec::new(); schema.models().len()];
+        by_model = vec![Vec::new(); models];
+        deleting_by_model = vec![Vec::new(); models];
+        barrier_of = vec![u32::MAX; models * 2];
         for (i, &u) in unsettled.iter().enumerate() {
             let id = ObjectId(u);
             if store.deleting(id) {
@@ -308,7 +479,8 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         }
     }
 
-    // 1. Prerequisites, as slots, in one flat array (sorted and deduplicated per object).
+    // 1. Prerequisites, as node indices, in one flat array (sorted and deduplicated per
+    // object); the barriers' own prerequisites (their members) follow the objects'.
     let mut pre_off: Vec<u32> = Vec::with_capacity(n + 1);
     let mut pre: Vec<u32> = Vec::with_capacity(n * 2);
     let mut direct_block: Vec<u32> = vec![u32::MAX; n];
@@ -327,16 +499,29 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                 }
             });
             // R7 through `depends_on_models`: the deletes of the models that depend on this
-            // one's model go first.
+            // one's model go first (through one barrier per model).
             if any_model_deps {
-                for dm in &schema.model(store.model(id)).depended_on_by {
-                    stats.edges += deleting_by_model[dm.index()].len() as u64;
-                    pre.extend(
-                        deleting_by_model[dm.index()]
-                            .iter()
-                            .copied()
-                            .filter(|&s| s != i as u32),
-                    );
+                let own = store.model(id);
+                for &dm in &schema.model(own).depended_on_by {
+                    let members = &deleting_by_model[dm.index()];
+                    stats.edges += 1;
+                    if members.is_empty() {
+                        continue;
+                    }
+                    if dm == own {
+                        // A member of the barrier itself (R11 refuses such schemas): the
+                        // other members, one by one.
+                        stats.edges += members.len() as u64;
+                        pre.extend(members.iter().copied().filter(|&s| s != i as u32));
+                    } else {
+                        pre.push(barrier_node(
+                            &mut barrier_of,
+                            &mut barrier_defs,
+                            n,
+                            dm,
+                            true,
+                        ));
+                    }
                 }
             }
         } else {
@@ -344,6 +529,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
             let epoch = scratch.next_visit();
             stack.clear();
             stack.push(id);
+            let own = store.model(id);
             while let Some(x) = stack.pop() {
                 graph::for_each_effective_dep(store, x, |d| {
                     stats.edges += 1;
@@ -363,16 +549,28 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                     }
                 });
                 // Model-level waits (R1) of this object and, transitively, of the settled
-                // objects it passes through.
+                // objects it passes through: one barrier per model.
                 if any_model_deps {
-                    for dm in &schema.model(store.model(x)).depends_on {
-                        stats.edges += by_model[dm.index()].len() as u64;
-                        pre.extend(
-                            by_model[dm.index()]
-                                .iter()
-                                .copied()
-                                .filter(|&s| s != i as u32),
-                        );
+                    for &dm in &schema.model(store.model(x)).depends_on {
+                        let members = &by_model[dm.index()];
+                        stats.edges += 1;
+                        if members.is_empty() {
+                            continue;
+                        }
+                        if dm == own {
+                            // A member of the barrier itself (R11 refuses such schemas):
+                            // the other members, one by one.
+                            stats.edges += members.len() as u64;
+                            pre.extend(members.iter().copied().filter(|&s| s != i as u32));
+                        } else {
+                            pre.push(barrier_node(
+                                &mut barrier_of,
+                                &mut barrier_defs,
+                                n,
+                                dm,
+                                false,
+                            ));
+                        }
                     }
                 }
             }
@@ -389,19 +587,32 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         pre.truncate(kept);
         pre_off.push(pre.len() as u32);
     }
+    // Each barrier's members, counted once however many objects wait for it.
+    for &(m, deleting) in &barrier_defs {
+        let members = if deleting {
+            &deleting_by_model[m.index()]
+        } else {
+            &by_model[m.index()]
+        };
+        stats.edges += members.len() as u64;
+        pre.extend_from_slice(members);
+        pre_off.push(pre.len() as u32);
+    }
+    let nb = barrier_defs.len();
+    let total = n + nb;
 
-    // 2. Resolution in topological order of prerequisites (Kahn).
-    let mut indeg: Vec<u32> = (0..n).map(|i| pre_off[i + 1] - pre_off[i]).collect();
-    let mut rev_off: Vec<u32> = vec![0; n + 1];
+    // 2. Resolution in topological order of prerequisites (Kahn), barriers included.
+    let mut indeg: Vec<u32> = (0..total).map(|i| pre_off[i + 1] - pre_off[i]).collect();
+    let mut rev_off: Vec<u32> = vec![0; total + 1];
     for &p in &pre {
         rev_off[p as usize + 1] += 1;
     }
-    for i in 0..n {
+    for i in 0..total {
         rev_off[i + 1] += rev_off[i];
     }
     let mut rev: Vec<u32> = vec![0; pre.len()];
-    let mut fill: Vec<u32> = rev_off[..n].to_vec();
-    for i in 0..n {
+    let mut fill: Vec<u32> = rev_off[..total].to_vec();
+    for i in 0..total {
         for &p in &pre[pre_off[i] as usize..pre_off[i + 1] as usize] {
             rev[fill[p as usize] as usize] = i as u32;
             fill[p as usize] += 1;
@@ -409,26 +620,35 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     }
     drop(fill);
     let mut res: Vec<Res> = vec![Res::Unresolved; n];
-    let mut queue: Vec<u32> = (0..n as u32).filter(|&i| indeg[i as usize] == 0).collect();
+    let mut barrier_acc: Vec<Acc> = vec![Acc::default(); nb];
+    let mut queue: Vec<u32> = (0..total as u32)
+        .filter(|&i| indeg[i as usize] == 0)
+        .collect();
     let mut head = 0;
     let mut max_wave = 0u32;
     while head < queue.len() {
         let i = queue[head] as usize;
         head += 1;
-        let r = resolve(
-            schema,
+        let acc = Acc {
+            root: (i < n && direct_block[i] != u32::MAX).then(|| direct_block[i]),
+            ..Acc::default()
+        }
+        .gather(
             store,
-            now,
-            i,
             &unsettled,
             &pre[pre_off[i] as usize..pre_off[i + 1] as usize],
             &res,
-            direct_block[i],
+            &barrier_acc,
         );
-        if let Res::Task { wave } = r {
-            max_wave = max_wave.max(wave);
+        if i >= n {
+            barrier_acc[i - n] = acc;
+        } else {
+            let r = resolve(schema, store, now, ObjectId(unsettled[i]), acc);
+            if let Res::Task { wave } = r {
+                max_wave = max_wave.max(wave);
+            }
+            res[i] = r;
         }
-        res[i] = r;
         for &d in &rev[rev_off[i] as usize..rev_off[i + 1] as usize] {
             indeg[d as usize] -= 1;
             if indeg[d as usize] == 0 {
@@ -437,11 +657,11 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         }
     }
     debug_assert_eq!(
-        head, n,
+        head, total,
         "prerequisites are acyclic (R11 is checked at apply)"
     );
 
-    // 3. Output: tasks by (wave, id), with edges; holds by id.
+    // 3. Output: tasks by (wave, id), with edges; the barriers tasks wait for; holds by id.
     let task_count = res.iter().filter(|r| matches!(r, Res::Task { .. })).count();
     let waves = if task_count == 0 {
         0
@@ -468,8 +688,37 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
             order[t as usize] = i as u32;
         }
     }
+    // The barriers some task waits for (a held object's are dropped with it), numbered by
+    // (model, sync before delete). Every member of such a barrier is a task: a waiter whose
+    // barrier has a member that is not is held (R3).
+    let mut barrier_out: Vec<u32> = vec![u32::MAX; nb];
+    for &i in &order {
+        for &p in &pre[pre_off[i as usize] as usize..pre_off[i as usize + 1] as usize] {
+            if p as usize >= n {
+                barrier_out[p as usize - n] = 0;
+            }
+        }
+    }
+    let mut barriers: Vec<Barrier> = Vec::new();
+    let mut barrier_src: Vec<usize> = Vec::new();
+    for &node in &barrier_of {
+        if node != u32::MAX && barrier_out[node as usize - n] == 0 {
+            let b = node as usize - n;
+            barrier_out[b] = barriers.len() as u32;
+            let (model, deleting) = barrier_defs[b];
+            barriers.push(Barrier {
+                model,
+                kind: if deleting {
+                    TaskKind::Delete
+                } else {
+                    TaskKind::Sync
+                },
+            });
+            barrier_src.push(node as usize);
+        }
+    }
     let mut tasks = Vec::with_capacity(task_count);
-    let mut dep_offsets = Vec::with_capacity(task_count + 1);
+    let mut dep_offsets = Vec::with_capacity(task_count + barriers.len() + 1);
     let mut dep_targets = Vec::with_capacity(pre.len());
     dep_offsets.push(0u32);
     for &i in &order {
@@ -486,9 +735,23 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         });
         let start = dep_targets.len();
         for &p in &pre[pre_off[i as usize] as usize..pre_off[i as usize + 1] as usize] {
+            let target = if (p as usize) < n {
+                task_of_slot[p as usize]
+            } else {
+                task_count as u32 + barrier_out[p as usize - n]
+            };
+            debug_assert!(target != u32::MAX, "a task's prerequisites are tasks");
+            dep_targets.push(target);
+        }
+        dep_targets[start..].sort_unstable();
+        dep_offsets.push(dep_targets.len() as u32);
+    }
+    for &node in &barrier_src {
+        let start = dep_targets.len();
+        for &p in &pre[pre_off[node] as usize..pre_off[node + 1] as usize] {
             debug_assert!(
                 task_of_slot[p as usize] != u32::MAX,
-                "a task's prerequisites are tasks"
+                "a barrier a task waits for has tasks for members"
             );
             dep_targets.push(task_of_slot[p as usize]);
         }
@@ -497,6 +760,9 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     }
     let mut holds = Vec::with_capacity(n - task_count);
     let mut next_wake: Option<Time> = None;
+    // The deleting objects of each model in key order, sorted once for every delete held
+    // behind that model's deletes (R7).
+    let mut deletes_in_key_order: Vec<Option<Vec<ObjectId>>> = vec![None; deleting_by_model.len()];
     for (i, r) in res.iter().enumerate() {
         let id = ObjectId(unsettled[i]);
         let reason = match *r {
@@ -514,14 +780,21 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                 let mut keys = referrers_waited_for(store, id);
                 if keys.is_empty() && any_model_deps {
                     // Held only behind the deletes of dependent models (R7).
-                    for dm in &schema.model(store.model(id)).depended_on_by {
-                        keys.extend(
-                            deleting_by_model[dm.index()]
+                    let dms = &schema.model(store.model(id)).depended_on_by;
+                    for dm in dms {
+                        let sorted = deletes_in_key_order[dm.index()].get_or_insert_with(|| {
+                            let mut v: Vec<ObjectId> = deleting_by_model[dm.index()]
                                 .iter()
-                                .map(|&s| ObjectId(unsettled[s as usize])),
-                        );
+                                .map(|&s| ObjectId(unsettled[s as usize]))
+                                .collect();
+                            v.sort_by(|a, b| store.key(*a).cmp(store.key(*b)));
+                            v
+                        });
+                        keys.extend_from_slice(sorted);
                     }
-                    keys.sort_by(|a, b| store.key(*a).cmp(store.key(*b)));
+                    if dms.len() > 1 {
+                        keys.sort_by(|a, b| store.key(*a).cmp(store.key(*b)));
+                    }
                 }
                 HoldReason::WaitingReferrers { keys }
             }
@@ -534,6 +807,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         dep_offsets,
         dep_targets,
         wave_offsets,
+        barriers,
         holds,
         next_wake,
         stats,
@@ -556,34 +830,14 @@ pub(crate) fn referrers_waited_for(store: &Store, id: ObjectId) -> Vec<ObjectId>
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn resolve(
-    schema: &Schema,
-    store: &Store,
-    now: Time,
-    i: usize,
-    unsettled: &[u32],
-    pre: &[u32],
-    res: &[Res],
-    direct_block: u32,
-) -> Res {
-    let id = ObjectId(unsettled[i]);
-    let mut root: Option<u32> = (direct_block != u32::MAX).then_some(direct_block);
-    let mut wait_ext: Option<u32> = None;
-    let mut wait_refs = false;
-    let mut wave = 0u32;
-    for &p in pre {
-        let pid = unsettled[p as usize];
-        match res[p as usize] {
-            Res::Task { wave: w } => wave = wave.max(w + 1),
-            Res::Blocked { root: r } => root = min_by_key(store, root, r),
-            Res::Own { .. } | Res::ExtFailed => root = min_by_key(store, root, pid),
-            Res::ExtWait => wait_ext = min_by_key(store, wait_ext, pid),
-            Res::WaitExt { key } => wait_ext = min_by_key(store, wait_ext, key),
-            Res::WaitRefs => wait_refs = true,
-            Res::Unresolved => unreachable!("prerequisites resolve first"),
-        }
-    }
+/// How object `id` resolves, given what its prerequisites add up to.
+fn resolve(schema: &Schema, store: &Store, now: Time, id: ObjectId, acc: Acc) -> Res {
+    let Acc {
+        root,
+        wait_ext,
+        wait_refs,
+        wave,
+    } = acc;
     let kind = schema.model(store.model(id)).kind;
     let b = store.backoff(id);
     if store.deleting(id) {

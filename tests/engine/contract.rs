@@ -282,7 +282,12 @@ fn r7_deletes_honour_model_level_dependencies() {
     assert_eq!(waves, vec![vec!["v"], vec!["n"]], "the Vm's delete first");
     let n = plan.task_index(e.id("n").unwrap()).unwrap();
     let v = plan.task_index(e.id("v").unwrap()).unwrap();
-    assert_eq!(plan.deps(n), &[v as u32]);
+    assert_eq!(plan.implied_deps(n), [v as u32]);
+    assert_eq!(
+        plan.barrier_members(0),
+        &[v as u32],
+        "through the Vm deletes' barrier"
+    );
 }
 
 /// R4 at the instant a retry becomes due: the object is a task again, so it is `Pending`,

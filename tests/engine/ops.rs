@@ -367,7 +367,7 @@ pub fn run_ops(models: &[GModel], ops: &[Op]) -> Result<(), String> {
                 let plan = compare(&engine, now)?;
                 let mut ok = vec![false; plan.tasks.len()];
                 for (i, t) in plan.tasks.iter().enumerate() {
-                    if plan.deps(i).iter().any(|&d| !ok[d as usize]) {
+                    if plan.implied_deps(i).iter().any(|&d| !ok[d as usize]) {
                         continue; // the executor would not run it (R3)
                     }
                     let key = engine.key(t.object).to_string();

@@ -397,7 +397,7 @@ fn plan_path(plan: &Plan, from: usize, to: usize) -> bool {
     let mut seen = BTreeSet::new();
     let mut stack = vec![from];
     while let Some(i) = stack.pop() {
-        for &d in plan.deps(i) {
+        for d in plan.implied_deps(i) {
             let d = d as usize;
             if d == to {
                 return true;

@@ -299,8 +299,9 @@ pub fn engine_view(engine: &Engine, plan: &Plan) -> BTreeMap<String, RRes> {
         }
     }
     for (i, t) in plan.tasks.iter().enumerate() {
+        // Model-level waits go through barriers: compare what they imply.
         let pre = plan
-            .deps(i)
+            .implied_deps(i)
             .iter()
             .map(|&d| engine.key(plan.tasks[d as usize].object).to_string())
             .collect();

@@ -105,7 +105,17 @@ fn r1_null_link_is_no_dependency_and_model_level_dependencies_wait_for_all() {
     .unwrap();
     let plan = e.plan(Time(0));
     assert_eq!(plan.wave_count(), 2);
-    assert_eq!(plan.deps(2), &[0, 1], "the Vm waits for every unsynced Net");
+    assert_eq!(
+        plan.implied_deps(2),
+        [0, 1],
+        "the Vm waits for every unsynced Net"
+    );
+    assert!(
+        plan.deps(2).is_empty(),
+        "through the Net barrier, not object edges"
+    );
+    assert_eq!(plan.barrier_deps(2).collect::<Vec<_>>(), [0]);
+    assert_eq!(plan.barrier_members(0), &[0, 1]);
     let mut e = nodes();
     e.apply(ChangeSet::from(vec![node("a", None), node("b", None)]))
         .unwrap();

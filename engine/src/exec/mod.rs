@@ -3,7 +3,8 @@
 //! ## What it does
 //! [`Executor::run`] takes the engine (shared, read-only) and one of its plans, and calls
 //! each task's actuator as soon as every task it depends on *inside the plan* has succeeded
-//! (`plan.deps(i)`), not wave by wave (R1, R2). A task whose dependency failed, deferred or
+//! (`plan.deps(i)`, and the members of the model-level barriers in `plan.barrier_deps(i)`),
+//! not wave by wave (R1, R2). A task whose dependency failed, deferred or
 //! panicked is not run: it is reported [`TaskState::Held`] naming the root cause, and so are
 //! its own dependents (R3). The outcomes are *returned*, not applied: the caller feeds them
 //! back with [`crate::Engine::complete_run`], in plan order, so the engine's state after a
@@ -18,7 +19,9 @@
 //! **More threads** are scoped threads (they borrow the engine; nothing is copied), the
 //! caller's thread being one of them. Per run, O(tasks + edges) arrays are allocated once:
 //! the dependents of each task (the plan stores dependencies; the executor inverts them)
-//! and one pending-dependency counter per task. Tasks without dependencies go to a shared
+//! and one pending-dependency counter per task and per model-level barrier (a barrier
+//! counts its members; when the last settles, it settles its waiters in turn, poisoned if a
+//! member did not succeed, so a model-level wait costs O(members + waiters), R15). Tasks without dependencies go to a shared
 //! injector queue; each worker owns a FIFO work-stealing deque (crossbeam; FIFO keeps the
 //! order near plan order, which is kinder to caches on big plans) and steals from the
 //! injector and from the other workers when its own runs dry. Finishing a task decrements

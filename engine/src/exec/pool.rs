@@ -34,10 +34,11 @@ struct Shared<'a> {
     cancel: Option<&'a CancelToken>,
     clock: Option<&'a dyn Clock>,
     t0: u64,
-    /// Dependents of task `i`: `succ[succ_off[i]..succ_off[i + 1]]`.
+    /// Dependents of node `k` (a task, or a model-level barrier after the tasks):
+    /// `succ[succ_off[k]..succ_off[k + 1]]`.
     succ_off: Vec<u32>,
     succ: Vec<u32>,
-    /// Dependencies counted for each task (edges that respect plan order).
+    /// Dependencies counted for each node (edges that respect plan order).
     deps_count: Vec<u32>,
     /// Start and end of each actuation (empty unless timing is on).
     spans: Vec<(AtomicU64, AtomicU64)>,
@@ -53,30 +54,45 @@ impl<'a> Shared<'a> {
         clock: Option<&'a dyn Clock>,
         invert: bool,
     ) -> Shared<'a> {
-        let n = if invert { plan.tasks.len() } else { 0 };
-        let mut succ_off = vec![0u32; n + 1];
-        let mut deps_count = vec![0u32; n];
-        for (i, count) in deps_count.iter_mut().enumerate() {
-            for &d in plan.deps(i) {
-                // Plans list tasks in topological order; an edge that does not (a plan
-                // not made by `Engine::plan`) is ignored rather than allowed to hang the run.
-                if (d as usize) < i {
+        let tasks = plan.tasks.len();
+        let nodes = if invert { plan.node_count() } else { 0 };
+        // A barrier's place in plan order: its last member (`None`: it has none).
+        let last_member: Vec<Option<usize>> = (tasks..nodes)
+            .map(|k| plan.node_deps(k).iter().map(|&m| m as usize).max())
+            .collect();
+        // Plans list tasks in topological order, and a barrier's members are tasks before
+        // its waiters; an edge that does not respect that (a plan not made by
+        // `Engine::plan`) is ignored rather than allowed to hang the run.
+        let respects = |k: usize, d: usize| -> bool {
+            if k >= tasks {
+                d < tasks
+            } else if d < tasks {
+                d < k
+            } else {
+                matches!(last_member.get(d - tasks), Some(Some(m)) if *m < k)
+            }
+        };
+        let mut succ_off = vec![0u32; nodes + 1];
+        let mut deps_count = vec![0u32; nodes];
+        for (k, count) in deps_count.iter_mut().enumerate() {
+            for &d in plan.node_deps(k) {
+                if respects(k, d as usize) {
                     succ_off[d as usize + 1] += 1;
                     *count += 1;
                 } else {
-                    debug_assert!(false, "task {i} depends on later task {d}");
+                    debug_assert!(false, "node {k} depends on node {d} out of plan order");
                 }
             }
         }
-        for i in 0..n {
-            succ_off[i + 1] += succ_off[i];
+        for k in 0..nodes {
+            succ_off[k + 1] += succ_off[k];
         }
-        let mut fill: Vec<u32> = succ_off[..n].to_vec();
-        let mut succ = vec![0u32; succ_off[n] as usize];
-        for i in 0..n {
-            for &d in plan.deps(i) {
-                if (d as usize) < i {
-                    succ[fill[d as usize] as usize] = i as u32;
+        let mut fill: Vec<u32> = succ_off[..nodes].to_vec();
+        let mut succ = vec![0u32; succ_off[nodes] as usize];
+        for k in 0..nodes {
+            for &d in plan.node_deps(k) {
+                if respects(k, d as usize) {
+                    succ[fill[d as usize] as usize] = k as u32;
                     fill[d as usize] += 1;
                 }
             }
@@ -159,22 +175,61 @@ impl<'a> Shared<'a> {
 
     /// The root cause holding task `i`, if a dependency did not succeed (R3): the failed
     /// dependency itself, or the root holding it; the one with the smallest key if
-    /// several (R4).
+    /// several (R4). A model-level barrier's members count as dependencies; its root is
+    /// computed once, at its first waiter (after all its members, in plan order), and kept
+    /// in `barrier_roots`.
     #[inline]
-    fn held_by(&self, states: &[TaskState], i: usize) -> Option<usize> {
+    fn held_by(
+        &self,
+        states: &[TaskState],
+        i: usize,
+        barrier_roots: &mut [Option<Option<usize>>],
+    ) -> Option<usize> {
         let mut by: Option<usize> = None;
         for &d in self.plan.deps(i) {
-            let root = match states.get(d as usize) {
-                Some(TaskState::Ran { outcome, .. }) if !outcome.is_ok() => d as usize,
-                Some(TaskState::Held { by }) if (d as usize) < i => *by,
-                _ => continue,
+            if let Some(root) = Self::root_of(states, d as usize, i) {
+                by = self.smaller(by, root);
+            }
+        }
+        for b in self.plan.barrier_deps(i) {
+            let root = match barrier_roots.get(b).copied().flatten() {
+                Some(root) => root,
+                None => {
+                    let mut root = None;
+                    for &m in self.plan.barrier_members(b) {
+                        if let Some(r) = Self::root_of(states, m as usize, i) {
+                            root = self.smaller(root, r);
+                        }
+                    }
+                    if let Some(slot) = barrier_roots.get_mut(b) {
+                        *slot = Some(root);
+                    }
+                    root
+                }
             };
-            by = Some(match by {
-                Some(b) if self.key_of(b) <= self.key_of(root) => b,
-                _ => root,
-            });
+            if let Some(root) = root {
+                by = self.smaller(by, root);
+            }
         }
         by
+    }
+
+    /// The root cause dependency `d` of task `i` stands for, if it did not succeed.
+    #[inline]
+    fn root_of(states: &[TaskState], d: usize, i: usize) -> Option<usize> {
+        match states.get(d) {
+            Some(TaskState::Ran { outcome, .. }) if !outcome.is_ok() => Some(d),
+            Some(TaskState::Held { by }) if d < i => Some(*by),
+            _ => None,
+        }
+    }
+
+    /// Of a root cause so far and another, the one with the smaller key (R4).
+    fn smaller(&self, a: Option<usize>, b: usize) -> Option<usize> {
+        Some(match a {
+            Some(a) if self.key_of(a) <= self.key_of(b) => a,
+            _ => b,
+        })
     }
 
     /// The key of task `i`'s object.
@@ -185,9 +240,10 @@ impl<'a> Shared<'a> {
     /// Builds the report: `states` holds every task run, `NotRun` elsewhere; tasks not run
     /// behind a dependency that did not succeed become `Held`, in plan order.
     fn report(self, mut states: Vec<TaskState>, cancelled: bool, threads: usize) -> RunReport {
+        let mut barrier_roots = vec![None; self.plan.barriers.len()];
         for i in 0..states.len() {
             if matches!(states[i], TaskState::NotRun) {
-                if let Some(by) = self.held_by(&states, i) {
+                if let Some(by) = self.held_by(&states, i, &mut barrier_roots) {
                     states[i] = TaskState::Held { by };
                 }
             }
@@ -263,8 +319,9 @@ fn run_single(sh: Shared<'_>) -> RunReport {
     let n = sh.plan.tasks.len();
     let mut states: Vec<TaskState> = Vec::with_capacity(n);
     let mut cancelled = false;
+    let mut barrier_roots = vec![None; sh.plan.barriers.len()];
     for i in 0..n {
-        let state = match sh.held_by(&states, i) {
+        let state = match sh.held_by(&states, i, &mut barrier_roots) {
             Some(by) => TaskState::Held { by },
             None if cancelled || sh.cancelled() => {
                 cancelled = true;
@@ -341,7 +398,7 @@ impl<'s, 'a> Pool<'s, 'a> {
     fn new(sh: &'s Shared<'a>, stealers: Vec<Stealer<u32>>) -> Pool<'s, 'a> {
         let n = sh.plan.tasks.len();
         let injector = Injector::new();
-        for (i, &c) in sh.deps_count.iter().enumerate() {
+        for (i, &c) in sh.deps_count.iter().enumerate().take(n) {
             if c == 0 {
                 injector.push(i as u32);
             }
@@ -505,23 +562,7 @@ impl<'s, 'a> Pool<'s, 'a> {
         let outcome = self.sh.actuate(i);
         let ok = outcome.is_ok();
         me.out.push((i as u32, outcome));
-        let mut settled = 1;
-        for &d in self.sh.dependents(i) {
-            let counter = &self.pending[d as usize];
-            if !ok {
-                counter.fetch_or(POISON, Ordering::AcqRel);
-            }
-            // The decrement that reaches zero sees every poison set before the other
-            // decrements (each dependency poisons before it decrements).
-            let prev = counter.fetch_sub(1, Ordering::AcqRel);
-            if prev & LOW == 1 {
-                if prev & POISON == 0 {
-                    me.queue.push(d);
-                } else {
-                    settled += self.hold(d, &mut me.held);
-                }
-            }
-        }
+        let settled = 1 + self.settle_dependents(i, ok, me);
         // Sleepers first: it is read-mostly, while the deque's length reads a line the
         // stealers write.
         if self.sleepers.load(Ordering::Relaxed) > 0 && me.queue.len() > 1 {
@@ -531,12 +572,42 @@ impl<'s, 'a> Pool<'s, 'a> {
         settled
     }
 
-    /// Settles `d` as held and poisons its dependents, transitively (R3).
+    /// Node `k` settled (`ok`: it succeeded): each dependent has one dependency fewer; one
+    /// with none left is queued, or held if a dependency did not succeed. A barrier with
+    /// no member left settles at once, the same way. Returns the tasks held.
+    fn settle_dependents(&self, k: usize, ok: bool, me: &mut Local<'_>) -> usize {
+        let mut settled = 0;
+        for &d in self.sh.dependents(k) {
+            let counter = &self.pending[d as usize];
+            if !ok {
+                counter.fetch_or(POISON, Ordering::AcqRel);
+            }
+            // The decrement that reaches zero sees every poison set before the other
+            // decrements (each dependency poisons before it decrements).
+            let prev = counter.fetch_sub(1, Ordering::AcqRel);
+            if prev & LOW == 1 {
+                if d as usize >= self.n {
+                    // A barrier (R1, R7): its waiters are tasks, so this recurses once.
+                    settled += self.settle_dependents(d as usize, prev & POISON == 0, me);
+                } else if prev & POISON == 0 {
+                    me.queue.push(d);
+                } else {
+                    settled += self.hold(d, &mut me.held);
+                }
+            }
+        }
+        settled
+    }
+
+    /// Settles `d` as held and poisons its dependents, transitively (R3); a barrier on
+    /// the way is passed through (it is no task). Returns the tasks held.
     fn hold(&self, d: u32, held: &mut Vec<u32>) -> usize {
         held.push(d);
         let mut count = 0;
         while let Some(h) = held.pop() {
-            count += 1;
+            if (h as usize) < self.n {
+                count += 1;
+            }
             for &e in self.sh.dependents(h as usize) {
                 let counter = &self.pending[e as usize];
                 counter.fetch_or(POISON, Ordering::AcqRel);

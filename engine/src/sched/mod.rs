@@ -18,7 +18,9 @@
 //! ## How a completion is applied (completion-driven, O(dependents))
 //! A *plan* ([`Engine::plan`]) is computed when the set of work changes: after a change
 //! set, an external report, a backoff expiry, a re-sync. Its task DAG is inverted once
-//! (each task's dependents) and every task counts its unfinished prerequisites. A delivery
+//! (each task's dependents) and every task counts its unfinished prerequisites; a
+//! model-level barrier (R1, R7) is a node of that DAG that counts its members and, when
+//! the last completes, releases its waiters. A delivery
 //! feeds its outcome to [`Engine::complete`] at the delivery's own time; only an accepted
 //! completion (`Synced`, `Deleted`) decrements its dependents' counts, and those that reach
 //! zero are queued at once: the cost of a delivery is O(its dependents), not O(plan). A
@@ -255,9 +257,10 @@ enum Slot {
 #[derive(Debug, Default)]
 struct Current {
     tasks: Vec<Task>,
-    /// Dependents of each task (CSR).
+    /// Dependents of each node of the plan (CSR): tasks, then barriers (R1, R7).
     rev_off: Vec<u32>,
     rev: Vec<u32>,
+    /// Prerequisites not completed yet, per node.
     pending: Vec<u32>,
     slot: Vec<Slot>,
     eligible: Vec<Time>,
@@ -709,25 +712,28 @@ impl Scheduler {
         }
         cur.tasks.clear();
         cur.tasks.extend_from_slice(&plan.tasks);
+        // Every node of the plan's DAG: its tasks, then its model-level barriers (R1, R7),
+        // which count their members and release their waiters once all have completed.
+        let nodes = plan.node_count();
         cur.pending.clear();
         cur.rev_off.clear();
-        cur.rev_off.resize(n + 1, 0);
-        for i in 0..n {
-            let deps = plan.deps(i);
+        cur.rev_off.resize(nodes + 1, 0);
+        for k in 0..nodes {
+            let deps = plan.node_deps(k);
             cur.pending.push(deps.len() as u32);
             for &d in deps {
                 cur.rev_off[d as usize + 1] += 1;
             }
         }
-        for i in 0..n {
-            cur.rev_off[i + 1] += cur.rev_off[i];
+        for k in 0..nodes {
+            cur.rev_off[k + 1] += cur.rev_off[k];
         }
         cur.rev.clear();
         cur.rev.resize(plan.edge_count(), 0);
-        let mut fill: Vec<u32> = cur.rev_off[..n].to_vec();
-        for i in 0..n {
-            for &d in plan.deps(i) {
-                cur.rev[fill[d as usize] as usize] = i as u32;
+        let mut fill: Vec<u32> = cur.rev_off[..nodes].to_vec();
+        for k in 0..nodes {
+            for &d in plan.node_deps(k) {
+                cur.rev[fill[d as usize] as usize] = k as u32;
                 fill[d as usize] += 1;
             }
         }
@@ -861,7 +867,8 @@ impl Scheduler {
     }
 
     /// An accepted completion of task `i`: its dependents each have one prerequisite
-    /// fewer; those with none left are queued now.
+    /// fewer; those with none left are queued now. A dependent that is a barrier (node
+    /// `>= tasks.len()`) with no member left releases its own waiters in turn, once.
     fn release(&mut self, i: u32, now: Time) -> u32 {
         let (a, b) = (
             self.cur.rev_off[i as usize] as usize,
@@ -873,7 +880,13 @@ impl Scheduler {
             let d = self.cur.rev[k];
             let p = &mut self.cur.pending[d as usize];
             *p -= 1;
-            if *p == 0 && self.cur.slot[d as usize] == Slot::Waiting {
+            if *p != 0 {
+                continue;
+            }
+            if d as usize >= self.cur.tasks.len() {
+                // A barrier's waiters are tasks: this recurses once.
+                released += self.release(d, now);
+            } else if self.cur.slot[d as usize] == Slot::Waiting {
                 self.queue(d, now);
                 released += 1;
             }

@@ -100,7 +100,7 @@ impl Checker {
                     format!("{key} is two tasks of one plan"),
                 ));
             }
-            if plan.deps(i).iter().any(|&d| d as usize >= i) {
+            if plan.implied_deps(i).iter().any(|&d| d as usize >= i) {
                 return Err(Violation::new(
                     "R2",
                     format!("task {key} depends on a later task"),
