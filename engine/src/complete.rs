@@ -227,10 +227,10 @@ fn write_feedback(
 ) -> Vec<String> {
     let n_decl = model.fields.len();
     let mut changed = Vec::new();
-    let values = store.values_mut(id);
     for (slot, v) in writes {
-        if values[slot] != v {
-            values[slot] = v;
+        // Only a value that changes marks the object for rehashing.
+        if store.d.values[id.index()][slot] != v {
+            store.values_mut(id)[slot] = v;
             changed.push(model.feedback[slot - n_decl].name.clone());
         }
     }

@@ -368,7 +368,9 @@ impl Engine {
         now: Time,
     ) -> Result<Completion, CompleteError> {
         let outcome = self.check_feedback_limits(task, outcome);
-        let object = self.store.alive(task.object).then(|| {
+        // The key is copied only for watchers (a completed delete frees it).
+        let watched = self.watchers.iter().any(Option::is_some);
+        let object = (watched && self.store.alive(task.object)).then(|| {
             (
                 self.store.key(task.object).to_string(),
                 self.store.model(task.object),

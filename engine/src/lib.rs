@@ -84,6 +84,7 @@ mod error;
 pub mod exec;
 mod graph;
 mod id;
+mod idset;
 mod migrate;
 mod plan;
 mod policy;

@@ -444,7 +444,7 @@ fn barrier_node(
 
 /// Computes the plan at `now` (R1-R8, R13, R16, R17). Pure: reads the store only.
 pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: Time) -> Plan {
-    let unsettled: Vec<u32> = store.d.unsettled.iter().copied().collect();
+    let unsettled: Vec<u32> = store.d.unsettled.iter().collect();
     let n = unsettled.len();
     scratch.prepare(store.capacity());
     let mut stats = PlanStats {

@@ -306,22 +306,20 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
         return Err("object graph has a cycle".into());
     }
     drop(waiting);
-    let mut unsettled = d.unsettled.iter().copied().peekable();
+    let mut wanted = 0;
     for id in 0..n {
         let live = d.model[id] != DEAD;
         let want = live
             && (d.enacted[id] != d.version[id]
                 || d.backoff[id].deleting()
                 || d.backoff[id].external_failed());
-        let have = unsettled.peek() == Some(&(id as u32));
-        if have {
-            unsettled.next();
-        }
-        if want != have {
+        wanted += usize::from(want);
+        if want != d.unsettled.contains(id as u32) {
             return Err(format!("unsettled set disagrees at slot {id}"));
         }
     }
-    if unsettled.next().is_some()
+    // Every member below `n` agrees, so a larger set holds an id out of range.
+    if d.unsettled.len() != wanted
         || d.messages
             .keys()
             .any(|&k| k as usize >= n || d.model[k as usize] == DEAD)

@@ -1,19 +1,22 @@
 //! The state hash, maintained incrementally (O(1) per [`crate::Engine::state_hash`] call).
 //!
 //! The hash is a function of the state alone: the wrapping sum, over every slot of the
-//! store, of a 64-bit hash of that slot's contents (its id, key, model, versions, values,
-//! backoff, dependencies and message; a free slot contributes 0), plus a term per free-list
-//! position (`free[p]` at position `p`), a term for the next version to hand out, and the
-//! hash of the schema and configuration. Addition commutes, so the order in which objects
-//! were written cannot matter; equal states give equal sums.
+//! store, of two 64-bit hashes of that slot's contents, its *body* (id, key, model, born,
+//! owner, values, dependencies) and its *status* (id, version, enacted version, backoff,
+//! message), so a completion, which writes only the status, rehashes a few words; a free
+//! slot contributes 0. Plus a term per free-list position (`free[p]` at position `p`), a
+//! term for the next version to hand out, and the hash of the schema and configuration.
+//! Addition commutes, so the order in which objects were written cannot matter; equal
+//! states give equal sums.
 //!
-//! Maintenance: every store writer *marks* the slot it is about to write. The first mark
-//! of a slot subtracts its current hash from the sum and records the slot as dirty;
-//! [`SlotHashes::flush`] adds the hash of each dirty slot's new contents back. Reading the
-//! hash between a mark and a flush is still exact (the dirty slots are hashed on the fly),
-//! so a mutation path that forgets to flush costs time, never correctness; a path that
-//! forgets to mark is caught by the debug assertion in [`crate::Engine::state_hash`] and by
-//! the property test below, which compare with the full recomputation.
+//! Maintenance: every store writer *marks* the slot (or only its status) it is about to
+//! write. The first mark of a slot part subtracts its current hash from the sum and records
+//! the slot as dirty; [`SlotHashes::flush`] adds the hash of each dirty part's new contents
+//! back. Reading the hash between a mark and a flush is still exact (the dirty parts are
+//! hashed on the fly), so a mutation path that forgets to flush costs time, never
+//! correctness; a path that forgets to mark is caught by the debug assertion in
+//! [`crate::Engine::state_hash`] and by the property test below, which compare with the
+//! full recomputation.
 
 use crate::graph::Edge;
 use crate::store::{Backoff, StoreData, DEAD};
@@ -98,11 +101,18 @@ fn value(h: &mut WordHasher, v: &Value) {
     }
 }
 
-/// The hash of slot `i`'s contents; 0 for a free slot.
+/// The hash of slot `i`'s contents; 0 for a free slot: its [`body`] plus its [`status`].
 pub(crate) fn slot(d: &StoreData, i: usize) -> u64 {
-    // Every field of the store is named here, so a new one cannot be left out of the hash
-    // unnoticed: per-object arrays are hashed below; `free` and `next_version` have their
-    // own terms; `unsettled` is derived from the rest (restore checks it).
+    body(d, i).wrapping_add(status(d, i))
+}
+
+/// The hash of what a change set writes in slot `i` (key, model, born, owner, values,
+/// dependencies); 0 for a free slot.
+pub(crate) fn body(d: &StoreData, i: usize) -> u64 {
+    // Every field of the store is named here or in `status`, so a new one cannot be left
+    // out of the hash unnoticed: per-object arrays are hashed by the two; `free` and
+    // `next_version` have their own terms; `unsettled` is derived from the rest (restore
+    // checks it).
     let StoreData {
         keys: _,
         model: _,
@@ -124,17 +134,8 @@ pub(crate) fn slot(d: &StoreData, i: usize) -> u64 {
     let mut h = WordHasher::new(i as u64);
     h.bytes(d.keys[i].as_bytes());
     h.word(u64::from(d.model[i].0));
-    h.word(d.version[i]);
     h.word(d.born[i]);
     h.word(u64::from(d.owner[i]));
-    h.word(d.enacted[i]);
-    let Backoff {
-        retry_at,
-        failures,
-        flags,
-    } = d.backoff[i];
-    h.word(retry_at.0);
-    h.word(u64::from(failures) << 8 | u64::from(flags));
     h.word(d.values[i].len() as u64);
     for v in d.values[i].iter() {
         value(&mut h, v);
@@ -144,6 +145,26 @@ pub(crate) fn slot(d: &StoreData, i: usize) -> u64 {
     for &e in deps {
         h.word(u64::from(e));
     }
+    h.finish() | 1
+}
+
+/// The hash of what a completion writes in slot `i` (version, enacted version, backoff,
+/// message): a few words, so a completion never rehashes an object's values. 0 for a free
+/// slot.
+pub(crate) fn status(d: &StoreData, i: usize) -> u64 {
+    if d.model[i] == DEAD {
+        return 0;
+    }
+    let mut h = WordHasher::new(!(i as u64));
+    h.word(d.version[i]);
+    h.word(d.enacted[i]);
+    let Backoff {
+        retry_at,
+        failures,
+        flags,
+    } = d.backoff[i];
+    h.word(retry_at.0);
+    h.word(u64::from(failures) << 8 | u64::from(flags));
     match d.messages.get(&(i as u32)) {
         Some(m) => {
             h.word(1);
@@ -151,7 +172,7 @@ pub(crate) fn slot(d: &StoreData, i: usize) -> u64 {
         }
         None => h.word(0),
     }
-    h.finish() | 1
+    h.finish()
 }
 
 /// The term of free-list position `pos` holding slot `id`.
@@ -171,15 +192,62 @@ fn version_term(next_version: u64) -> u64 {
     h.finish()
 }
 
-/// The incrementally maintained sum, with its dirty slots.
+/// Slots marked since the last flush, for one part of the slot hash.
+#[derive(Clone, Debug, Default)]
+struct Dirty {
+    /// One bit per slot.
+    bits: Vec<u64>,
+    /// The marked slots.
+    list: Vec<u32>,
+}
+
+impl Dirty {
+    /// Marks slot `i`; false if it already was.
+    #[inline]
+    fn mark(&mut self, i: usize) -> bool {
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        if w >= self.bits.len() {
+            self.bits.resize(w + 1, 0);
+        }
+        if self.bits[w] & b != 0 {
+            return false;
+        }
+        self.bits[w] |= b;
+        self.list.push(i as u32);
+        true
+    }
+
+    /// The sum of `part` over the marked slots, which are then unmarked.
+    fn drain(&mut self, d: &StoreData, part: fn(&StoreData, usize) -> u64) -> u64 {
+        let mut sum = 0u64;
+        for &i in &self.list {
+            let i = i as usize;
+            self.bits[i / 64] &= !(1 << (i % 64));
+            sum = sum.wrapping_add(part(d, i));
+        }
+        if self.list.capacity() > 4096 {
+            self.list = Vec::new();
+        } else {
+            self.list.clear();
+        }
+        sum
+    }
+
+    fn sum(&self, d: &StoreData, part: fn(&StoreData, usize) -> u64) -> u64 {
+        self.list
+            .iter()
+            .fold(0u64, |s, &i| s.wrapping_add(part(d, i as usize)))
+    }
+}
+
+/// The incrementally maintained sum, with its dirty slots (each slot's hash is kept in two
+/// parts, [`body`] and [`status`], marked separately).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SlotHashes {
-    /// Sum of the hashes of every clean slot, plus the free-list terms.
+    /// Sum of the hashes of every clean slot part, plus the free-list terms.
     sum: u64,
-    /// One bit per slot: marked since the last flush.
-    dirty_bits: Vec<u64>,
-    /// The marked slots.
-    dirty: Vec<u32>,
+    body: Dirty,
+    status: Dirty,
 }
 
 impl SlotHashes {
@@ -197,28 +265,36 @@ impl SlotHashes {
 
     /// The sums of a freshly built store.
     pub(crate) fn new(d: &StoreData) -> SlotHashes {
+        let words = d.keys.len().div_ceil(64);
         SlotHashes {
             sum: SlotHashes::full(d).wrapping_sub(version_term(d.next_version)),
-            dirty_bits: vec![0; d.keys.len().div_ceil(64)],
-            dirty: Vec::new(),
+            body: Dirty {
+                bits: vec![0; words],
+                list: Vec::new(),
+            },
+            status: Dirty {
+                bits: vec![0; words],
+                list: Vec::new(),
+            },
         }
     }
 
-    /// Marks slot `i` before it is written (it may be one past the end: a slot about to be
-    /// pushed, whose contribution so far is 0).
+    /// Marks slot `i` before any of it is written (it may be one past the end: a slot
+    /// about to be pushed, whose contribution so far is 0).
     #[inline]
     pub(crate) fn mark(&mut self, d: &StoreData, i: usize) {
-        let (w, b) = (i / 64, 1u64 << (i % 64));
-        if w >= self.dirty_bits.len() {
-            self.dirty_bits.resize(w + 1, 0);
+        if self.body.mark(i) && i < d.keys.len() {
+            self.sum = self.sum.wrapping_sub(body(d, i));
         }
-        if self.dirty_bits[w] & b != 0 {
-            return;
-        }
-        self.dirty_bits[w] |= b;
-        self.dirty.push(i as u32);
-        if i < d.keys.len() {
-            self.sum = self.sum.wrapping_sub(slot(d, i));
+        self.mark_status(d, i);
+    }
+
+    /// Marks slot `i` before its [`status`] part (version, enacted, backoff, message) is
+    /// written, and nothing else of it.
+    #[inline]
+    pub(crate) fn mark_status(&mut self, d: &StoreData, i: usize) {
+        if self.status.mark(i) && i < d.keys.len() {
+            self.sum = self.sum.wrapping_sub(status(d, i));
         }
     }
 
@@ -236,25 +312,19 @@ impl SlotHashes {
 
     /// Adds the dirty slots' new hashes back.
     pub(crate) fn flush(&mut self, d: &StoreData) {
-        for &i in &self.dirty {
-            let i = i as usize;
-            self.dirty_bits[i / 64] &= !(1 << (i % 64));
-            self.sum = self.sum.wrapping_add(slot(d, i));
-        }
-        if self.dirty.capacity() > 4096 {
-            self.dirty = Vec::new();
-        } else {
-            self.dirty.clear();
-        }
+        let added = self
+            .body
+            .drain(d, body)
+            .wrapping_add(self.status.drain(d, status));
+        self.sum = self.sum.wrapping_add(added);
     }
 
     /// The current hash of the store's state: O(1) after a flush, O(dirty slots) before.
     pub(crate) fn get(&self, d: &StoreData) -> u64 {
-        let mut sum = self.sum;
-        for &i in &self.dirty {
-            sum = sum.wrapping_add(slot(d, i as usize));
-        }
-        sum.wrapping_add(version_term(d.next_version))
+        self.sum
+            .wrapping_add(self.body.sum(d, body))
+            .wrapping_add(self.status.sum(d, status))
+            .wrapping_add(version_term(d.next_version))
     }
 }
 

@@ -5,10 +5,11 @@
 //! The arrays are struct-of-arrays so that planning touches only what it reads. Setters are
 //! `pub(crate)`: only `change` (apply) and `complete` write.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::graph::{self, Edge};
 use crate::id::{KeyIndex, ModelId, ObjectId, Time};
+use crate::idset::IdSet;
 use crate::state_hash::SlotHashes;
 use crate::value::Value;
 
@@ -78,7 +79,7 @@ pub(crate) struct StoreData {
     /// Free slots, reused last-freed first.
     pub free: Vec<u32>,
     /// Live objects with work: `enacted != version`, or deleting.
-    pub unsettled: BTreeSet<u32>,
+    pub unsettled: IdSet,
     /// The next declarative version to hand out.
     pub next_version: u64,
 }
@@ -384,15 +385,15 @@ impl Store {
         &mut self.d.values[id.index()]
     }
     pub(crate) fn backoff_mut(&mut self, id: ObjectId) -> &mut Backoff {
-        self.hash.mark(&self.d, id.index());
+        self.hash.mark_status(&self.d, id.index());
         &mut self.d.backoff[id.index()]
     }
     pub(crate) fn set_enacted(&mut self, id: ObjectId, v: u64) {
-        self.hash.mark(&self.d, id.index());
+        self.hash.mark_status(&self.d, id.index());
         self.d.enacted[id.index()] = v;
     }
     pub(crate) fn set_message(&mut self, id: ObjectId, message: Option<String>) {
-        self.hash.mark(&self.d, id.index());
+        self.hash.mark_status(&self.d, id.index());
         match message {
             Some(m) => {
                 self.d.messages.insert(id.0, m);
@@ -408,7 +409,7 @@ impl Store {
         if self.alive(id) && self.is_unsettled(id) {
             self.d.unsettled.insert(id.0);
         } else {
-            self.d.unsettled.remove(&id.0);
+            self.d.unsettled.remove(id.0);
         }
     }
 
@@ -437,7 +438,7 @@ impl Store {
         self.d.values[i] = Box::new([]);
         self.d.backoff[i] = Backoff::default();
         self.d.messages.remove(&id.0);
-        self.d.unsettled.remove(&id.0);
+        self.d.unsettled.remove(id.0);
         self.hash.free_pushed(self.d.free.len(), id.0);
         self.d.free.push(id.0);
         self.live_count -= 1;
@@ -474,7 +475,7 @@ impl Store {
         // Hash index: key box, id, and a control byte per bucket (about 8/7 load).
         bytes += self.index.capacity() * (4 + 1);
         // Unsettled set: a B-tree of u32, about 12 bytes per entry with node overhead.
-        bytes += d.unsettled.len() * 12;
+        bytes += d.unsettled.memory_bytes();
         bytes
     }
 }
