@@ -423,3 +423,63 @@ fn r7_deletes_of_a_model_wait_for_the_deletes_of_its_dependents_through_a_barrie
         );
     }
 }
+
+/// R1 through a barrier on worker threads: the executor starts no `Vm` before every `Net`
+/// has finished, and starts every `Vm` (none waits for another).
+#[test]
+fn r1_executor_starts_waiters_of_a_barrier_only_after_all_its_members() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    struct Log {
+        clock: AtomicU64,
+        /// (model, start, end) of each call.
+        calls: Mutex<Vec<(String, u64, u64)>>,
+    }
+    struct Rec(Arc<Log>);
+    impl Actuator for Rec {
+        fn sync(&self, v: &ObjectView<'_>) -> Outcome {
+            let start = self.0.clock.fetch_add(1, Ordering::SeqCst);
+            std::thread::yield_now();
+            let end = self.0.clock.fetch_add(1, Ordering::SeqCst);
+            let call = (v.model().to_string(), start, end);
+            self.0.calls.lock().unwrap().push(call);
+            Outcome::ok()
+        }
+    }
+    let mut e = engine();
+    let mut set = ChangeSet::new();
+    for i in 0..50 {
+        set =
+            set.upsert(format!("n{i:02}"), "Net", none())
+                .upsert(format!("v{i:02}"), "Vm", none());
+    }
+    e.apply(set).unwrap();
+    let log = Arc::new(Log {
+        clock: AtomicU64::new(0),
+        calls: Mutex::new(Vec::new()),
+    });
+    let x = Executor::new(
+        e.schema(),
+        &Actuators::new()
+            .with("Net", Rec(log.clone()))
+            .with("Vm", Rec(log.clone()))
+            .with("Port", Rec(log.clone())),
+        ExecConfig::new().threads(4),
+    )
+    .unwrap();
+    let plan = e.plan(Time(0));
+    assert_eq!(plan.barriers.len(), 1);
+    let report = x.run(&e, &plan);
+    assert!(report
+        .states
+        .iter()
+        .all(|s| matches!(s, TaskState::Ran { outcome, .. } if outcome.is_ok())));
+    let calls = log.calls.lock().unwrap();
+    assert_eq!(calls.len(), 100);
+    let last_net_end = calls.iter().filter(|c| c.0 == "Net").map(|c| c.2).max();
+    let first_vm_start = calls.iter().filter(|c| c.0 == "Vm").map(|c| c.1).min();
+    assert!(
+        first_vm_start > last_net_end,
+        "first Vm start {first_vm_start:?}, last Net end {last_net_end:?}"
+    );
+}
