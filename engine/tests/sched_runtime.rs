@@ -619,3 +619,305 @@ fn plain_actuators_run_on_the_runtime_against_files_with_a_scaled_clock() {
     assert_eq!(again.snapshot(), stopped.scheduler.snapshot());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The lifecycle of a runtime against a file backend: its journal, back-pressure on its
+/// input channel, and graceful shutdown.
+mod lifecycle {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use syncore::runtime::{Journal, RefusedBy};
+    use syncore::sched::Input;
+
+    use super::*;
+
+    const FLAT: &str = r#"{"models": [{"name": "File", "fields": [{"name": "ms", "type": "int"}],
+        "feedback": [{"name": "path", "type": "string"}]}]}"#;
+
+    /// Writes `<root>/<key>` holding the object's version after sleeping `ms` (a field); an
+    /// actuation cancelled meanwhile (shutdown, timeout) writes nothing.
+    struct SlowFile(PathBuf);
+    impl AsyncActuator for SlowFile {
+        fn sync(&self, cx: ActuationContext, o: OwnedView) -> BoxFuture<Outcome> {
+            let path = self.0.join(o.key());
+            let ms = match o.field("ms") {
+                Some(Value::Int(ms)) => *ms as u64,
+                _ => 0,
+            };
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                if cx.cancel.is_cancelled() {
+                    return Outcome::failed("cancelled");
+                }
+                match std::fs::write(&path, format!("v{}", o.version())) {
+                    Ok(()) => Outcome::ok_with([("path", path.display().to_string())]),
+                    Err(e) => Outcome::failed(format!("write {}: {e}", path.display())),
+                }
+            })
+        }
+    }
+
+    fn files(ms: &[(&str, i64)]) -> ChangeSet {
+        ms.iter().fold(ChangeSet::new(), |cs, (k, ms)| {
+            cs.upsert(*k, "File", [("ms", *ms)])
+        })
+    }
+
+    fn scheduler() -> Scheduler {
+        Scheduler::new(
+            Engine::new(Schema::from_json(FLAT).unwrap(), Config::default()),
+            SchedConfig::default(),
+        )
+        .unwrap()
+    }
+
+    fn tokio_rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A journal in a file: frames of (seq, length, `Input::to_bytes`), flushed per input;
+    /// it fails from input `fail_from` on.
+    struct FileJournal {
+        file: std::fs::File,
+        fail_from: Arc<AtomicU64>,
+    }
+    impl Journal for FileJournal {
+        fn record(&mut self, seq: u64, input: &Input) -> Result<(), String> {
+            if seq >= self.fail_from.load(Ordering::SeqCst) {
+                return Err(format!("disk full at input {seq}"));
+            }
+            let bytes = input.to_bytes();
+            let mut frame = seq.to_le_bytes().to_vec();
+            frame.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            frame.extend_from_slice(&bytes);
+            self.file.write_all(&frame).map_err(|e| e.to_string())?;
+            self.file.flush().map_err(|e| e.to_string())
+        }
+    }
+
+    fn read_journal(path: &Path) -> Vec<(u64, Input)> {
+        let bytes = std::fs::read(path).unwrap();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let seq = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+            let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+            let input = Input::from_bytes(&bytes[at + 12..at + 12 + len]).unwrap();
+            out.push((seq, input));
+            at += 12 + len;
+        }
+        out
+    }
+
+    #[test]
+    fn the_journal_sees_every_input_in_order_and_a_failing_journal_refuses_and_stops() {
+        let root = temp_root("journal");
+        let log = root.join("journal.bin");
+        let fail_from = Arc::new(AtomicU64::new(u64::MAX));
+        let journal = FileJournal {
+            file: std::fs::File::create(&log).unwrap(),
+            fail_from: fail_from.clone(),
+        };
+        let backend = root.join("backend");
+        std::fs::create_dir_all(&backend).unwrap();
+        let (stopped, refused) = tokio_rt().block_on(async {
+            let registry = Registry::new().with_async("File", SlowFile(backend.clone()));
+            let config = RuntimeConfig {
+                record: true,
+                ..RuntimeConfig::default()
+            };
+            let runtime =
+                Runtime::start_with_journal(scheduler(), registry, config, Some(Box::new(journal)))
+                    .unwrap();
+            let h = runtime.handle().clone();
+            h.apply(files(&[("a", 30), ("b", 5)])).await.unwrap();
+            h.apply(files(&[("c", 10)])).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(20), h.converged())
+                .await
+                .expect("converges");
+            // From now on the journal fails: the next change set is handed back, unapplied,
+            // and the runtime stops (fail-stop).
+            fail_from.store(0, Ordering::SeqCst);
+            let refused = h.apply(files(&[("d", 0)])).await.unwrap_err();
+            (runtime.shutdown(Duration::from_secs(5)).await, refused)
+        });
+        assert!(
+            matches!(*refused.error, RefusedBy::Journal(ref m) if m.contains("disk full")),
+            "{refused}"
+        );
+        assert_eq!(refused.changes, files(&[("d", 0)]), "handed back as sent");
+        assert!(stopped.error.as_deref().unwrap_or("").contains("journal"));
+        let e = stopped.scheduler.engine();
+        assert!(
+            e.object("d").is_none(),
+            "a refused change set changes nothing"
+        );
+        assert!(!backend.join("d").exists());
+        // The journal holds exactly the inputs applied, numbered 1, 2, ... in order.
+        let journal = read_journal(&log);
+        let seqs: Vec<u64> = journal.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=journal.len() as u64).collect::<Vec<_>>());
+        let inputs: Vec<Input> = journal.into_iter().map(|(_, i)| i).collect();
+        assert_eq!(inputs, stopped.trace);
+        // ... and replaying it reproduces the final state; the backend matches it.
+        let mut again = Scheduler::restore(&stopped.initial).unwrap();
+        assert_eq!(again.replay(inputs), stopped.hashes);
+        assert_eq!(again.snapshot(), stopped.scheduler.snapshot());
+        for k in ["a", "b", "c"] {
+            let o = e.object(k).unwrap();
+            let on_disk = std::fs::read_to_string(backend.join(k)).unwrap();
+            assert_eq!(on_disk, format!("v{}", o.version), "{k}");
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_full_input_channel_hands_change_sets_back_and_loses_none_it_accepted() {
+        let root = temp_root("backpressure");
+        let (accepted, refused, stopped) = tokio_rt().block_on(async {
+            let registry = Registry::new().with_async("File", SlowFile(root.clone()));
+            let config = RuntimeConfig {
+                channel_capacity: 2,
+                ..RuntimeConfig::default()
+            };
+            let runtime = Runtime::start(scheduler(), registry, config).unwrap();
+            let h = runtime.handle().clone();
+            // Hold the driver inside a query until released.
+            let release = Arc::new(AtomicBool::new(false));
+            let (running_tx, running_rx) = std::sync::mpsc::channel();
+            let hold = {
+                let (h, release) = (h.clone(), release.clone());
+                tokio::spawn(async move {
+                    h.query(move |_| {
+                        running_tx.send(()).unwrap();
+                        while !release.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    })
+                    .await
+                })
+            };
+            tokio::task::spawn_blocking(move || running_rx.recv().unwrap())
+                .await
+                .unwrap();
+            let mut accepted = Vec::new();
+            let mut refused = Vec::new();
+            for i in 0..6 {
+                let cs = files(&[(format!("f{i}").as_str(), 1)]);
+                match h.try_apply(cs.clone()) {
+                    Ok(answer) => accepted.push((i, answer)),
+                    Err(back) => {
+                        assert_eq!(back, cs, "handed back as sent");
+                        refused.push(i);
+                    }
+                }
+            }
+            release.store(true, Ordering::SeqCst);
+            hold.await.unwrap().unwrap();
+            let mut ok = Vec::new();
+            for (i, answer) in accepted {
+                answer.await.unwrap().unwrap();
+                ok.push(i);
+            }
+            tokio::time::timeout(Duration::from_secs(20), h.converged())
+                .await
+                .expect("converges");
+            (ok, refused, runtime.shutdown(Duration::from_secs(5)).await)
+        });
+        assert_eq!(accepted, [0, 1], "the channel holds two inputs");
+        assert_eq!(refused, [2, 3, 4, 5]);
+        let e = stopped.scheduler.engine();
+        for i in 0..6 {
+            let k = format!("f{i}");
+            let applied = accepted.contains(&i);
+            assert_eq!(e.object(&k).is_some(), applied, "{k}");
+            assert_eq!(root.join(&k).exists(), applied, "{k} on disk");
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn shutdown_waits_for_work_in_flight_then_cancels_and_the_snapshot_redispatches_it() {
+        let root = temp_root("shutdown");
+        let rt = tokio_rt();
+        // A deadline longer than the work: the runtime waits, everything lands.
+        let stopped = rt.block_on(async {
+            let registry = Registry::new().with_async("File", SlowFile(root.clone()));
+            let runtime = Runtime::start(scheduler(), registry, RuntimeConfig::default()).unwrap();
+            let h = runtime.handle().clone();
+            h.apply(files(&[("quick", 300)])).await.unwrap();
+            runtime.shutdown(Duration::from_secs(10)).await
+        });
+        assert_eq!(stopped.unfinished, 0);
+        let e = stopped.scheduler.engine();
+        assert_eq!(e.status("quick", Time(u64::MAX / 2)), Some(Status::Synced));
+        assert!(root.join("quick").exists());
+
+        // A deadline shorter than the work: the actuation is cancelled (it writes nothing),
+        // its lease stays in the snapshot, and a runtime started from it runs it again.
+        let snapshot = {
+            let mut s = stopped.scheduler;
+            let mut out = Vec::new();
+            s.step(
+                Input::Apply {
+                    changes: files(&[("slow", 1_500)]),
+                    now: Time(0),
+                },
+                &mut out,
+            );
+            s.snapshot()
+        };
+        let (stopped, waited) = rt.block_on(async {
+            let registry = Registry::new().with_async("File", SlowFile(root.clone()));
+            let runtime = Runtime::start(
+                Scheduler::restore(&snapshot).unwrap(),
+                registry,
+                RuntimeConfig::default(),
+            )
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let t0 = Instant::now();
+            let stopped = runtime.shutdown(Duration::from_millis(100)).await;
+            (stopped, t0.elapsed())
+        });
+        assert_eq!(stopped.unfinished, 1, "the slow actuation was cut off");
+        assert!(waited < Duration::from_millis(1_400), "waited {waited:?}");
+        let leased: Vec<String> = stopped
+            .scheduler
+            .leases()
+            .map(|l| stopped.scheduler.engine().key(l.task.object).to_string())
+            .collect();
+        assert_eq!(leased, ["slow"], "its lease survives the shutdown");
+        std::thread::sleep(Duration::from_millis(1_600));
+        assert!(
+            !root.join("slow").exists(),
+            "a cancelled actuation wrote nothing"
+        );
+        let snapshot = stopped.scheduler.snapshot();
+        let stopped = rt.block_on(async {
+            let registry = Registry::new().with_async("File", SlowFile(root.clone()));
+            let runtime = Runtime::start(
+                Scheduler::restore(&snapshot).unwrap(),
+                registry,
+                RuntimeConfig::default(),
+            )
+            .unwrap();
+            let h = runtime.handle().clone();
+            tokio::time::timeout(Duration::from_secs(20), h.converged())
+                .await
+                .expect("the restored lease runs again");
+            runtime.shutdown(Duration::from_secs(5)).await
+        });
+        let e = stopped.scheduler.engine();
+        let o = e.object("slow").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("slow")).unwrap(),
+            format!("v{}", o.version)
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

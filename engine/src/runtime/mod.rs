@@ -542,11 +542,12 @@ impl Core {
                     TaskKind::Sync => a.sync(cx, view),
                     TaskKind::Delete => a.delete(cx, view),
                 };
-                let inner = tokio::spawn(tracing::Instrument::instrument(fut, span.clone()));
+                // One task per actuation: a panic is caught where the future is polled.
+                let run = tracing::Instrument::instrument(CatchPanic(fut), span.clone());
                 tokio::spawn(async move {
-                    let (outcome, panicked) = match inner.await {
+                    let (outcome, panicked) = match run.await {
                         Ok(o) => (o, false),
-                        Err(e) => (Outcome::failed(panic_message(e)), true),
+                        Err(msg) => (Outcome::failed(format!("actuator panicked: {msg}")), true),
                     };
                     record_outcome(&span, &outcome);
                     let _ = tx.send(Done {
@@ -799,15 +800,30 @@ fn record_outcome(span: &tracing::Span, outcome: &Outcome) {
     span.record("outcome", word);
 }
 
-fn panic_message(e: tokio::task::JoinError) -> String {
-    if e.is_cancelled() {
-        return "actuation cancelled".into();
-    }
-    let p = e.into_panic();
-    let msg = p
-        .downcast_ref::<&str>()
+/// What a caught panic says.
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic".into());
-    format!("actuator panicked: {msg}")
+        .unwrap_or_else(|| "non-string panic".into())
+}
+
+/// An actuation's future whose panic, while polled, becomes `Err(message)` (so it needs no
+/// second task to watch it).
+struct CatchPanic(crate::actuation::BoxFuture<Outcome>);
+
+impl std::future::Future for CatchPanic {
+    type Output = Result<Outcome, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(o)) => std::task::Poll::Ready(Ok(o)),
+            Err(p) => std::task::Poll::Ready(Err(panic_text(p.as_ref()))),
+        }
+    }
 }

@@ -118,17 +118,13 @@ fn worker(rx: Receiver<Job>, stats: Arc<Stats>) {
         }));
         let (outcome, panicked) = match result {
             Ok(o) => (o, false),
-            Err(p) => {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic".into());
-                (
-                    Outcome::failed(format!("actuator for {model} panicked: {msg}")),
-                    true,
-                )
-            }
+            Err(p) => (
+                Outcome::failed(format!(
+                    "actuator for {model} panicked: {}",
+                    super::panic_text(p.as_ref())
+                )),
+                true,
+            ),
         };
         record_outcome(&job.span, &outcome);
         let abandoned = job.ended.swap(true, Ordering::SeqCst);

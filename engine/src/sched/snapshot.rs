@@ -99,13 +99,23 @@ impl Scheduler {
         fnv1a(&self.snapshot())
     }
 
-    /// Rebuilds a scheduler from [`Scheduler::snapshot`] bytes. Policies and watchers must
-    /// be registered again ([`Scheduler::engine_mut`]). The leases that were in flight are
-    /// listed by [`Scheduler::restored_leases`] and their tasks are dispatched again.
+    /// Rebuilds a scheduler from [`Scheduler::snapshot`] bytes: a restart. Policies and
+    /// watchers must be registered again ([`Scheduler::engine_mut`]). The leases that were
+    /// in flight are listed by [`Scheduler::restored_leases`] and their tasks are
+    /// dispatched again; the result is not draining (a snapshot handed back by a graceful
+    /// shutdown restarts dispatching, as [`Scheduler::migrate`]).
     ///
     /// # Errors
     /// [`SchedSnapshotError`]; never panics.
     pub fn restore(bytes: &[u8]) -> Result<Scheduler, SchedSnapshotError> {
+        let mut s = Scheduler::decode(bytes)?;
+        s.draining = false;
+        Ok(s)
+    }
+
+    /// The scheduler exactly as snapshotted (draining included), its leases listed in
+    /// `restored`.
+    fn decode(bytes: &[u8]) -> Result<Scheduler, SchedSnapshotError> {
         if bytes.len() < 8 + 4 + 8 || &bytes[..8] != SCHED_MAGIC {
             return Err(SchedSnapshotError::BadMagic);
         }
@@ -162,16 +172,17 @@ pub enum SchedMigrateError {
 }
 
 impl Scheduler {
-    /// Like [`Scheduler::restore`], but the leases in the snapshot stay **in flight**:
-    /// for a driver that replays a log of later inputs onto the snapshot (their deliveries
-    /// name those leases), then starts the actuations of the leases still in flight again
-    /// itself (actuators are idempotent by contract). [`Scheduler::restored_leases`] is
+    /// Like [`Scheduler::restore`], but the scheduler continues exactly where the snapshot
+    /// left it: the leases in the snapshot stay **in flight** and a draining one stays
+    /// draining. For a driver that replays a log of later inputs onto the snapshot (their
+    /// deliveries name those leases), then starts the actuations of the leases still in
+    /// flight again itself (actuators are idempotent by contract). [`Scheduler::restored_leases`] is
     /// empty. Policies and watchers must be registered again ([`Scheduler::engine_mut`]).
     ///
     /// # Errors
     /// [`SchedSnapshotError`]; never panics.
     pub fn resume(bytes: &[u8]) -> Result<Scheduler, SchedSnapshotError> {
-        let mut s = Scheduler::restore(bytes)?;
+        let mut s = Scheduler::decode(bytes)?;
         for l in std::mem::take(&mut s.restored) {
             s.put_lease(l);
         }

@@ -110,6 +110,50 @@ fn r15_completion_costs_its_dependents_not_the_plan() {
 }
 
 #[test]
+fn r1_a_completion_whose_prerequisites_changed_while_it_ran_releases_nobody_early() {
+    // s <- sl <- i. sl runs; meanwhile s gets a new version. When sl completes, i must
+    // wait for s's new version (it waits through the settled sl, R1), not start at once.
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    let sl = ok(&mut s, &d[0], 1);
+    assert_eq!(keys(&s, &sl), ["sl"]);
+    let s2 = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "b"),
+            now: t(2),
+        },
+    );
+    assert_eq!(
+        keys(&s, &s2),
+        ["s"],
+        "the renamed site starts while sl runs"
+    );
+    let replans = s.stats().replans;
+    let after_sl = ok(&mut s, &sl[0], 3);
+    assert!(
+        after_sl.is_empty(),
+        "i must not start before s's new version"
+    );
+    assert_eq!(s.activity("i"), Some(Activity::Waiting));
+    assert!(
+        s.stats().replans > replans,
+        "the plan no longer counted on sl"
+    );
+    let after_s = ok(&mut s, &s2[0], 4);
+    assert_eq!(keys(&s, &after_s), ["i"]);
+    assert_eq!(after_s[0].eligible_at, t(4));
+    ok(&mut s, &after_s[0], 5);
+    assert_eq!(s.engine().unsettled_count(), 0);
+}
+
+#[test]
 fn r3_failure_releases_nobody_and_retries_at_failure_time_plus_delay() {
     let mut s = sched(SchedConfig::default());
     let d = step(
@@ -636,4 +680,29 @@ fn migrate_moves_onto_a_new_config_and_redispatches_leases() {
         s.migrate(schema, settings, bad),
         Err(SchedMigrateError::Config(_))
     ));
+}
+
+#[test]
+fn r14_a_draining_snapshot_restores_dispatching_but_resumes_draining() {
+    let mut s = sched(SchedConfig::default());
+    step(&mut s, Input::Shutdown { now: t(0) });
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(1),
+        },
+    );
+    assert!(d.is_empty(), "no dispatch once shutdown began");
+    let bytes = s.snapshot();
+    // A restart dispatches again...
+    let mut restarted = Scheduler::restore(&bytes).unwrap();
+    assert!(!restarted.draining());
+    let d = step(&mut restarted, Input::Tick { now: t(2) });
+    assert_eq!(keys(&restarted, &d), ["s"]);
+    // ... a continuation (log replay) is exactly the state snapshotted.
+    let mut resumed = Scheduler::resume(&bytes).unwrap();
+    assert!(resumed.draining());
+    assert_eq!(resumed.state_hash(), s.state_hash());
+    assert!(step(&mut resumed, Input::Tick { now: t(2) }).is_empty());
 }
