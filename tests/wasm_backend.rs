@@ -916,3 +916,450 @@ fn simulated_http_gives_byte_identical_traces_run_after_run() {
         "three lanes: the backend ends the same"
     );
 }
+
+/// A deployment of `n` networks, `n` instances and `n` ports (port i joins network i and
+/// instance i) in one slice of one site.
+fn wide_deployment(n: usize) -> ChangeSet {
+    let mut cs = ChangeSet::new()
+        .upsert("princeton", "Site", [("name", "Princeton")])
+        .upsert("slice-a", "Slice", [("name", "a"), ("site", "princeton")]);
+    for i in 0..n {
+        cs = cs
+            .upsert(
+                format!("net-{i:03}"),
+                "Network",
+                [("name", format!("n{i}")), ("slice", "slice-a".into())],
+            )
+            .upsert(
+                format!("vm-{i:03}"),
+                "Instance",
+                [("name", format!("v{i}")), ("slice", "slice-a".into())],
+            )
+            .upsert(
+                format!("port-{i:03}"),
+                "Port",
+                [
+                    ("network", format!("net-{i:03}")),
+                    ("instance", format!("vm-{i:03}")),
+                ],
+            );
+    }
+    cs
+}
+
+/// Goal (issue 12, async calls): the real-time runtime drives the CORD actuator through
+/// its asynchronous side against the loopback inventory, with a slow backend (every
+/// request answered after 100 ms) and a failing one (its first five requests answered
+/// with a 500). Checked: many calls of the one component are in flight at once on two
+/// tokio threads (a call waiting on HTTP holds no thread: were it holding one, at most two
+/// could be in flight); each 500 fails its own object, which backs off (R5: its retry is
+/// delivered no sooner than its failure plus the backoff base and the backend's latency)
+/// and then succeeds; after convergence, then after an update and deletes, the backend
+/// holds exactly the declarative state.
+///
+/// Method: a `Runtime` (2 worker threads, concurrency 200) with the actuator registered
+/// with `Registry::with_async` for every CORD model; the recorded input trace gives each
+/// delivery's outcome and time; the plugin's pool counters give the peak in flight.
+#[test]
+fn the_runtime_drives_async_wasm_actuators_against_a_slow_and_failing_backend() {
+    use syncore::runtime::{Registry, Runtime, RuntimeConfig};
+    use syncore::sched::{Input, SchedConfig, Scheduler};
+    use syncore::Outcome;
+
+    const N: usize = 40;
+    const LATENCY_MS: u64 = 100;
+    let inventory = Inventory::start().unwrap();
+    inventory.set_faults(Faults {
+        latency_ms: LATENCY_MS,
+        fail_next: 5,
+        ..Faults::default()
+    });
+    // Idle instances are kept up to the peak, so every instance is created once per
+    // concurrent call and then reused.
+    let grant = Grant::default()
+        .http(inventory.origin())
+        .config("inventory", inventory.origin())
+        .request_timeout(Duration::from_secs(10));
+    let host = host(
+        HostConfig::default()
+            .instances(Instances::Reuse { idle_max: 256 })
+            .grant("cord-actuators", grant),
+    );
+    let cord = cord(&host);
+    let registry = MODELS
+        .iter()
+        .fold(Registry::new(), |r, m| r.with_async(*m, cord.clone()));
+    let config = Config::default();
+    let base_ms = config.backoff.base_ms;
+    let engine = Engine::new(cord_schema(), config);
+    let sched = Scheduler::new(engine, SchedConfig::default().concurrency(200)).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stopped = rt.block_on(async {
+        let runtime = Runtime::start(
+            sched,
+            registry,
+            RuntimeConfig {
+                record: true,
+                ..RuntimeConfig::default()
+            },
+        )
+        .unwrap();
+        let deadline = Duration::from_secs(60);
+        runtime.handle().apply(wide_deployment(N)).await.unwrap();
+        tokio::time::timeout(deadline, runtime.handle().converged())
+            .await
+            .expect("the deployment converges");
+        // An update of some networks and the deletes of some ports (and one network with
+        // its port): the backend follows.
+        let mut changes = ChangeSet::new();
+        for i in 0..10 {
+            changes = changes.upsert(
+                format!("net-{i:03}"),
+                "Network",
+                [
+                    ("name", format!("renamed-{i}")),
+                    ("slice", "slice-a".into()),
+                ],
+            );
+        }
+        for i in 30..N {
+            changes = changes.delete(format!("port-{i:03}"));
+        }
+        changes = changes.delete(format!("net-{:03}", N - 1));
+        runtime.handle().apply(changes).await.unwrap();
+        tokio::time::timeout(deadline, runtime.handle().converged())
+            .await
+            .expect("the update converges");
+        runtime.shutdown(Duration::from_secs(5)).await
+    });
+    let engine = stopped.scheduler.engine();
+    for key in engine.keys() {
+        assert_eq!(
+            engine.status(key, Time(u64::MAX / 2)),
+            Some(Status::Synced),
+            "{key}"
+        );
+    }
+    assert!(engine.object(&format!("net-{:03}", N - 1)).is_none());
+    assert_backend_matches(engine, &inventory);
+    assert_eq!(
+        inventory.records().len(),
+        3 * N - (N - 30) - 1,
+        "every network, instance and remaining port; nothing else"
+    );
+    for i in 0..10 {
+        let record = inventory
+            .records()
+            .get("networks", &format!("net-{i:03}"))
+            .unwrap()
+            .clone();
+        assert_eq!(record.fields["name"], format!("renamed-{i}"));
+    }
+
+    let stats = cord.pool_stats();
+    assert!(
+        stats.in_flight_peak >= N,
+        "at least the {N} networks and {N} instances wait on the backend together on two threads: {stats:?}"
+    );
+    assert_eq!(stats.in_flight, 0, "{stats:?}");
+    assert!(
+        stats.instances_created as usize <= stats.in_flight_peak
+            && stats.instances_created < stats.calls,
+        "an instance is created only when every other one is busy, then reused: {stats:?}"
+    );
+
+    // Each 500 failed its own object once; that object's next delivery is a success, no
+    // sooner than the backoff base (plus the backend's latency) after the failure.
+    let mut by_object: BTreeMap<u32, Vec<(Time, bool, String)>> = BTreeMap::new();
+    for input in &stopped.trace {
+        if let Input::Deliver {
+            lease,
+            outcome,
+            now,
+        } = input
+        {
+            let message = match outcome {
+                Outcome::Failed { message } => message.clone(),
+                _ => String::new(),
+            };
+            by_object.entry(lease.object.0).or_default().push((
+                *now,
+                matches!(outcome, Outcome::Failed { .. }),
+                message,
+            ));
+        }
+    }
+    let mut failed = 0;
+    for deliveries in by_object.values() {
+        for pair in deliveries.windows(2) {
+            let ((t_fail, true, message), (t_next, next_failed, _)) = (&pair[0], &pair[1]) else {
+                continue;
+            };
+            failed += 1;
+            assert_contains(message, &["status 500", "injected failure"]);
+            assert!(!next_failed, "one 500 each, then success: {deliveries:?}");
+            assert!(
+                t_next.0 >= t_fail.0 + base_ms + LATENCY_MS,
+                "the retry waited for its backoff: failed at {t_fail:?}, next at {t_next:?}"
+            );
+        }
+    }
+    assert_eq!(failed, 5, "the five 500s each failed one actuation");
+    let statuses: Vec<u16> = inventory.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 500).count(), 5);
+}
+
+/// A `Network` view as the runtime hands it to an asynchronous actuator.
+fn network_view(key: &str) -> syncore::OwnedView {
+    syncore::OwnedView::new(
+        key,
+        "Network",
+        1,
+        syncore::TaskKind::Sync,
+        [("name".to_string(), Value::from(key))],
+        [
+            ("id".to_string(), Value::Null),
+            ("cidr".to_string(), Value::Null),
+        ],
+    )
+}
+
+/// One asynchronous sync of `actuator` on `view`.
+async fn sync_async(
+    actuator: &WasmActuator,
+    view: syncore::OwnedView,
+    cancel: Option<syncore::CancelToken>,
+) -> syncore::Outcome {
+    let mut cx = syncore::ActuationContext::new(Time(0));
+    if let Some(cancel) = cancel {
+        cx.cancel = cancel;
+    }
+    syncore::AsyncActuator::sync(actuator, cx, view).await
+}
+
+fn two_threads() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Goal (P2, asynchronous calls): the epoch limit of an asynchronous call counts the
+/// guest's running time, not its waits. A plugin whose limit is 100 ms succeeds against a
+/// backend answering after 400 ms asynchronously, where the same synchronous call (wall
+/// time) times out; a spinning plugin under the same 100 ms limit is still stopped, with
+/// the synchronous call's message.
+#[test]
+fn p2_an_async_calls_time_limit_counts_running_time_not_waits() {
+    let inventory = Inventory::start().unwrap();
+    inventory.set_faults(Faults {
+        latency_ms: 400,
+        ..Faults::default()
+    });
+    let limits = syncore::wasm::Limits {
+        time: TimeLimit::Epoch {
+            timeout: Duration::from_millis(100),
+            tick: Duration::from_millis(10),
+        },
+        ..syncore::wasm::Limits::default()
+    };
+    let cord_host = host_for(&inventory, |g| g.limits(limits.clone()));
+    let cord = cord(&cord_host);
+    let rt = two_threads();
+    let outcome = rt.block_on(sync_async(&cord, network_view("net-slow"), None));
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert!(inventory.records().get("networks", "net-slow").is_some());
+
+    let sync = syncore::Actuator::sync(&cord, &network_view("net-slow-2").as_view());
+    assert_contains(
+        &format!("{sync:?}"),
+        &["timeout: interrupted after exceeding the time limit of 100 ms"],
+    );
+
+    let spin_host =
+        host(HostConfig::default().grant("infinite-loop", Grant::default().limits(limits)));
+    let spin = spin_host
+        .load_actuator("infinite-loop", components::INFINITE_LOOP)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let outcome = rt.block_on(sync_async(&spin, network_view("spin"), None));
+    assert_contains(
+        &format!("{outcome:?}"),
+        &[
+            "plugin infinite-loop: sync of spin (Network) failed",
+            "timeout: interrupted after exceeding the time limit of 100 ms",
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Goal (P2, asynchronous calls): a spinning plugin yields at every epoch tick, so on a
+/// single-threaded executor calls beside it go on while it runs (and it is still stopped
+/// at its limit). Method: two tasks on a current-thread runtime, the spinning call spawned
+/// first; the no-op calls must end long before it.
+#[test]
+fn p2_a_spinning_async_call_does_not_starve_the_calls_beside_it() {
+    let limits = syncore::wasm::Limits {
+        time: TimeLimit::Epoch {
+            timeout: Duration::from_millis(500),
+            tick: Duration::from_millis(10),
+        },
+        ..syncore::wasm::Limits::default()
+    };
+    let config = HostConfig::default().limits(limits);
+    let host = host(config);
+    let spin = host
+        .load_actuator("infinite-loop", components::INFINITE_LOOP)
+        .unwrap();
+    let noop = host
+        .load_actuator("noop-actuator", components::NOOP_ACTUATOR)
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t0 = std::time::Instant::now();
+        let spinning = tokio::spawn({
+            let spin = spin.clone();
+            async move {
+                let outcome = sync_async(&spin, network_view("spin"), None).await;
+                (outcome, std::time::Instant::now())
+            }
+        });
+        // Spawned after the spinning call, so queued behind it on the one thread.
+        let noops = tokio::spawn(async move {
+            for i in 0..20 {
+                let outcome = sync_async(&noop, network_view(&format!("n{i}")), None).await;
+                assert!(outcome.is_ok(), "{outcome:?}");
+            }
+            std::time::Instant::now()
+        });
+        let noops_done = noops.await.unwrap();
+        let (outcome, spin_done) = spinning.await.unwrap();
+        assert_contains(&format!("{outcome:?}"), &["timeout: interrupted"]);
+        assert!(
+            noops_done + Duration::from_millis(100) < spin_done,
+            "the no-op calls finished ({:?}) while the spinning one still ran (until {:?}); were it holding the only thread, they would have run after it",
+            noops_done - t0,
+            spin_done - t0
+        );
+    });
+}
+
+/// Goal (issue 12, instance pool): at most `calls_in_flight_max` asynchronous calls of one
+/// plugin run at once, each on its own instance; the others wait (holding no thread) and
+/// then reuse the instances. With a limit of 3 and 12 calls against a backend answering
+/// after 100 ms: the peak in flight is exactly 3, 3 instances are made, every call
+/// succeeds, and it takes four rounds of the latency.
+#[test]
+fn the_instance_pool_bounds_the_calls_in_flight_and_reuses_instances() {
+    let inventory = Inventory::start().unwrap();
+    inventory.set_faults(Faults {
+        latency_ms: 100,
+        ..Faults::default()
+    });
+    let limits = syncore::wasm::Limits {
+        calls_in_flight_max: 3,
+        ..syncore::wasm::Limits::default()
+    };
+    let host = host_for(&inventory, |g| g.limits(limits));
+    let cord = cord(&host);
+    let rt = two_threads();
+    let started = std::time::Instant::now();
+    let outcomes = rt.block_on(async {
+        let calls: Vec<_> = (0..12)
+            .map(|i| {
+                let cord = cord.clone();
+                tokio::spawn(async move {
+                    sync_async(&cord, network_view(&format!("net-{i:02}")), None).await
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for call in calls {
+            outcomes.push(call.await.unwrap());
+        }
+        outcomes
+    });
+    let took = started.elapsed();
+    for outcome in &outcomes {
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+    let stats = cord.pool_stats();
+    assert_eq!(stats.calls, 12, "{stats:?}");
+    assert_eq!(stats.in_flight_peak, 3, "{stats:?}");
+    assert_eq!(stats.instances_created, 3, "{stats:?}");
+    assert_eq!(stats.in_flight, 0, "{stats:?}");
+    assert!(
+        took >= Duration::from_millis(400),
+        "four rounds of 100 ms: {took:?}"
+    );
+    assert_eq!(inventory.records().len(), 12);
+    // A zero limit is refused naming it.
+    let bad = syncore::wasm::Limits {
+        calls_in_flight_max: 0,
+        ..syncore::wasm::Limits::default()
+    };
+    let err =
+        WasmHost::new(HostConfig::default().grant("p", Grant::default().limits(bad))).unwrap_err();
+    assert_contains(&err.to_string(), &["grants[p].limits.calls_in_flight_max"]);
+}
+
+/// Goal (S4 with asynchronous calls): a call waiting on a backend that never answers stops
+/// once its cancel token is set (the runtime sets it when the actuation is overdue), and
+/// says so; the instance it held is dropped, and the pool serves the next call.
+#[test]
+fn a_cancelled_async_call_stops_waiting() {
+    let inventory = Inventory::start().unwrap();
+    inventory.set_faults(Faults {
+        hang: true,
+        ..Faults::default()
+    });
+    let host = host_for(&inventory, |g| g);
+    let cord = cord(&host);
+    let rt = two_threads();
+    let cancel = syncore::CancelToken::new();
+    let started = std::time::Instant::now();
+    let outcome = rt.block_on(async {
+        let call = sync_async(&cord, network_view("net-hang"), Some(cancel.clone()));
+        let cancel_later = async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            cancel.cancel();
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            outcome = call => outcome,
+            () = cancel_later => unreachable!(),
+        }
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_contains(
+        &format!("{outcome:?}"),
+        &[
+            "plugin cord-actuators: sync of net-hang (Network) failed",
+            "cancelled while running",
+        ],
+    );
+    assert_eq!(
+        cord.pool_stats().idle,
+        0,
+        "the cancelled instance is not kept"
+    );
+    inventory.set_faults(Faults::default());
+    let outcome = rt.block_on(sync_async(&cord, network_view("net-ok"), None));
+    assert!(outcome.is_ok(), "{outcome:?}");
+}

@@ -190,9 +190,10 @@ impl<W: World> Plugin<W> {
         }
     }
 
-    /// A new instance, in a new store with the limiter and the time limit armed (a
-    /// component may run code while it is instantiated).
-    fn instantiate(&self, key: &str) -> Result<Slot<W>, String> {
+    /// A new store for a call about `key`: the plugin's state (what its grant allows) and
+    /// the resource limiter; no time limit yet (synchronous and asynchronous calls arm it
+    /// differently).
+    pub(crate) fn new_store(&self, key: &str) -> Result<Store<HostState>, String> {
         let host = &self.host;
         let state = HostState::new(StateParts {
             plugin: self.name.clone(),
@@ -204,10 +205,17 @@ impl<W: World> Plugin<W> {
         })?;
         let mut store = Store::new(&host.engine, state);
         store.limiter(|s| &mut s.limiter);
+        store.data_mut().begin(key);
+        Ok(store)
+    }
+
+    /// A new instance, in a new store with the limiter and the time limit armed (a
+    /// component may run code while it is instantiated).
+    fn instantiate(&self, key: &str) -> Result<Slot<W>, String> {
+        let mut store = self.new_store(key)?;
         if let TimeLimit::Epoch { .. } = self.limits.time {
             store.epoch_deadline_trap();
         }
-        store.data_mut().begin(key);
         self.arm(&mut store)?;
         match W::instantiate(&self.pre, &mut store) {
             Ok(bindings) => Ok(Slot { store, bindings }),
@@ -237,20 +245,32 @@ impl<W: World> Plugin<W> {
     /// Keeps a successful instance for the next call, in reuse mode, unless its stderr
     /// capture is half full (a later panic message must still fit).
     fn recycle(&self, slot: Slot<W>) {
-        let Instances::Reuse { idle_max } = self.host.config.instances else {
+        let Some(idle_max) = self.idle_max(slot.store.data()) else {
             return;
         };
-        if slot.store.data().stderr_len() > self.limits.stderr_bytes_max / 2 {
-            return;
-        }
         let mut idle = self.idle.lock();
         if idle.len() < idle_max {
             idle.push(slot);
         }
     }
 
+    /// How many idle instances to keep, if an instance that ended a call successfully in
+    /// state `state` may be kept at all: only in reuse mode, and only while its stderr
+    /// capture is at most half full.
+    pub(crate) fn idle_max(&self, state: &HostState) -> Option<usize> {
+        let Instances::Reuse { idle_max } = self.host.config.instances else {
+            return None;
+        };
+        (state.stderr_len() <= self.limits.stderr_bytes_max / 2).then_some(idle_max)
+    }
+
     /// The root cause of a failed call (module docs, "Failure causes").
-    fn cause(&self, err: &wasmtime::Error, state: &HostState, stderr_mark: usize) -> String {
+    pub(crate) fn cause(
+        &self,
+        err: &wasmtime::Error,
+        state: &HostState,
+        stderr_mark: usize,
+    ) -> String {
         let limits = &self.limits;
         let message = match state.limiter.denied {
             Some(Denied::Memory { desired }) => Some(format!(

@@ -12,6 +12,9 @@ use super::http::HttpHandler;
 pub const MEMORY_BYTES_MAX: usize = 4 << 30;
 /// Most idle instances one plugin keeps for reuse.
 pub const IDLE_INSTANCES_MAX: usize = 1024;
+/// Largest [`Limits::calls_in_flight_max`] accepted: the instances one plugin may hold at
+/// once (each reserves its own address space and fiber stack).
+pub const CALLS_IN_FLIGHT_MAX: usize = 4096;
 /// Largest stack a call may use (wasmtime's `max_wasm_stack`), 64 MiB.
 pub const STACK_BYTES_MAX: usize = 64 << 20;
 
@@ -70,6 +73,13 @@ pub struct Limits {
     pub log_lines_max: u32,
     /// Most stderr bytes kept per instance (quoted when a call fails). Default: 64 KiB.
     pub stderr_bytes_max: usize,
+    /// Most asynchronous calls of one plugin running at once, each on its own instance
+    /// (the plugin's instance pool, see [`WasmActuator`](super::WasmActuator)'s
+    /// [`AsyncActuator`](crate::AsyncActuator) implementation); further calls wait, holding
+    /// no thread, until one ends. With [`Instances::Fresh`] the host-wide pooling allocator
+    /// ([`POOL_INSTANCES_MAX`](super::POOL_INSTANCES_MAX) instances) caps it too.
+    /// Default: 256.
+    pub calls_in_flight_max: usize,
 }
 
 impl Default for Limits {
@@ -88,6 +98,7 @@ impl Default for Limits {
             message_bytes_max: 4096,
             log_lines_max: 100,
             stderr_bytes_max: 64 << 10,
+            calls_in_flight_max: 256,
         }
     }
 }
@@ -271,6 +282,11 @@ fn validate_limits(l: &Limits, what: &str) -> Result<(), String> {
     }
     if l.instances_max == 0 {
         return Err(format!("{what}.instances_max must be positive"));
+    }
+    if l.calls_in_flight_max == 0 || l.calls_in_flight_max > CALLS_IN_FLIGHT_MAX {
+        return Err(format!(
+            "{what}.calls_in_flight_max must be in 1..={CALLS_IN_FLIGHT_MAX}"
+        ));
     }
     if l.message_bytes_max < 64 {
         return Err(format!("{what}.message_bytes_max must be at least 64"));

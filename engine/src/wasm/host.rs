@@ -13,6 +13,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Cache, CacheConfig, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::bindings::actuator::ActuatorPlugin;
+use super::bindings::actuator_async::ActuatorPluginPre as ActuatorPluginPreAsync;
 use super::call::{ActuatorWorld, Plugin, PolicyWorld, WatcherWorld, World};
 use super::config::{HostConfig, Instances, TimeLimit};
 use super::error::PluginError;
@@ -35,7 +36,12 @@ pub const POOL_INSTANCES_MAX: u32 = 256;
 /// Shared by the host and every plugin it loaded (plugins outlive a dropped host).
 pub(crate) struct HostInner {
     pub(crate) engine: wasmtime::Engine,
+    /// Synchronous WASI and `wasi:http` (a request blocks the calling thread): for the
+    /// executor's calls.
     pub(crate) linker: Linker<HostState>,
+    /// Asynchronous WASI and `wasi:http` (a request suspends the call's fiber, its thread
+    /// goes on with other work): for [`AsyncActuator`](crate::AsyncActuator) calls.
+    pub(crate) linker_async: Linker<HostState>,
     pub(crate) config: HostConfig,
     pub(crate) sink: Arc<dyn LogSink>,
     pub(crate) buffer: Arc<LogBuffer>,
@@ -153,6 +159,9 @@ impl WasmHost {
         let mut wt = wasmtime::Config::new();
         wt.wasm_component_model(true);
         wt.max_wasm_stack(limits.stack_bytes_max);
+        // An async call runs on a fiber whose stack must hold the wasm stack and the host
+        // functions it calls (wasmtime refuses a wasm stack larger than the fiber's).
+        wt.async_stack_size(limits.stack_bytes_max.saturating_add(1 << 20).max(2 << 20));
         wt.cranelift_opt_level(if config.optimize {
             OptLevel::Speed
         } else {
@@ -197,6 +206,14 @@ impl WasmHost {
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(engine_err)?;
         ActuatorPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(engine_err)?;
+        // The same capabilities for asynchronous calls; `host` and `config` never block, so
+        // they stay synchronous functions there too.
+        let mut linker_async = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker_async).map_err(engine_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker_async)
+            .map_err(engine_err)?;
+        ActuatorPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker_async, |s| s)
+            .map_err(engine_err)?;
 
         let ticker = match limits.time {
             TimeLimit::Epoch { tick, .. } => Some(Ticker::start(engine.clone(), tick).map_err(
@@ -210,6 +227,7 @@ impl WasmHost {
             inner: Arc::new(HostInner {
                 engine,
                 linker,
+                linker_async,
                 config,
                 sink,
                 buffer,
@@ -269,7 +287,18 @@ impl WasmHost {
         name: &str,
         bytes: &[u8],
     ) -> Result<WasmActuator, PluginError> {
-        Ok(WasmActuator::new(self.load::<ActuatorWorld>(name, bytes)?))
+        let (plugin, component) = self.load::<ActuatorWorld>(name, bytes)?;
+        let link = |e: wasmtime::Error| PluginError::Link {
+            plugin: name.to_string(),
+            message: format!("{e:#}"),
+        };
+        let pre = self
+            .inner
+            .linker_async
+            .instantiate_pre(&component)
+            .map_err(link)?;
+        let pre = ActuatorPluginPreAsync::new(pre).map_err(link)?;
+        Ok(WasmActuator::new(plugin, pre))
     }
 
     /// Loads the policy component at `path` as plugin `name`.
@@ -290,7 +319,7 @@ impl WasmHost {
     /// # Errors
     /// As [`WasmHost::load_policy`].
     pub fn load_policy_bytes(&self, name: &str, bytes: &[u8]) -> Result<WasmPolicy, PluginError> {
-        Ok(WasmPolicy::new(self.load::<PolicyWorld>(name, bytes)?))
+        Ok(WasmPolicy::new(self.load::<PolicyWorld>(name, bytes)?.0))
     }
 
     /// Loads the watcher component at `path` as plugin `name`.
@@ -311,11 +340,16 @@ impl WasmHost {
     /// # Errors
     /// As [`WasmHost::load_watcher`].
     pub fn load_watcher_bytes(&self, name: &str, bytes: &[u8]) -> Result<WasmWatcher, PluginError> {
-        Ok(WasmWatcher::new(self.load::<WatcherWorld>(name, bytes)?))
+        Ok(WasmWatcher::new(self.load::<WatcherWorld>(name, bytes)?.0))
     }
 
-    /// Compiles (or finds) the component, checks its world and version, links it once.
-    fn load<W: World>(&self, name: &str, bytes: &[u8]) -> Result<Plugin<W>, PluginError> {
+    /// Compiles (or finds) the component, checks its world and version, links it once;
+    /// the plugin, and the component (to link it again for asynchronous calls).
+    fn load<W: World>(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(Plugin<W>, Component), PluginError> {
         let grant = self
             .inner
             .config
@@ -342,13 +376,8 @@ impl WasmHost {
             .instantiate_pre(&component)
             .map_err(link)?;
         let pre = W::pre(pre).map_err(link)?;
-        Ok(Plugin::new(
-            name,
-            self.inner.clone(),
-            pre,
-            Arc::new(granted),
-            limits,
-        ))
+        let plugin = Plugin::new(name, self.inner.clone(), pre, Arc::new(granted), limits);
+        Ok((plugin, component))
     }
 
     /// Compiles `bytes`, or reuses this host's earlier compilation of the same bytes; the

@@ -4,9 +4,13 @@
 
 use std::sync::Arc;
 
+use super::bindings::actuator_async::ActuatorPluginPre;
+use super::bindings::wit;
 use super::call::{ActuatorWorld, Plugin, PolicyWorld, WatcherWorld, World};
 use super::convert::{self, Budget};
 use super::grant::Granted;
+use super::pool::{AsyncPool, Op, PoolStats};
+use crate::actuation::{ActuationContext, AsyncActuator, BoxFuture, OwnedView};
 use crate::actuator::{Actuator, ObjectView, Outcome};
 use crate::change::Change;
 use crate::policy::{Policy, PolicyInput, StateView, WatchEvent, Watcher};
@@ -95,16 +99,30 @@ fn value_secret<'a>(granted: &'a Granted, value: &Value) -> Option<&'a str> {
     }
 }
 
-/// An [`Actuator`] running in a WASM component (`world actuator-plugin`).
+/// An [`Actuator`] and an [`AsyncActuator`] running in a WASM component
+/// (`world actuator-plugin`).
 ///
 /// Every failure of the plugin (trap, panic, timeout, memory or table limit, malformed or
 /// oversized result, a write to a declarative field) becomes [`Outcome::Failed`] with a
 /// message naming the plugin, the object and the cause; nothing escapes to the engine (P1).
 /// Cloning is cheap and shares the compiled component and its idle instances, so one load
 /// can serve several models.
+///
+/// Two ways to call it, with the same grant, limits, failure causes and messages:
+/// - [`Actuator`] (the executor, `Registry::with_actuator`): the call runs on the calling
+///   thread; a request to the backend blocks it until the answer comes.
+/// - [`AsyncActuator`] (the runtime, `Registry::with_async`): the call runs on a fiber
+///   from the plugin's pool of instances, at most [`Limits::calls_in_flight_max`] at once;
+///   while the guest waits on outbound HTTP its thread runs other calls, so hundreds of
+///   calls can be in flight on two threads. The time limit counts the guest's running
+///   time, and the call stops once its context's cancel token is set. The futures must
+///   run inside a tokio runtime (the requests are tokio tasks).
+///
+/// [`Limits::calls_in_flight_max`]: super::Limits::calls_in_flight_max
 #[derive(Clone)]
 pub struct WasmActuator {
     plugin: Arc<Plugin<ActuatorWorld>>,
+    pool: Arc<AsyncPool>,
 }
 
 impl std::fmt::Debug for WasmActuator {
@@ -115,23 +133,27 @@ impl std::fmt::Debug for WasmActuator {
     }
 }
 
-/// Which actuator export a call uses.
-#[derive(Clone, Copy)]
-enum Op {
-    Sync,
-    Delete,
-}
-
 impl WasmActuator {
-    pub(crate) fn new(plugin: Plugin<ActuatorWorld>) -> WasmActuator {
+    pub(crate) fn new(
+        plugin: Plugin<ActuatorWorld>,
+        pre: ActuatorPluginPre<super::sandbox::HostState>,
+    ) -> WasmActuator {
+        let plugin = Arc::new(plugin);
         WasmActuator {
-            plugin: Arc::new(plugin),
+            pool: Arc::new(AsyncPool::new(plugin.clone(), pre)),
+            plugin,
         }
     }
 
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.plugin.name
+    }
+
+    /// Counters of the asynchronous calls ([`AsyncActuator`]): calls, instances created,
+    /// calls in flight now and at most so far, idle instances.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
     }
 
     fn act(&self, object: &ObjectView<'_>, op: Op) -> Outcome {
@@ -143,29 +165,43 @@ impl WasmActuator {
                 Op::Delete => actuator.call_delete(store, &input),
             }
         });
-        let message_max = self.plugin.limits.message_bytes_max;
-        match result
-            .and_then(|(o, transport)| {
-                let outcome =
-                    convert::outcome_from_wit(object, o, &mut self.plugin.budget(), message_max)?;
-                Ok(with_transport(outcome, transport, message_max))
-            })
-            .and_then(|o| self.plugin.hide_secrets(o))
-        {
-            Ok(outcome) => outcome,
-            Err(cause) => {
-                let op = match op {
-                    Op::Sync => "sync",
-                    Op::Delete => "delete",
-                };
-                Outcome::failed(format!(
-                    "plugin {}: {op} of {} ({}) failed: {cause}",
-                    self.plugin.name,
-                    object.key(),
-                    object.model()
-                ))
-            }
-        }
+        settle(&self.plugin, object, op, result)
+    }
+
+    fn act_async(&self, cx: ActuationContext, object: OwnedView, op: Op) -> BoxFuture<Outcome> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let input = convert::view_to_wit(&object.as_view());
+            let result = pool.call(object.key(), op, &input, &cx.cancel).await;
+            settle(&pool.plugin, &object.as_view(), op, result)
+        })
+    }
+}
+
+/// The outcome of a call (synchronous or not): the guest's, checked (R9, result limits,
+/// secrets), or `Failed` naming the plugin, the operation, the object and the cause.
+fn settle(
+    plugin: &Plugin<ActuatorWorld>,
+    object: &ObjectView<'_>,
+    op: Op,
+    result: Result<(wit::Outcome, Option<String>), String>,
+) -> Outcome {
+    let message_max = plugin.limits.message_bytes_max;
+    match result
+        .and_then(|(o, transport)| {
+            let outcome = convert::outcome_from_wit(object, o, &mut plugin.budget(), message_max)?;
+            Ok(with_transport(outcome, transport, message_max))
+        })
+        .and_then(|o| plugin.hide_secrets(o))
+    {
+        Ok(outcome) => outcome,
+        Err(cause) => Outcome::failed(format!(
+            "plugin {}: {} of {} ({}) failed: {cause}",
+            plugin.name,
+            op.name(),
+            object.key(),
+            object.model()
+        )),
     }
 }
 
@@ -176,6 +212,16 @@ impl Actuator for WasmActuator {
 
     fn delete(&self, object: &ObjectView<'_>) -> Outcome {
         self.act(object, Op::Delete)
+    }
+}
+
+impl AsyncActuator for WasmActuator {
+    fn sync(&self, cx: ActuationContext, object: OwnedView) -> BoxFuture<Outcome> {
+        self.act_async(cx, object, Op::Sync)
+    }
+
+    fn delete(&self, cx: ActuationContext, object: OwnedView) -> BoxFuture<Outcome> {
+        self.act_async(cx, object, Op::Delete)
     }
 }
 

@@ -218,6 +218,9 @@ pub(crate) struct HostState {
     pub(crate) key: String,
     /// Log lines written in the current call.
     pub(crate) logs_count: u32,
+    /// Epoch ticks the current asynchronous call may still run (counted only while the
+    /// guest runs: see `pool.rs`); unused by synchronous calls.
+    pub(crate) ticks_left: u64,
     log_lines_max: u32,
     message_bytes_max: usize,
     sink: Arc<dyn LogSink>,
@@ -311,6 +314,7 @@ impl HostState {
             transport,
             key: String::new(),
             logs_count: 0,
+            ticks_left: 0,
             log_lines_max: limits.log_lines_max,
             message_bytes_max: limits.message_bytes_max,
             sink,
