@@ -669,7 +669,13 @@ impl Engine {
     /// # Errors
     /// A [`SnapshotError`] for foreign, truncated, corrupt or inconsistent bytes; never panics.
     pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
-        let (schema, config, store) = snapshot::decode(bytes)?;
+        Engine::restore_with(bytes, true)
+    }
+
+    /// [`Engine::restore`]; without the checksum pass when `check_sum` is false (the
+    /// caller checked the bytes' integrity: see `snapshot::decode_with`).
+    pub(crate) fn restore_with(bytes: &[u8], check_sum: bool) -> Result<Engine, SnapshotError> {
+        let (schema, config, store) = snapshot::decode_with(bytes, check_sum)?;
         let mut engine = Engine::new(schema, config);
         debug_assert_eq!(engine.store.decl_counts, store.decl_counts);
         engine.store = store;

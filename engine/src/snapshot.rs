@@ -81,6 +81,17 @@ impl bincode::Encode for BodyRef<'_> {
 }
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<(Schema, Config, Store), SnapshotError> {
+    decode_with(bytes, true)
+}
+
+/// [`decode`], with the checksum pass skipped when `check_sum` is false: for bytes whose
+/// integrity the caller has already checked (the scheduler's snapshot checksums the
+/// engine's bytes it embeds). Format, lengths and the whole-state consistency check
+/// still run.
+pub(crate) fn decode_with(
+    bytes: &[u8],
+    check_sum: bool,
+) -> Result<(Schema, Config, Store), SnapshotError> {
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err(SnapshotError::BadMagic);
     }
@@ -101,7 +112,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Schema, Config, Store), SnapshotEr
         return Err(corrupt("length does not match (truncated or extended)"));
     }
     let (payload, sum) = rest.split_at(len as usize);
-    if fnv1a(payload).to_le_bytes() != sum {
+    if check_sum && fnv1a(payload).to_le_bytes() != sum {
         return Err(corrupt("checksum mismatch"));
     }
     let (body, used) =

@@ -108,14 +108,16 @@ impl Scheduler {
     /// # Errors
     /// [`SchedSnapshotError`]; never panics.
     pub fn restore(bytes: &[u8]) -> Result<Scheduler, SchedSnapshotError> {
-        let mut s = Scheduler::decode(bytes)?;
+        let mut s = Scheduler::decode(bytes, true)?;
         s.draining = false;
         Ok(s)
     }
 
     /// The scheduler exactly as snapshotted (draining included), its leases listed in
-    /// `restored`.
-    fn decode(bytes: &[u8]) -> Result<Scheduler, SchedSnapshotError> {
+    /// `restored`. The checksum pass over the whole snapshot is skipped when `check_sum`
+    /// is false (the caller checked the bytes); the engine's bytes inside are covered by
+    /// that checksum, so their own is never computed again.
+    fn decode(bytes: &[u8], check_sum: bool) -> Result<Scheduler, SchedSnapshotError> {
         if bytes.len() < 8 + 4 + 8 || &bytes[..8] != SCHED_MAGIC {
             return Err(SchedSnapshotError::BadMagic);
         }
@@ -127,7 +129,7 @@ impl Scheduler {
             });
         }
         let (content, sum) = bytes.split_at(bytes.len() - 8);
-        if fnv1a(content) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+        if check_sum && fnv1a(content) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
             return Err(SchedSnapshotError::Corrupt("checksum mismatch".into()));
         }
         let limit = bincode::config::standard().with_limit::<{ 1 << 32 }>();
@@ -136,7 +138,8 @@ impl Scheduler {
         if used != content.len() - 12 {
             return Err(SchedSnapshotError::Corrupt("trailing bytes".into()));
         }
-        let engine = Engine::restore(&body.engine).map_err(SchedSnapshotError::Engine)?;
+        let engine =
+            Engine::restore_with(&body.engine, false).map_err(SchedSnapshotError::Engine)?;
         let mut s = Scheduler::new(engine, body.config).map_err(SchedSnapshotError::Config)?;
         s.next_lease = body.next_lease;
         for (t, id) in body.timers {
@@ -182,7 +185,24 @@ impl Scheduler {
     /// # Errors
     /// [`SchedSnapshotError`]; never panics.
     pub fn resume(bytes: &[u8]) -> Result<Scheduler, SchedSnapshotError> {
-        let mut s = Scheduler::decode(bytes)?;
+        Scheduler::resume_with(bytes, true)
+    }
+
+    /// [`Scheduler::resume`] of bytes whose integrity the caller has already checked with
+    /// a checksum of its own (a durable log that frames each snapshot with a CRC, as
+    /// syncore-service's does): the snapshot's FNV-1a pass, one read of every byte, is
+    /// skipped. Everything else is checked as by `resume`: magic, format version,
+    /// lengths, trailing bytes, and the whole-state consistency check (R14), so
+    /// inconsistent bytes are still refused and nothing panics.
+    ///
+    /// # Errors
+    /// [`SchedSnapshotError`]; never panics.
+    pub fn resume_verified(bytes: &[u8]) -> Result<Scheduler, SchedSnapshotError> {
+        Scheduler::resume_with(bytes, false)
+    }
+
+    fn resume_with(bytes: &[u8], check_sum: bool) -> Result<Scheduler, SchedSnapshotError> {
+        let mut s = Scheduler::decode(bytes, check_sum)?;
         for l in std::mem::take(&mut s.restored) {
             s.put_lease(l);
         }
