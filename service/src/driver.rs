@@ -289,7 +289,7 @@ impl Driver {
         let effect = self.sched.step(input, &mut out);
         let ack = answer(&effect, &self.sched);
         if let Some(ack) = ack {
-            let seq = self.append(bytes, ack);
+            let seq = self.append(bytes, ack, !out.is_empty());
             for d in out.drain(..) {
                 self.gated.push_back((seq, d));
             }
@@ -300,14 +300,16 @@ impl Driver {
         effect
     }
 
-    /// Appends logged bytes; `ack` runs once they are durable.
-    fn append(&mut self, bytes: Vec<u8>, ack: Ack) -> Seq {
-        let tx = self.tx.clone();
+    /// Appends logged bytes; `ack` runs once they are durable. With `notify` (dispatches
+    /// wait for this entry) the driver is told too ([`Msg::Durable`]); an entry nothing
+    /// waits for costs the driver no message.
+    fn append(&mut self, bytes: Vec<u8>, ack: Ack, notify: bool) -> Seq {
+        let tx = notify.then(|| self.tx.clone());
         let seq = self.log.append(
             bytes,
             Box::new(move |r| {
-                if let Ok(s) = r {
-                    let _ = tx.send(Msg::Durable(s));
+                if let (Ok(s), Some(tx)) = (&r, tx) {
+                    let _ = tx.send(Msg::Durable(*s));
                 }
                 ack(r.map_err(|e| e.to_string()));
             }),
@@ -320,6 +322,7 @@ impl Driver {
         let metrics = self.metrics.clone();
         let mut reply = Some(reply);
         let mut report = None;
+        let watched = self.events.receiver_count() > 0;
         let effect = self.step(
             Input::Apply {
                 changes: set,
@@ -336,7 +339,9 @@ impl Driver {
                     .collect();
                 let deleted = r.deleted.clone();
                 let reply = reply.take()?;
-                report = Some((r.changed.clone(), r.deleted.clone()));
+                if watched {
+                    report = Some((r.changed.clone(), r.deleted.clone()));
+                }
                 Some(Box::new(move |res: Result<Seq, String>| {
                     metrics
                         .apply_latency
@@ -363,7 +368,7 @@ impl Driver {
                 self.metrics.applies.fetch_add(1, Ordering::Relaxed);
                 if let Some((changed, deleted)) = report {
                     self.event(
-                        json!({"event": "did_apply", "changed": changed, "deleted": deleted}),
+                        || json!({"event": "did_apply", "changed": changed, "deleted": deleted}),
                     );
                 }
             }
@@ -399,7 +404,7 @@ impl Driver {
                     let _ = reply.send(Err(Refused::Report(e)));
                 }
             }
-            _ => self.event(json!({"event": "did_report", "key": key})),
+            _ => self.event(|| json!({"event": "did_report", "key": key})),
         }
     }
 
@@ -432,7 +437,7 @@ impl Driver {
             self.metrics.late.fetch_add(1, Ordering::Relaxed);
             self.end_span(&key, at, "late");
             self.event(
-                json!({"event": "late_delivery", "key": key, "lease": lease.seq, "at": at.0}),
+                || json!({"event": "late_delivery", "key": key, "lease": lease.seq, "at": at.0}),
             );
             return;
         };
@@ -461,10 +466,10 @@ impl Driver {
         };
         self.metrics.actuated(&model, secs);
         self.end_span(&key, at, name);
-        self.event(
+        self.event(|| {
             json!({"event": "did_actuate", "key": key, "model": model, "version": l.task.version,
-            "outcome": name, "message": message, "ms": (secs * 1000.0) as u64, "at": at.0}),
-        );
+            "outcome": name, "message": message, "ms": (secs * 1000.0) as u64, "at": at.0})
+        });
     }
 
     /// Logs a tick at `now` when something is due (a timeout, a re-sync, a backoff
@@ -486,7 +491,7 @@ impl Driver {
                     let key = self.sched.engine().key(id.object).to_string();
                     self.end_span(&key, now, "timed_out");
                     self.event(
-                        json!({"event": "timed_out", "key": key, "lease": id.seq, "at": now.0}),
+                        || json!({"event": "timed_out", "key": key, "lease": id.seq, "at": now.0}),
                     );
                 }
             }
@@ -520,10 +525,10 @@ impl Driver {
             TaskKind::Sync => "sync",
             TaskKind::Delete => "delete",
         };
-        self.event(
+        self.event(|| {
             json!({"event": "will_actuate", "key": doc.key, "model": doc.model,
-            "version": d.task.version, "attempt": d.attempt, "kind": kind, "at": now.0}),
-        );
+            "version": d.task.version, "attempt": d.attempt, "kind": kind, "at": now.0})
+        });
         if self.recent.len() == RECENT_MAX {
             self.recent.pop_front();
         }
@@ -586,9 +591,11 @@ impl Driver {
         }
     }
 
-    fn event(&self, v: serde_json::Value) {
+    /// Sends a trace event to the `/v1/events` subscribers; `v` is built only when there
+    /// is one.
+    fn event(&self, v: impl FnOnce() -> serde_json::Value) {
         if self.events.receiver_count() > 0 {
-            let _ = self.events.send(v.to_string());
+            let _ = self.events.send(v().to_string());
         }
     }
 

@@ -95,7 +95,8 @@ pub fn recover(
     let mut sched = match &rec.snapshot {
         Some((seq, bytes)) => {
             snap_seq = *seq;
-            Scheduler::resume(bytes).map_err(|e| StartError::Snapshot {
+            // The log checked the snapshot's CRC-32 frame when it read it back.
+            Scheduler::resume_verified(bytes).map_err(|e| StartError::Snapshot {
                 seq: *seq,
                 message: e.to_string(),
             })?
@@ -256,6 +257,11 @@ impl Service {
             log,
             grace: Duration::from_millis(s.shutdown_grace_ms),
         })
+    }
+
+    /// The log's counters (appends, commits, commit durations), as `/metrics` shows them.
+    pub fn log_stats(&self) -> crate::LogStats {
+        self.log.stats()
     }
 
     /// Graceful stop: no new requests, running actuations finish (or are abandoned after

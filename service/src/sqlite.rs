@@ -297,7 +297,7 @@ fn write_loop(mut conn: Connection, path: &Path, rx: Receiver<Op>, c: &Counters)
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, &batch, c).map_err(&err);
+        let result = commit(&mut conn, &mut batch, c).map_err(&err);
         let mut last = 0;
         for op in batch.drain(..) {
             let (seq, ack) = match op {
@@ -316,7 +316,7 @@ fn write_loop(mut conn: Connection, path: &Path, rx: Receiver<Op>, c: &Counters)
 }
 
 /// Writes one batch in one transaction; the commit is the batch's one fsync.
-fn commit(conn: &mut Connection, batch: &[Op], c: &Counters) -> rusqlite::Result<()> {
+fn commit(conn: &mut Connection, batch: &mut [Op], c: &Counters) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     let mut added_bytes = 0u64;
     let mut appended = 0u64;
@@ -324,17 +324,18 @@ fn commit(conn: &mut Connection, batch: &[Op], c: &Counters) -> rusqlite::Result
     let mut snapshots = 0u64;
     {
         let mut insert = tx.prepare_cached("INSERT INTO log (seq, entry) VALUES (?1, ?2)")?;
-        for op in batch {
+        for op in batch.iter_mut() {
             match op {
                 Op::Append(seq, entry, _) => {
-                    let framed = frame(*seq, entry.clone());
+                    // The entry is not needed after its batch: framed in place.
+                    let framed = frame(*seq, std::mem::take(entry));
                     // Wrapping: a batch that frees more than it adds is a negative delta.
                     added_bytes = added_bytes.wrapping_add(framed.len() as u64);
                     insert.execute(params![*seq as i64, framed])?;
                     appended += 1;
                 }
                 Op::Snapshot(seq, bytes, _) => {
-                    let framed = frame(*seq, bytes.clone());
+                    let framed = frame(*seq, std::mem::take(bytes));
                     // Wrapping: a batch that frees more than it adds is a negative delta.
                     added_bytes = added_bytes.wrapping_add(framed.len() as u64);
                     tx.execute(
