@@ -50,6 +50,11 @@ impl Engine {
         }
     }
 
+    /// The declarative version of a live object.
+    pub(crate) fn version_of(&self, id: ObjectId) -> u64 {
+        self.store.version(id)
+    }
+
     /// The store's slot count (ids are below it).
     pub(crate) fn id_capacity(&self) -> usize {
         self.store.capacity()

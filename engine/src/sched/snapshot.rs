@@ -151,6 +151,25 @@ impl Scheduler {
         s.draining = body.draining;
         s.last_now = body.last_now;
         s.stats = body.stats;
+        // Leases must name live objects as they are (bytes a caller vouched for are still
+        // checked): one per object, of the object's actuated model, at a version it had.
+        let mut leased = BTreeSet::new();
+        for l in &body.leases {
+            let t = &l.task;
+            let fits = l.id.object == t.object
+                && l.id.seq < s.next_lease
+                && s.engine.alive(t.object)
+                && s.engine.model_of(t.object) == t.model
+                && s.engine.schema().model(t.model).kind == crate::schema::ModelKind::Actuated
+                && t.version <= s.engine.version_of(t.object)
+                && leased.insert(t.object.0);
+            if !fits {
+                return Err(SchedSnapshotError::Corrupt(format!(
+                    "lease {} does not fit the objects in the snapshot",
+                    l.id.seq
+                )));
+            }
+        }
         s.restored = body.leases;
         Ok(s)
     }
