@@ -481,6 +481,34 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
 
     // 1. Prerequisites, as node indices, in one flat array (sorted and deduplicated per
     // object); the barriers' own prerequisites (their members) follow the objects'.
+    // A wait of slot `me` (of model `own`) for every unsettled object (`members`) of model
+    // `model`: one edge to that model's barrier, made on first use. The barrier is skipped
+    // when it has no members; a waiter that is itself a member (R11 refuses such schemas)
+    // waits for the other members one by one.
+    let mut wait_on_model = |members: &[u32],
+                             model: ModelId,
+                             own: ModelId,
+                             me: usize,
+                             deleting: bool,
+                             pre: &mut Vec<u32>,
+                             stats: &mut PlanStats| {
+        stats.edges += 1;
+        if members.is_empty() {
+            return;
+        }
+        if model == own {
+            stats.edges += members.len() as u64;
+            pre.extend(members.iter().copied().filter(|&s| s != me as u32));
+        } else {
+            pre.push(barrier_node(
+                &mut barrier_of,
+                &mut barrier_defs,
+                n,
+                model,
+                deleting,
+            ));
+        }
+    };
     let mut pre_off: Vec<u32> = Vec::with_capacity(n + 1);
     let mut pre: Vec<u32> = Vec::with_capacity(n * 2);
     let mut direct_block: Vec<u32> = vec![u32::MAX; n];
@@ -504,24 +532,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                 let own = store.model(id);
                 for &dm in &schema.model(own).depended_on_by {
                     let members = &deleting_by_model[dm.index()];
-                    stats.edges += 1;
-                    if members.is_empty() {
-                        continue;
-                    }
-                    if dm == own {
-                        // A member of the barrier itself (R11 refuses such schemas): the
-                        // other members, one by one.
-                        stats.edges += members.len() as u64;
-                        pre.extend(members.iter().copied().filter(|&s| s != i as u32));
-                    } else {
-                        pre.push(barrier_node(
-                            &mut barrier_of,
-                            &mut barrier_defs,
-                            n,
-                            dm,
-                            true,
-                        ));
-                    }
+                    wait_on_model(members, dm, own, i, true, &mut pre, &mut stats);
                 }
             }
         } else {
@@ -553,24 +564,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                 if any_model_deps {
                     for &dm in &schema.model(store.model(x)).depends_on {
                         let members = &by_model[dm.index()];
-                        stats.edges += 1;
-                        if members.is_empty() {
-                            continue;
-                        }
-                        if dm == own {
-                            // A member of the barrier itself (R11 refuses such schemas):
-                            // the other members, one by one.
-                            stats.edges += members.len() as u64;
-                            pre.extend(members.iter().copied().filter(|&s| s != i as u32));
-                        } else {
-                            pre.push(barrier_node(
-                                &mut barrier_of,
-                                &mut barrier_defs,
-                                n,
-                                dm,
-                                false,
-                            ));
-                        }
+                        wait_on_model(members, dm, own, i, false, &mut pre, &mut stats);
                     }
                 }
             }
