@@ -15,6 +15,8 @@
 #   scripts/test.sh --install-only   # only the installs
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A suite run builds once: incremental caches would only add gigabytes to the disk.
+export CARGO_INCREMENTAL=0
 step() { printf '\n== %s\n' "$*"; }
 
 step "Debian packages (scripts/debian-packages.txt)"
