@@ -6,11 +6,14 @@
 //! | `rest` | an HTTP inventory: `PUT {url}/{key}` with the declarative fields as a JSON object, `DELETE {url}/{key}` (404 counts as deleted); 2xx is `Ok` (feedback: the response's JSON object fields that are feedback fields of the model), 409/423/429/503 `Deferred`, anything else `Failed` |
 //! | `delay` | waits `delay_ms`, then fails the first attempts of some objects (`fail_first`), then succeeds |
 //! | `noop` | succeeds at once |
+//!
+//! A model synced by a WASM plugin runs it through [`ModelActuator::Async`] instead.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use syncore::{Outcome, TaskKind, Value};
+use syncore::{AsyncActuator, Outcome, TaskKind, Value};
 
 use crate::deploy::ModelDeploy;
 
@@ -39,9 +42,20 @@ pub trait Actuate: Send + Sync {
     fn run(&self, doc: &Doc) -> Outcome;
 }
 
+/// How one model's actuations run.
+#[derive(Clone)]
+pub enum ModelActuator {
+    /// A built-in actuator, on a blocking thread of the runtime.
+    Blocking(Arc<dyn Actuate>),
+    /// A WASM plugin (or any asynchronous actuator), as a task of the runtime: one
+    /// waiting on I/O holds no thread. Its cancel token is set when the actuation is
+    /// overdue or abandoned at shutdown.
+    Async(Arc<dyn AsyncActuator>),
+}
+
 /// The built-in actuator a model's deployment names.
 pub fn builtin(d: &ModelDeploy, secrets: &BTreeMap<String, String>) -> Box<dyn Actuate> {
-    match d.actuator.as_str() {
+    match d.actuator.as_deref().unwrap_or("noop") {
         "rest" => Box::new(Rest {
             url: d
                 .url

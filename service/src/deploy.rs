@@ -20,13 +20,64 @@
 //!
 //! Paths are relative to the file. Secrets are read when the service starts, from the file
 //! or environment variable named; their values are never logged or snapshotted.
+//!
+//! ## Models synced by WASM plugins
+//! Instead of a built-in `actuator`, a model may name a WASM component (built against
+//! `syncore:plugin`, see `syncore::wasm`) with `plugin`, a path relative to the file, and
+//! what it may do with `grants`, in the shape scenario files use (`docs/scenarios.md`):
+//!
+//! ```json
+//! {
+//!   "models": {
+//!     "Network": {"plugin": "plugins/cord_actuators.wasm", "timeout_ms": 10000,
+//!                 "grants": {"http": ["http://127.0.0.1:8080"],
+//!                            "config": {"inventory": "http://127.0.0.1:8080",
+//!                                       "inventory-auth": "token"},
+//!                            "secrets": {"token": "inventory"},
+//!                            "request_timeout_ms": 5000, "call_timeout_ms": 1000,
+//!                            "calls_in_flight_max": 64}},
+//!     "Port":    {"plugin": "plugins/cord_actuators.wasm", "grants": {"...": "the same"}}
+//!   },
+//!   "secrets": {"inventory": {"file": "inventory.token"}}
+//! }
+//! ```
+//!
+//! | grant field | meaning |
+//! |---|---|
+//! | `http` | origins outbound HTTP may reach (`scheme://host[:port]`, wildcards as in `syncore::wasm::Origin`); nothing else |
+//! | `request_timeout_ms` | timeout of one outbound request; default 5,000 |
+//! | `response_bytes_max` | most bytes of one response body; default 1 MiB |
+//! | `config` | configuration values (`syncore:plugin/config.get`), plain text: never put a secret here |
+//! | `secrets` | the plugin's secret name → the name of one of the deployment's `secrets`; the plugin reads the value with `config.secret`, and the host hides it from every log line, message and feedback, so it reaches neither the log, snapshots, the API, the event stream nor metrics |
+//! | `clocks`, `random` | the real clocks and real randomness (otherwise zero and a fixed sequence) |
+//! | `dirs` | `[{"host": "dir", "guest": "/data", "writable": false}]`, host paths relative to the file |
+//! | `call_timeout_ms` | most *running* time of one call (an epoch deadline; waiting on HTTP does not count); default 1,000 |
+//! | `memory_bytes_max` | most linear memory of one instance; default 64 MiB |
+//! | `calls_in_flight_max` | most calls of this plugin at once, each on its own instance; default 256 |
+//!
+//! Every plugin is loaded (compiled, checked for the `syncore:plugin` version and the
+//! actuator world, linked) when the deployment is loaded, before the log is opened or
+//! anything listens: a missing or invalid component, a bad origin or a grant naming an
+//! unknown secret is a [`DeployError::Plugin`] naming the model and the file. Models that
+//! name the same file with the same grants share one loaded plugin (one compilation, one
+//! instance pool, `calls_in_flight_max` over all of them); its name, in messages, is the
+//! file stem. Plugin actuations run asynchronously (`syncore::AsyncActuator`): one
+//! waiting on an HTTP answer holds no thread, and an overdue one (the model's
+//! `timeout_ms`) is cancelled. A plugin's log lines go to the event stream
+//! (`/v1/events`) as `plugin_log` events. `service.plugin_cache_dir` (relative to the
+//! file) keeps compiled components between starts.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use std::sync::Arc;
 use syncore::sched::{ModelSched, SchedConfig, Scheduler};
+
+use syncore::wasm::{
+    Grant, HostConfig, Limits, LogLine, LogSink, Origin, Secret, TimeLimit, WasmActuator, WasmHost,
+};
 use syncore::{ChangeSet, Config, Engine, Schema, SchemaDef};
 
 /// A deployment file, as written.
@@ -76,8 +127,15 @@ fn default_data_dir() -> PathBuf {
 pub struct ModelDeploy {
     /// A built-in actuator: `rest` (an HTTP inventory: `PUT url/key`, `DELETE url/key`),
     /// `delay` (waits `delay_ms`, fails the first `fail_first` attempts of each object),
-    /// `noop` (succeeds at once).
-    pub actuator: String,
+    /// `noop` (succeeds at once). Exactly one of `actuator` and `plugin`.
+    #[serde(default)]
+    pub actuator: Option<String>,
+    /// A WASM actuator component, relative to the deployment file (see the module's doc).
+    #[serde(default)]
+    pub plugin: Option<PathBuf>,
+    /// What the `plugin` may do beyond computing on its arguments. Default: nothing.
+    #[serde(default)]
+    pub grants: Option<GrantDef>,
     /// `rest`: the collection URL.
     #[serde(default)]
     pub url: Option<String>,
@@ -132,6 +190,63 @@ pub fn sched_config(def: &DeploymentDef) -> SchedConfig {
     c
 }
 
+/// What one model's plugin may do, as written: the fields of a scenario's grant
+/// (`docs/scenarios.md`), with secrets named among the deployment's `secrets` and the
+/// service's per-plugin limits. Everything is denied unless listed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantDef {
+    /// Origins outbound HTTP may reach: `scheme://host[:port]`, with wildcards
+    /// (`https://*.example.com`, `http://localhost:*`).
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Timeout of one outbound request, in ms. Default: 5,000.
+    #[serde(default)]
+    pub request_timeout_ms: Option<u64>,
+    /// Most bytes of one response body. Default: 1 MiB.
+    #[serde(default)]
+    pub response_bytes_max: Option<usize>,
+    /// Configuration values (`syncore:plugin/config.get`). Plain text, shown to whoever
+    /// reads the file: secrets go in `secrets`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Secrets (`syncore:plugin/config.secret`): the name the plugin asks for, and the
+    /// name of the deployment secret whose value it gets.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// The real wall and monotonic clocks (otherwise they read zero).
+    #[serde(default)]
+    pub clocks: bool,
+    /// Real randomness (otherwise a fixed sequence).
+    #[serde(default)]
+    pub random: bool,
+    /// Directories the plugin may open files in.
+    #[serde(default)]
+    pub dirs: Vec<DirDef>,
+    /// Most running time of one call, in ms (waiting on I/O does not count). Default: 1,000.
+    #[serde(default)]
+    pub call_timeout_ms: Option<u64>,
+    /// Most linear-memory bytes one instance may grow to. Default: 64 MiB.
+    #[serde(default)]
+    pub memory_bytes_max: Option<usize>,
+    /// Most calls of this plugin running at once. Default: 256.
+    #[serde(default)]
+    pub calls_in_flight_max: Option<usize>,
+}
+
+/// A directory granted to a plugin.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirDef {
+    /// The directory on the host (relative to the deployment file).
+    pub host: PathBuf,
+    /// Where the plugin sees it: an absolute path such as `/data`.
+    pub guest: String,
+    /// Whether the plugin may create, write and remove files in it. Default: read-only.
+    #[serde(default)]
+    pub writable: bool,
+}
+
 /// Where a secret comes from.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
@@ -160,6 +275,9 @@ pub struct ServiceSettings {
     pub resync_seed: u64,
     /// On SIGTERM, how long in-flight actuations may still finish. Default: 5,000.
     pub shutdown_grace_ms: u64,
+    /// Where compiled plugins are kept between starts (relative to the file), so a
+    /// restart loads instead of compiling. Default: none, plugins compile at every start.
+    pub plugin_cache_dir: Option<PathBuf>,
 }
 
 impl Default for ServiceSettings {
@@ -171,6 +289,7 @@ impl Default for ServiceSettings {
             in_flight_max: 256,
             resync_seed: 0,
             shutdown_grace_ms: 5_000,
+            plugin_cache_dir: None,
         }
     }
 }
@@ -193,6 +312,41 @@ pub struct Deployment {
     pub secrets: BTreeMap<String, String>,
     /// The bearer token the API requires, if any.
     pub token: Option<String>,
+    /// The loaded plugin of each model synced by one, by model name (models sharing a
+    /// file and grants share one plugin).
+    pub plugins: BTreeMap<String, WasmActuator>,
+    /// Where the plugins' log lines go.
+    pub plugin_logs: Arc<PluginLogs>,
+}
+
+/// Where plugins' log lines go: the service's event stream (`/v1/events`), as
+/// `{"event": "plugin_log", "plugin", "key", "level", "message"}`, once the service runs
+/// and someone listens; otherwise they are dropped. The host has already hidden granted
+/// secrets in them.
+#[derive(Debug, Default)]
+pub struct PluginLogs {
+    events: parking_lot::Mutex<Option<tokio::sync::broadcast::Sender<String>>>,
+}
+
+impl PluginLogs {
+    /// Sends the lines from now on to `events`.
+    pub fn connect(&self, events: tokio::sync::broadcast::Sender<String>) {
+        *self.events.lock() = Some(events);
+    }
+}
+
+impl LogSink for PluginLogs {
+    fn log(&self, line: LogLine) {
+        let events = self.events.lock();
+        if let Some(tx) = events.as_ref().filter(|tx| tx.receiver_count() > 0) {
+            let level = format!("{:?}", line.level).to_lowercase();
+            let _ = tx.send(
+                serde_json::json!({"event": "plugin_log", "plugin": line.plugin,
+                    "key": line.key, "level": level, "message": line.message})
+                .to_string(),
+            );
+        }
+    }
 }
 
 /// A deployment file could not be loaded.
@@ -225,6 +379,19 @@ pub enum DeployError {
         /// The file.
         path: String,
         /// What is wrong, naming the model, field or secret.
+        message: String,
+    },
+    /// A model's plugin cannot be used: its file is missing or not a valid actuator
+    /// component, or its grants are wrong.
+    #[error("{path}: models.{model}: plugin {file}: {message}")]
+    Plugin {
+        /// The deployment file.
+        path: String,
+        /// The model.
+        model: String,
+        /// The component's file, as resolved.
+        file: String,
+        /// What is wrong (a grant's field is named as `grants.<field>`).
         message: String,
     },
 }
@@ -285,14 +452,29 @@ impl Deployment {
                     "models.{model}: the schema has no such model"
                 )));
             }
-            match d.actuator.as_str() {
-                "rest" if d.url.is_none() => {
+            match (d.actuator.as_deref(), &d.plugin) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(format!(
+                        "models.{model}: give either a built-in actuator or a plugin, not both"
+                    )))
+                }
+                (None, None) => {
+                    return Err(invalid(format!(
+                        "models.{model}: no actuator: give a built-in actuator (rest, delay, noop) or a plugin (a .wasm component)"
+                    )))
+                }
+                (Some(_), None) if d.grants.is_some() => {
+                    return Err(invalid(format!(
+                        "models.{model}: grants are for a plugin, not a built-in actuator"
+                    )))
+                }
+                (Some("rest"), None) if d.url.is_none() => {
                     return Err(invalid(format!(
                         "models.{model}: actuator rest needs a url"
                     )))
                 }
-                "rest" | "delay" | "noop" => {}
-                other => {
+                (Some("rest" | "delay" | "noop"), None) | (None, Some(_)) => {}
+                (Some(other), None) => {
                     return Err(invalid(format!(
                         "models.{model}: unknown actuator {other:?} (built-ins: rest, delay, noop)"
                     )))
@@ -363,6 +545,8 @@ impl Deployment {
             )));
         }
         let data_dir = base.join(&def.data_dir);
+        let plugin_logs = Arc::new(PluginLogs::default());
+        let plugins = load_plugins(&def, base, &secrets, name, plugin_logs.clone())?;
         Ok(Deployment {
             def,
             sched,
@@ -371,8 +555,202 @@ impl Deployment {
             data_dir,
             secrets,
             token,
+            plugins,
+            plugin_logs,
         })
     }
+}
+
+/// One plugin to load: its file and grants, and the models it syncs.
+struct PluginLoad<'a> {
+    file: PathBuf,
+    grants: Option<&'a GrantDef>,
+    models: Vec<&'a str>,
+    name: String,
+}
+
+/// Loads every model's plugin on one host: each distinct (file, grants) once. Checks the
+/// file and the grants first, so each problem names its model and file.
+fn load_plugins(
+    def: &DeploymentDef,
+    base: &Path,
+    secrets: &BTreeMap<String, String>,
+    path: &str,
+    logs: Arc<PluginLogs>,
+) -> Result<BTreeMap<String, WasmActuator>, DeployError> {
+    let mut loads: Vec<PluginLoad<'_>> = Vec::new();
+    for (model, d) in &def.models {
+        let Some(plugin) = &d.plugin else { continue };
+        let file = base.join(plugin);
+        let grants = d.grants.as_ref();
+        match loads
+            .iter_mut()
+            .find(|l| l.file == file && l.grants == grants)
+        {
+            Some(l) => l.models.push(model),
+            None => loads.push(PluginLoad {
+                file,
+                grants,
+                models: vec![model],
+                name: String::new(),
+            }),
+        }
+    }
+    if loads.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let fail = |l: &PluginLoad<'_>, message: String| DeployError::Plugin {
+        path: path.to_string(),
+        model: l.models[0].to_string(),
+        file: l.file.display().to_string(),
+        message,
+    };
+    let mut config = HostConfig::default();
+    if let Some(dir) = &def.service.plugin_cache_dir {
+        config = config.cache_dir(base.join(dir));
+    }
+    for i in 0..loads.len() {
+        let stem = loads[i]
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into());
+        // Two loads of one file (different grants) get different names: a grant is per name.
+        let name = if loads[..i].iter().any(|l| l.name == stem) {
+            format!("{stem}.{}", loads[i].models[0])
+        } else {
+            stem
+        };
+        loads[i].name = name;
+        let l = &loads[i];
+        match std::fs::metadata(&l.file) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(fail(l, "not a file".into())),
+            Err(e) => return Err(fail(l, format!("cannot read the component: {e}"))),
+        }
+        let grant = grant(
+            l.grants.cloned().unwrap_or_default(),
+            base,
+            secrets,
+            &config,
+        )
+        .map_err(|m| fail(l, m))?;
+        config = config.grant(l.name.clone(), grant);
+    }
+    let host = WasmHost::with_log_sink(config, logs).map_err(|e| DeployError::Invalid {
+        path: path.to_string(),
+        message: format!("cannot start the WASM host: {e}"),
+    })?;
+    let mut plugins = BTreeMap::new();
+    for l in &loads {
+        let actuator = host
+            .load_actuator(&l.name, &l.file)
+            .map_err(|e| fail(l, e.to_string()))?;
+        for m in &l.models {
+            plugins.insert(m.to_string(), actuator.clone());
+        }
+    }
+    Ok(plugins)
+}
+
+/// Converts one grant, naming the offending field (`grants.http[1]`, `grants.secrets.token`).
+/// A secret's value never appears in a message.
+fn grant(
+    g: GrantDef,
+    base: &Path,
+    secrets: &BTreeMap<String, String>,
+    host: &HostConfig,
+) -> Result<Grant, String> {
+    let mut grant = Grant::default();
+    for (i, origin) in g.http.iter().enumerate() {
+        Origin::parse(origin).map_err(|e| format!("grants.http[{i}]: {e}"))?;
+        grant = grant.http(origin.clone());
+    }
+    if let Some(ms) = g.request_timeout_ms {
+        if ms == 0 {
+            return Err("grants.request_timeout_ms must be at least 1".into());
+        }
+        grant = grant.request_timeout(std::time::Duration::from_millis(ms));
+    }
+    if let Some(bytes) = g.response_bytes_max {
+        grant = grant.response_bytes_max(bytes);
+    }
+    for (key, value) in g.config {
+        grant = grant.config(key, value);
+    }
+    for (name, secret) in &g.secrets {
+        let value = secrets.get(secret).ok_or_else(|| {
+            format!("grants.secrets.{name}: the deployment has no secret named {secret:?}")
+        })?;
+        if value.len() < 4 {
+            return Err(format!(
+                "grants.secrets.{name}: secret {secret:?} is shorter than 4 bytes (too short to find and hide in messages)"
+            ));
+        }
+        grant = grant.secret(name.clone(), Secret::new(value.clone()));
+    }
+    if g.clocks {
+        grant = grant.clocks();
+    }
+    if g.random {
+        grant = grant.random();
+    }
+    for (i, d) in g.dirs.iter().enumerate() {
+        let dir = base.join(&d.host);
+        if !dir.is_dir() {
+            return Err(format!(
+                "grants.dirs[{i}].host: {} is not a directory",
+                dir.display()
+            ));
+        }
+        if !d.guest.starts_with('/') {
+            return Err(format!(
+                "grants.dirs[{i}].guest: {:?} must be an absolute path",
+                d.guest
+            ));
+        }
+        grant = grant.dir(dir, d.guest.clone(), d.writable);
+    }
+    if g.call_timeout_ms.is_some()
+        || g.memory_bytes_max.is_some()
+        || g.calls_in_flight_max.is_some()
+    {
+        let mut limits: Limits = host.limits.clone();
+        if let Some(ms) = g.call_timeout_ms {
+            if ms == 0 {
+                return Err("grants.call_timeout_ms must be at least 1".into());
+            }
+            // The tick is the host's for every plugin.
+            let tick = match host.limits.time {
+                TimeLimit::Epoch { tick, .. } => tick,
+                TimeLimit::Fuel(_) => std::time::Duration::from_millis(10),
+            };
+            limits.time = TimeLimit::Epoch {
+                timeout: std::time::Duration::from_millis(ms),
+                tick,
+            };
+        }
+        if let Some(bytes) = g.memory_bytes_max {
+            if bytes == 0 || bytes > syncore::wasm::MEMORY_BYTES_MAX {
+                return Err(format!(
+                    "grants.memory_bytes_max must be in 1..={}",
+                    syncore::wasm::MEMORY_BYTES_MAX
+                ));
+            }
+            limits.memory_bytes_max = bytes;
+        }
+        if let Some(n) = g.calls_in_flight_max {
+            if n == 0 || n > syncore::wasm::CALLS_IN_FLIGHT_MAX {
+                return Err(format!(
+                    "grants.calls_in_flight_max must be in 1..={}",
+                    syncore::wasm::CALLS_IN_FLIGHT_MAX
+                ));
+            }
+            limits.calls_in_flight_max = n;
+        }
+        grant = grant.limits(limits);
+    }
+    Ok(grant)
 }
 
 #[cfg(test)]
@@ -503,5 +881,87 @@ mod tests {
             err.to_string().contains("unknown actuator \"magic\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_model_has_exactly_one_of_a_built_in_actuator_and_a_plugin() {
+        for (model, named) in [
+            (
+                r#"{"actuator": "noop", "plugin": "a.wasm"}"#,
+                "models.Site: give either a built-in actuator or a plugin, not both",
+            ),
+            (
+                r#"{}"#,
+                "models.Site: no actuator: give a built-in actuator",
+            ),
+            (
+                r#"{"actuator": "noop", "grants": {"http": []}}"#,
+                "models.Site: grants are for a plugin, not a built-in actuator",
+            ),
+        ] {
+            let err = load(&format!(r#"{{{SCHEMA}, "models": {{"Site": {model}}}}}"#)).unwrap_err();
+            assert!(err.to_string().contains(named), "{err}");
+        }
+    }
+
+    #[test]
+    fn plugin_files_and_grants_are_checked_naming_model_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("junk.wasm"), "not wasm").unwrap();
+        std::fs::write(dir.path().join("token"), "s3cret-token\n").unwrap();
+        let load = |model: &str| {
+            Deployment::from_str(
+                &format!(
+                    r#"{{{SCHEMA}, "models": {{"Site": {model}}},
+                      "secrets": {{"inv": {{"file": "token"}}}}}}"#
+                ),
+                dir.path(),
+                "deploy.json",
+            )
+        };
+        let file = dir.path().join("junk.wasm").display().to_string();
+        for (model, field) in [
+            (r#"{"plugin": "gone.wasm"}"#, "cannot read the component"),
+            (
+                r#"{"plugin": "junk.wasm", "grants": {"secrets": {"t": "nope"}}}"#,
+                "grants.secrets.t: the deployment has no secret named \"nope\"",
+            ),
+            (
+                r#"{"plugin": "junk.wasm", "grants": {"http": ["http://ok:1", "ftp://x"]}}"#,
+                "grants.http[1]: bad origin \"ftp://x\"",
+            ),
+            (
+                r#"{"plugin": "junk.wasm", "grants": {"call_timeout_ms": 0}}"#,
+                "grants.call_timeout_ms must be at least 1",
+            ),
+            (
+                r#"{"plugin": "junk.wasm", "grants": {"calls_in_flight_max": 0}}"#,
+                "grants.calls_in_flight_max must be in 1..=",
+            ),
+            (
+                r#"{"plugin": "junk.wasm", "grants": {"dirs": [{"host": "nodir", "guest": "/d"}]}}"#,
+                "grants.dirs[0].host:",
+            ),
+            (
+                r#"{"plugin": "junk.wasm", "grants": {"secrets": {"t": "inv"}}}"#,
+                "not a valid wasm component",
+            ),
+        ] {
+            let err = load(model).unwrap_err();
+            assert!(
+                matches!(&err, DeployError::Plugin { model, .. } if model == "Site"),
+                "{err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.starts_with("deploy.json: models.Site: plugin "),
+                "{text}"
+            );
+            assert!(text.contains(field), "{text}");
+            if !model.contains("gone") {
+                assert!(text.contains(&format!("plugin {file}: ")), "{text}");
+            }
+            assert!(!text.contains("s3cret-token"), "{text}");
+        }
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! The scheduler decides everything: order, holds, backoff, leases (one actuation per
 //! object), limits (global and per model), priorities, re-syncs and timeouts. The driver
-//! only runs actuators and keeps the log.
+//! only runs actuators and keeps the log. Built-in actuators run on the runtime's blocking
+//! threads; asynchronous ones (WASM plugins) run as tasks, holding no thread while they
+//! wait, with a cancel token set when their lease times out or is abandoned at shutdown.
 //!
 //! Replay: every input that changed the scheduler's state is in the log, in the order it
 //! was applied, ticks included, and a snapshot is taken with [`Scheduler::checkpoint`];
@@ -30,10 +32,13 @@ use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 use serde::Serialize;
 use serde_json::json;
 use syncore::sched::{Delivery, Dispatch, Effect, Input, Lease, LeaseId, Scheduler};
-use syncore::{ChangeError, ChangeSet, Completion, ExternalReport, Outcome, TaskKind, Time};
+use syncore::{
+    ActuationContext, CancelToken, ChangeError, ChangeSet, Completion, ExternalReport, Outcome,
+    OwnedView, TaskKind, Time,
+};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::actuate::{Actuate, Doc};
+use crate::actuate::{Doc, ModelActuator};
 use crate::log::{InputLog, Seq};
 use crate::metrics::Metrics;
 
@@ -137,13 +142,14 @@ pub const RECENT_MAX: usize = 400;
 pub struct Driver {
     sched: Scheduler,
     log: Arc<dyn InputLog>,
-    actuators: Vec<Option<Arc<dyn Actuate>>>,
+    actuators: Vec<Option<ModelActuator>>,
     applied: Seq,
     durable: Seq,
     /// Dispatches whose input the log has not committed yet, with that input's position.
     gated: VecDeque<(Seq, Dispatch)>,
-    /// Actuations started and not yet delivered (by lease): when each started.
-    running: HashMap<LeaseId, Instant>,
+    /// Actuations started and not yet delivered (by lease): when each started, and the
+    /// cancel token of an asynchronous one.
+    running: HashMap<LeaseId, (Instant, Option<CancelToken>)>,
     last_snapshot: Seq,
     snapshot_every: u64,
     /// The time of the last tick logged (at most one tick per millisecond).
@@ -168,7 +174,7 @@ pub struct DriverParts {
     /// Entries between snapshots.
     pub snapshot_every: u64,
     /// Actuator per model id.
-    pub actuators: Vec<Option<Arc<dyn Actuate>>>,
+    pub actuators: Vec<Option<ModelActuator>>,
     /// The trace event stream.
     pub events: broadcast::Sender<String>,
     /// Metrics.
@@ -487,7 +493,9 @@ impl Driver {
             let live: Vec<LeaseId> = self.running.keys().copied().collect();
             for id in live {
                 if self.sched.lease(id.object).map(|l| l.id) != Some(id) {
-                    self.running.remove(&id);
+                    if let Some((_, Some(cancel))) = self.running.remove(&id) {
+                        cancel.cancel();
+                    }
                     let key = self.sched.engine().key(id.object).to_string();
                     self.end_span(&key, now, "timed_out");
                     self.event(
@@ -499,24 +507,16 @@ impl Driver {
     }
 
     fn start(&mut self, d: Dispatch) {
-        let engine = self.sched.engine();
-        let view = engine.view(d.task.object);
-        let model = engine.schema().model(d.task.model);
-        let info = engine.object(view.key());
-        let doc = Doc {
-            key: view.key().to_string(),
-            model: model.name.clone(),
-            version: d.task.version,
-            kind: d.task.kind,
-            attempt: d.attempt,
-            fields: info.map(|o| o.fields).unwrap_or_default(),
-            feedback_names: model.feedback.iter().map(|f| f.name.clone()).collect(),
-        };
         let Some(actuator) = self.actuators[d.task.model.index()].clone() else {
             // No actuator (the deployment has none for this model): the lease stays in
             // flight until its timeout.
             return;
         };
+        let engine = self.sched.engine();
+        let view = engine.view(d.task.object);
+        let model = engine.schema().model(d.task.model);
+        let key = view.key().to_string();
+        let model_name = model.name.clone();
         let now = now_ms();
         self.metrics
             .dispatch_wait
@@ -526,15 +526,15 @@ impl Driver {
             TaskKind::Delete => "delete",
         };
         self.event(|| {
-            json!({"event": "will_actuate", "key": doc.key, "model": doc.model,
+            json!({"event": "will_actuate", "key": key, "model": model_name,
             "version": d.task.version, "attempt": d.attempt, "kind": kind, "at": now.0})
         });
         if self.recent.len() == RECENT_MAX {
             self.recent.pop_front();
         }
         self.recent.push_back(Span {
-            key: doc.key.clone(),
-            model: doc.model.clone(),
+            key: key.clone(),
+            model: model_name.clone(),
             kind,
             attempt: d.attempt,
             start: now.0,
@@ -542,18 +542,61 @@ impl Driver {
             outcome: None,
         });
         let started = Instant::now();
-        self.running.insert(d.lease, started);
         let tx = self.tx.clone();
         let lease = d.lease;
-        // The scheduler's timeout (a tick) ends an overdue lease; the blocking call is then
-        // abandoned and its outcome, if it ever comes, is late.
-        self.runtime.spawn(async move {
-            let outcome = match tokio::task::spawn_blocking(move || actuator.run(&doc)).await {
-                Ok(o) => o,
-                Err(e) => Outcome::failed(format!("actuator panicked: {e}")),
-            };
-            let _ = tx.send(Msg::Done(lease, outcome, started));
-        });
+        match actuator {
+            ModelActuator::Blocking(actuator) => {
+                let engine = self.sched.engine();
+                let doc = Doc {
+                    key,
+                    model: model_name,
+                    version: d.task.version,
+                    kind: d.task.kind,
+                    attempt: d.attempt,
+                    fields: engine
+                        .object(view.key())
+                        .map(|o| o.fields)
+                        .unwrap_or_default(),
+                    feedback_names: model.feedback.iter().map(|f| f.name.clone()).collect(),
+                };
+                self.running.insert(d.lease, (started, None));
+                // The scheduler's timeout (a tick) ends an overdue lease; the blocking call
+                // is then abandoned and its outcome, if it ever comes, is late.
+                self.runtime.spawn(async move {
+                    let outcome =
+                        match tokio::task::spawn_blocking(move || actuator.run(&doc)).await {
+                            Ok(o) => o,
+                            Err(e) => Outcome::failed(format!("actuator panicked: {e}")),
+                        };
+                    let _ = tx.send(Msg::Done(lease, outcome, started));
+                });
+            }
+            ModelActuator::Async(actuator) => {
+                let owned = OwnedView::of(&view, d.task.kind);
+                let cancel = CancelToken::new();
+                let cx = ActuationContext {
+                    attempt: d.attempt,
+                    now: d.now,
+                    deadline: d.deadline,
+                    cancel: cancel.clone(),
+                };
+                let fut = match d.task.kind {
+                    TaskKind::Sync => actuator.sync(cx, owned),
+                    TaskKind::Delete => actuator.delete(cx, owned),
+                };
+                self.running.insert(d.lease, (started, Some(cancel)));
+                // An overdue actuation is cancelled (its token set) when its lease times
+                // out; whatever it answers then is late.
+                let runtime = self.runtime.clone();
+                self.runtime.spawn(async move {
+                    let outcome = match runtime.spawn(fut).await {
+                        Ok(o) => o,
+                        Err(e) => Outcome::failed(format!("actuator panicked: {e}")),
+                    };
+                    let _ = tx.send(Msg::Done(lease, outcome, started));
+                });
+            }
+        }
     }
 
     fn end_span(&mut self, key: &str, at: Time, outcome: &'static str) {
@@ -649,6 +692,11 @@ impl Driver {
             }
         }
         // Abandoned actuations re-run after the restart (actuators are idempotent).
+        for (_, cancel) in self.running.values() {
+            if let Some(cancel) = cancel {
+                cancel.cancel();
+            }
+        }
         self.publish_metrics();
         self.snapshot(true);
     }

@@ -7,7 +7,9 @@
 //! - what is logged: the scheduler's own inputs ([`syncore::sched::Input`]: change sets,
 //!   reports, deliveries, ticks, shutdown, each with its time), encoded with
 //!   `Input::to_bytes` and applied with `Scheduler::step`, live and on replay;
-//! - [`Deployment`], the deployment file: schema, actuators, secrets, settings;
+//! - [`Deployment`], the deployment file: schema, what syncs each model (a built-in
+//!   actuator, or a WASM plugin with its grants, loaded once at start and run
+//!   asynchronously), secrets, settings;
 //! - the driver (one thread owning the [`syncore::sched::Scheduler`]: leases, limits,
 //!   priorities, timeouts and re-syncs are the library's), the HTTP API, `/metrics` and the web page
 //!   ([`Service`]); and [`Client`], for `syncore apply`, `get` and `status`.
@@ -35,8 +37,8 @@ mod sqlite;
 pub use actuate::{Actuate, Doc};
 pub use client::{Answer, Client};
 pub use deploy::{
-    sched_config, DeployError, Deployment, DeploymentDef, ModelDeploy, SecretSource,
-    ServiceSettings,
+    sched_config, DeployError, Deployment, DeploymentDef, DirDef, GrantDef, ModelDeploy,
+    PluginLogs, SecretSource, ServiceSettings,
 };
 pub use driver::{now_ms, Accepted, Refused, Span};
 pub use errors::ApiError;

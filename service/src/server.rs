@@ -9,7 +9,7 @@ use syncore::sched::{Effect, Input, SchedMigrateError, Scheduler};
 use syncore::Engine;
 use tokio::sync::{broadcast, oneshot};
 
-use crate::actuate::{self, Actuate};
+use crate::actuate::{self, ModelActuator};
 use crate::deploy::Deployment;
 use crate::driver::{Driver, DriverParts, Msg};
 use crate::http::{self, Api, Bucket};
@@ -183,12 +183,16 @@ impl Service {
     pub async fn start(deploy: Deployment) -> Result<Service, StartError> {
         let (sched, log, applied, snap_seq, recovered) = recover(&deploy)?;
         let schema = sched.engine().schema().clone();
-        let mut actuators: Vec<Option<Arc<dyn Actuate>>> = Vec::new();
+        let mut actuators: Vec<Option<ModelActuator>> = Vec::new();
         for m in schema.models() {
             let d = deploy.def.models.get(&m.name);
-            actuators.push(d.map(|d| Arc::from(actuate::builtin(d, &deploy.secrets))));
+            actuators.push(d.map(|d| match deploy.plugins.get(&m.name) {
+                Some(plugin) => ModelActuator::Async(Arc::new(plugin.clone())),
+                None => ModelActuator::Blocking(Arc::from(actuate::builtin(d, &deploy.secrets))),
+            }));
         }
         let (events, _) = broadcast::channel(4096);
+        deploy.plugin_logs.connect(events.clone());
         let metrics = Arc::new(Metrics::default());
         let s = &deploy.def.service;
         let dyn_log: Arc<dyn InputLog> = log.clone();

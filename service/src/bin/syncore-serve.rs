@@ -1,5 +1,5 @@
 //! `syncore-serve DEPLOYMENT`: the service alone, the same code as `syncore serve` (which
-//! the CLI runs through [`syncore_service::serve_main`]), without the CLI's WASM host.
+//! the CLI runs through [`syncore_service::serve_main`]), without the CLI's scenario tools.
 
 fn main() -> std::process::ExitCode {
     let Some(path) = std::env::args_os().nth(1) else {
