@@ -544,3 +544,130 @@ fn a_missing_plugin_or_a_bad_grant_stops_the_start_naming_model_and_file() {
         "nothing started: no data directory"
     );
 }
+
+/// The number of OS threads of process `pid` (Linux: `/proc/<pid>/status`).
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads: line")
+}
+
+/// Goal: plugin actuations run on the async path: 48 of them waiting at once on a slow
+/// inventory (every request answered after 1.5 s) hold no OS thread each (the service
+/// process has far fewer threads than actuations in flight), and the inventory still ends
+/// holding exactly the declarative state.
+#[test]
+fn plugin_actuations_waiting_on_http_hold_no_thread() {
+    const NETWORKS: usize = 48;
+    let inventory = Inventory::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        Faults {
+            latency_ms: 1500,
+            ..Faults::default()
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inventory.token"), TOKEN).unwrap();
+    let deploy = deployment(
+        dir.path(),
+        &inventory,
+        json!({"file": "inventory.token"}),
+        |d| {
+            d["models"]["Network"]["grants"]["calls_in_flight_max"] = json!(64);
+        },
+    );
+    let server = Server::start(&deploy).unwrap();
+    let c = server.client();
+    let mut changes = vec![
+        json!({"upsert": {"key": "princeton", "model": "Site", "fields": {"name": "Princeton"}}}),
+        json!({"upsert": {"key": "slice-a", "model": "Slice", "fields": {"name": "a", "site": "princeton"}}}),
+    ];
+    for i in 0..NETWORKS {
+        changes.push(
+            json!({"upsert": {"key": format!("net-{i:02}"), "model": "Network",
+            "fields": {"name": format!("n{i}"), "slice": "slice-a"}}}),
+        );
+    }
+    let start = Instant::now();
+    apply(&c, &Value::Array(changes).to_string());
+    let mut most = (0, 0);
+    wait_until(
+        Duration::from_secs(30),
+        "every network in flight at once",
+        || {
+            let in_flight = get(&c, "/v1/status")["in_flight"].as_u64().unwrap() as usize;
+            if in_flight >= NETWORKS {
+                most = (in_flight, threads(server.child.id()));
+                true
+            } else {
+                false
+            }
+        },
+    );
+    let (in_flight, threads) = most;
+    assert!(
+        threads < NETWORKS / 2,
+        "{in_flight} actuations in flight on {threads} threads: they hold threads"
+    );
+    converge(&c);
+    // One after the other they would take 48 x 1.5 s = 72 s.
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "the requests overlapped: converged in {:?}",
+        start.elapsed()
+    );
+    assert_inventory_matches(&c, &inventory);
+    assert_eq!(inventory.records().collection("networks").len(), NETWORKS);
+}
+
+/// Goal: a plugin actuation stuck on a backend that never answers is overdue after its
+/// model's `timeout_ms`: it fails as timed out (its call cancelled), backs off, and once
+/// the backend answers again the retry succeeds and the inventory holds the state.
+#[test]
+fn an_overdue_plugin_actuation_times_out_then_the_retry_succeeds() {
+    let inventory = Inventory::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        Faults {
+            hang: true,
+            ..Faults::default()
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inventory.token"), TOKEN).unwrap();
+    let deploy = deployment(
+        dir.path(),
+        &inventory,
+        json!({"file": "inventory.token"}),
+        |d| d["models"]["Network"]["timeout_ms"] = json!(400),
+    );
+    let server = Server::start(&deploy).unwrap();
+    let c = server.client();
+    apply(
+        &c,
+        r#"[{"upsert": {"key": "princeton", "model": "Site", "fields": {"name": "Princeton"}}},
+            {"upsert": {"key": "slice-a", "model": "Slice", "fields": {"name": "a", "site": "princeton"}}},
+            {"upsert": {"key": "net-a", "model": "Network", "fields": {"name": "a", "slice": "slice-a"}}}]"#,
+    );
+    let mut failed = Value::Null;
+    wait_until(Duration::from_secs(30), "net-a to time out", || {
+        failed = get(&c, "/v1/objects/net-a");
+        failed["failures"].as_u64() >= Some(1)
+    });
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 400 ms"),
+        "{failed}"
+    );
+    assert!(inventory.records().is_empty(), "nothing was answered");
+    inventory.set_faults(Faults::default());
+    converge(&c);
+    assert_inventory_matches(&c, &inventory);
+    assert_eq!(inventory.records().len(), 1);
+}
