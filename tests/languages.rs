@@ -62,9 +62,17 @@ impl Lang {
     fn sources(self) -> &'static [&'static str] {
         match self {
             Lang::Rust => &[],
-            Lang::Python => &["plugins/python/cord.py", "plugins/python/build.sh"],
+            Lang::Python => &[
+                "plugins/python/cord.py",
+                "plugins/python/syncore_sdk.py",
+                "plugins/python/build.sh",
+                "plugins/lang-wit-http/world.wit",
+                "plugins/lang-wit-http/deps/wasi-http.wit",
+                "plugins/lang-wit-http/deps/wasi-io.wit",
+            ],
             Lang::Js => &[
                 "plugins/js/cord.js",
+                "plugins/js/syncore.js",
                 "plugins/js/build.sh",
                 "plugins/js/package-lock.json",
             ],

@@ -8,10 +8,22 @@
 // JavaScript: syncing a `Trap` object throws an uncaught error (the component traps),
 // syncing a `Loop` object never returns (the host's time limit stops it).
 //
+// With the configuration value `inventory` set (a base URL such as `http://127.0.0.1:8080`,
+// whose origin the embedder must grant), networks, instances and ports are created, updated
+// and deleted in that inventory service (`inventory/` in the repository), as the Rust
+// actuator does: `sync` PUTs the object's declarative fields under its key, `delete`
+// DELETEs it (a 404 is success), and the service's `id` is reported as feedback. With
+// `inventory-auth` naming a granted secret, the secret is sent as a bearer token. Any status
+// other than 2xx fails the call (the object backs off and retries). Those calls return a
+// promise (`fetch`), which componentize-js runs to completion; without `inventory` every id
+// is derived from the key (FNV-1a) and the calls stay synchronous. The HTTP and
+// configuration helpers are in `syncore.js`.
+//
 // WIT values in JavaScript (jco's conventions): a variant is `{ tag, val }`, an enum is its
 // case name as a string, `u64`/`s64` are BigInts, record fields are camelCase.
 
 import { log } from "syncore:plugin/host@0.2.0";
+import { HttpError, configGet, request, secret, statusError } from "./syncore.js";
 
 const MASK64 = (1n << 64n) - 1n;
 const encoder = new TextEncoder();
@@ -63,6 +75,82 @@ function trimEndMatches(text, suffix) {
   return text;
 }
 
+/** The inventory collection of each model the inventory holds. */
+const COLLECTIONS = { Network: "networks", Instance: "instances", Port: "ports" };
+
+/** A field value as JSON text (what the Rust actuator sends for it). */
+function jsonText(value) {
+  switch (value.tag) {
+    case "boolean":
+    case "float":
+    case "text":
+    case "reference":
+    case "references":
+      return JSON.stringify(value.val) ?? "null";
+    case "integer":
+      return value.val.toString();
+    case "bytes":
+      return JSON.stringify([...value.val]);
+    case "json":
+      try {
+        return JSON.stringify(JSON.parse(value.val));
+      } catch {
+        return "null";
+      }
+    default:
+      return "null";
+  }
+}
+
+/** The inventory's base URL, if configured. */
+function inventory() {
+  const base = configGet("inventory");
+  return base === undefined ? undefined : trimEndMatches(base, "/");
+}
+
+/**
+ * The headers of every inventory request: with the configuration value `inventory-auth`
+ * naming a secret, that secret as a bearer token (a secret not granted fails the call).
+ */
+function auth() {
+  const name = configGet("inventory-auth");
+  const token = name === undefined ? undefined : secret(name);
+  return token === undefined ? [] : [["authorization", `Bearer ${token}`]];
+}
+
+/** PUTs the object's declarative fields; resolves to the service's id. */
+async function put(base, collection, object) {
+  const body = `{${object.fields.map((f) => `${JSON.stringify(f.name)}:${jsonText(f.value)}`).join(",")}}`;
+  const url = `${base}/v1/${collection}/${object.key}`;
+  const reply = await request("PUT", url, [["content-type", "application/json"], ...auth()], body);
+  if (reply.status < 200 || reply.status >= 300) throw statusError("PUT", url, reply);
+  let record;
+  try {
+    record = JSON.parse(reply.body);
+  } catch (e) {
+    throw new HttpError(`PUT ${url}: the answer is not JSON: ${e.message}`);
+  }
+  if (record === null || typeof record.id !== "string") {
+    throw new HttpError(`PUT ${url}: the answer has no id`);
+  }
+  return record.id;
+}
+
+/** DELETEs the object (a 404 means it is already gone). */
+async function remove(base, collection, key) {
+  const url = `${base}/v1/${collection}/${key}`;
+  const reply = await request("DELETE", url, auth());
+  if (!((reply.status >= 200 && reply.status < 300) || reply.status === 404)) {
+    throw statusError("DELETE", url, reply);
+  }
+}
+
+/** A rejection as a failed outcome (an unexpected error is a trap, as without HTTP). */
+function failedWith(e) {
+  if (e instanceof HttpError) return { tag: "failed", val: e.message };
+  throw e;
+}
+
 /** `ok` with text feedback fields, in the order given. */
 function ok(feedback) {
   return {
@@ -76,52 +164,75 @@ const byte = (n) => Number(n & 0xffn);
 /** The CORD actuators, one component for every model (it dispatches on the model name). */
 export const actuator = {
   sync(object) {
-    const hash = fnv1a(object.key);
-    const id = backendId(object, hash);
-    switch (object.model) {
-      case "Site":
-        if (asStr(find(object.fields, "name")) === undefined) {
-          return { tag: "failed", val: "a site needs a name" };
-        }
-        return ok({ id });
-      case "Slice":
-        if (dependencyFeedback(object, "site", "id") === undefined) {
-          return { tag: "deferred", val: "the slice's site has no id yet" };
-        }
-        return ok({ id });
-      case "Network":
-        return ok({ id, cidr: `10.${byte(hash >> 8n)}.${byte(hash)}.0/24` });
-      case "Instance":
-        return ok({ id, ip: `172.16.${byte(hash >> 8n)}.${1n + (hash % 254n)}` });
-      case "Port": {
-        const cidr = asStr(dependencyFeedback(object, "network", "cidr"));
-        if (cidr === undefined) {
-          return { tag: "deferred", val: "the port's network has no cidr yet" };
-        }
-        const ip = `${trimEndMatches(cidr, "0/24")}${2n + (hash % 250n)}`;
-        log("debug", `port ${object.key} gets ${ip}`);
-        return ok({ id, ip });
+    const base = inventory();
+    const collection = COLLECTIONS[object.model];
+    if (base !== undefined && collection !== undefined) {
+      if (object.model === "Port" && dependencyFeedback(object, "network", "cidr") === undefined) {
+        return { tag: "deferred", val: "the port's network has no cidr yet" };
       }
-      case "Trap":
-        // Hostile: an uncaught error; the component traps.
-        throw new Error(`the backend for ${object.key} is on fire`);
-      case "Loop": {
-        // Hostile: never returns.
-        let counter = object.version;
-        for (;;) {
-          counter += 1n;
-        }
-      }
-      default:
-        return { tag: "failed", val: `cord-actuators does not know model ${object.model}` };
+      return put(base, collection, object).then((id) => outcome(object, id), failedWith);
     }
+    return outcome(object, undefined);
   },
 
   delete(object) {
-    log("info", `deleted ${object.model} ${object.key}`);
-    return { tag: "ok", val: [] };
+    const base = inventory();
+    const collection = COLLECTIONS[object.model];
+    if (base !== undefined && collection !== undefined) {
+      return remove(base, collection, object.key).then(() => deleted(object), failedWith);
+    }
+    return deleted(object);
   },
 };
+
+/** A deletion's outcome once the backend is done. */
+function deleted(object) {
+  log("info", `deleted ${object.model} ${object.key}`);
+  return { tag: "ok", val: [] };
+}
+
+/** The outcome of a sync, with the backend's id if there is one (else the key's). */
+function outcome(object, backend) {
+  const hash = fnv1a(object.key);
+  const id = backend ?? backendId(object, hash);
+  switch (object.model) {
+    case "Site":
+      if (asStr(find(object.fields, "name")) === undefined) {
+        return { tag: "failed", val: "a site needs a name" };
+      }
+      return ok({ id });
+    case "Slice":
+      if (dependencyFeedback(object, "site", "id") === undefined) {
+        return { tag: "deferred", val: "the slice's site has no id yet" };
+      }
+      return ok({ id });
+    case "Network":
+      return ok({ id, cidr: `10.${byte(hash >> 8n)}.${byte(hash)}.0/24` });
+    case "Instance":
+      return ok({ id, ip: `172.16.${byte(hash >> 8n)}.${1n + (hash % 254n)}` });
+    case "Port": {
+      const cidr = asStr(dependencyFeedback(object, "network", "cidr"));
+      if (cidr === undefined) {
+        return { tag: "deferred", val: "the port's network has no cidr yet" };
+      }
+      const ip = `${trimEndMatches(cidr, "0/24")}${2n + (hash % 250n)}`;
+      log("debug", `port ${object.key} gets ${ip}`);
+      return ok({ id, ip });
+    }
+    case "Trap":
+      // Hostile: an uncaught error; the component traps.
+      throw new Error(`the backend for ${object.key} is on fire`);
+    case "Loop": {
+      // Hostile: never returns.
+      let counter = object.version;
+      for (;;) {
+        counter += 1n;
+      }
+    }
+    default:
+      return { tag: "failed", val: `cord-actuators does not know model ${object.model}` };
+  }
+}
 
 /** Every Network has at least one Port: creates `<network>-port` when none refers to it. */
 export const policy = {

@@ -1,16 +1,28 @@
 """The CORD-like example in Python: the actuators for Site, Slice, Instance, Network and Port,
 and the policy "every Network has at least one Port", as one component (world
-`syncore:lang/cord-plugin`, see ../lang-wit/world.wit).
+`syncore:lang-http/cord-http-plugin`, see ../lang-wit-http/world.wit).
 
 It does what the Rust plugins `plugins/cord-actuators` and `plugins/cord-policy` do, rule for
 rule and message for message, so that a run gives byte-identical snapshots and traces
 (tests/languages.rs). Two extra models exist only to check that the host contains hostile
 Python code: syncing a `Trap` object raises an uncaught exception (componentize-py turns it
 into a trap), syncing a `Loop` object never returns (the host's time limit stops it).
+
+With the configuration value `inventory` set (a base URL such as `http://127.0.0.1:8080`,
+whose origin the embedder must grant), networks, instances and ports are created, updated
+and deleted in that inventory service (`inventory/` in the repository), as the Rust
+actuator does: `sync` PUTs the object's declarative fields under its key, `delete` DELETEs
+it (a 404 is success), and the service's `id` is reported as feedback. With
+`inventory-auth` naming a granted secret, the secret is sent as a bearer token. Any status
+other than 2xx fails the call (the object backs off and retries). Without `inventory`, every
+id is derived from the key (FNV-1a). The HTTP and configuration helpers are in
+`syncore_sdk.py`.
 """
 
-from typing import List, Optional
+import json
+from typing import Any, List, Optional, Tuple
 
+import syncore_sdk
 from wit_world import exports
 from wit_world.imports import host
 from wit_world.imports.types import (
@@ -25,9 +37,14 @@ from wit_world.imports.types import (
     PolicyInput,
     Upsert,
     Value,
+    Value_Boolean,
+    Value_Bytes,
+    Value_Float,
+    Value_Integer,
     Value_Json,
     Value_Null,
     Value_Reference,
+    Value_References,
     Value_Text,
 )
 
@@ -82,6 +99,64 @@ def trim_end_matches(text: str, suffix: str) -> str:
     return text
 
 
+COLLECTIONS = {"Network": "networks", "Instance": "instances", "Port": "ports"}
+"""The inventory collection of each model the inventory holds."""
+
+
+def to_json(value: Value) -> Any:
+    """A field value as JSON (what the Rust actuator sends for it)."""
+    if isinstance(value, (Value_Boolean, Value_Integer, Value_Float, Value_Text, Value_Reference)):
+        return value.value
+    if isinstance(value, Value_Json):
+        try:
+            return json.loads(value.value)
+        except ValueError:
+            return None
+    if isinstance(value, (Value_Bytes, Value_References)):
+        return list(value.value)
+    return None
+
+
+def inventory() -> Optional[str]:
+    """The inventory's base URL, if configured."""
+    base = syncore_sdk.config_get("inventory")
+    return None if base is None else trim_end_matches(base, "/")
+
+
+def auth() -> List[Tuple[str, str]]:
+    """The headers of every inventory request: with the configuration value `inventory-auth`
+    naming a secret, that secret as a bearer token (a secret not granted fails the call)."""
+    name = syncore_sdk.config_get("inventory-auth")
+    token = None if name is None else syncore_sdk.secret(name)
+    return [] if token is None else [("authorization", "Bearer " + token)]
+
+
+def put(base: str, collection: str, obj: ObjectView) -> str:
+    """PUTs the object's declarative fields; the service's id. Raises `HttpError`."""
+    body = json.dumps({f.name: to_json(f.value) for f in obj.fields})
+    url = "%s/v1/%s/%s" % (base, collection, obj.key)
+    headers = [("content-type", "application/json")] + auth()
+    reply = syncore_sdk.request("PUT", url, headers, body.encode("utf-8"))
+    if not 200 <= reply.status < 300:
+        raise syncore_sdk.status_error("PUT", url, reply)
+    try:
+        record = json.loads(reply.body)
+    except ValueError as e:
+        raise syncore_sdk.HttpError("PUT %s: the answer is not JSON: %s" % (url, e))
+    id = record.get("id") if isinstance(record, dict) else None
+    if not isinstance(id, str):
+        raise syncore_sdk.HttpError("PUT %s: the answer has no id" % url)
+    return id
+
+
+def remove(base: str, collection: str, key: str) -> None:
+    """DELETEs the object (a 404 means it is already gone). Raises `HttpError`."""
+    url = "%s/v1/%s/%s" % (base, collection, key)
+    reply = syncore_sdk.request("DELETE", url, auth())
+    if not (200 <= reply.status < 300 or reply.status == 404):
+        raise syncore_sdk.status_error("DELETE", url, reply)
+
+
 def ok(**feedback: str) -> Outcome:
     return Outcome_Ok([Field(name, Value_Text(value)) for name, value in feedback.items()])
 
@@ -93,6 +168,14 @@ class Actuator(exports.Actuator):
         h = fnv1a(object.key)
         id = backend_id(object)
         model = object.model
+        base, collection = inventory(), COLLECTIONS.get(model)
+        if base is not None and collection is not None:
+            if model == "Port" and dependency_feedback(object, "network", "cidr") is None:
+                return Outcome_Deferred("the port's network has no cidr yet")
+            try:
+                id = put(base, collection, object)
+            except syncore_sdk.HttpError as e:
+                return Outcome_Failed(e.message)
         if model == "Site":
             if as_str(find(object.fields, "name")) is None:
                 return Outcome_Failed("a site needs a name")
@@ -123,6 +206,12 @@ class Actuator(exports.Actuator):
         return Outcome_Failed("cord-actuators does not know model %s" % model)
 
     def delete(self, object: ObjectView) -> Outcome:
+        base, collection = inventory(), COLLECTIONS.get(object.model)
+        if base is not None and collection is not None:
+            try:
+                remove(base, collection, object.key)
+            except syncore_sdk.HttpError as e:
+                return Outcome_Failed(e.message)
         host.log(host.Level.INFO, "deleted %s %s" % (object.model, object.key))
         return Outcome_Ok([])
 
