@@ -8,7 +8,8 @@
 //! feedback is the one the Rust actuator reports (the backend's ids); a delete in the model
 //! deletes in the backend, dependents first; a 500 is a failure with backoff, then a success;
 //! an inventory whose origin is not granted is refused by the host, naming the plugin and the
-//! origin, and never reached. The endpoint comes from the plugin's granted configuration
+//! origin, and never reached; through the asynchronous path, calls waiting on the backend
+//! hold no thread. The endpoint comes from the plugin's granted configuration
 //! (`inventory`), never from a declarative field.
 //!
 //! Method: an `Inventory` per scenario on 127.0.0.1 (a free port); the engine driven by plan
@@ -502,6 +503,89 @@ fn an_inventory_not_granted_is_refused(lang: Lang) {
     }
     assert!(elsewhere.requests().is_empty(), "{lang:?}");
     assert!(granted.requests().is_empty(), "{lang:?}");
+}
+
+/// Goal (issue 12, async calls): through the asynchronous path (the one the runtime and
+/// `syncore serve` use), the language's actuator waits on the backend without holding a
+/// thread: six syncs of networks against a backend answering after 300 ms, spawned
+/// together on a two-thread runtime, are more than two in flight at once (were each call
+/// holding a thread, at most two could be), every one succeeds with the backend's id, and
+/// the backend ends holding all six.
+fn async_calls_wait_without_holding_a_thread(lang: Lang) {
+    const N: usize = 6;
+    let inventory = Inventory::start().unwrap();
+    inventory.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+    let cord = cord(lang, &inventory, &inventory);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcomes = rt.block_on(async {
+        let calls: Vec<_> = (0..N)
+            .map(|i| {
+                let cord = cord.clone();
+                tokio::spawn(async move {
+                    let key = format!("net-{i}");
+                    let view = syncore::OwnedView::new(
+                        &key,
+                        "Network",
+                        1,
+                        syncore::TaskKind::Sync,
+                        [("name".to_string(), Value::from(key.as_str()))],
+                        [
+                            ("id".to_string(), Value::Null),
+                            ("cidr".to_string(), Value::Null),
+                        ],
+                    );
+                    let cx = syncore::ActuationContext::new(Time(0));
+                    (key, syncore::AsyncActuator::sync(&cord, cx, view).await)
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for call in calls {
+            outcomes.push(call.await.unwrap());
+        }
+        outcomes
+    });
+    let records = inventory.records();
+    for (key, outcome) in &outcomes {
+        let record = records
+            .get("networks", key)
+            .unwrap_or_else(|| panic!("{lang:?}: the backend has no networks/{key}"));
+        let text = format!("{outcome:?}");
+        assert!(
+            outcome.is_ok() && text.contains(&record.id),
+            "{lang:?}: {key}: {text} should be ok with the backend's id {}",
+            record.id
+        );
+    }
+    assert_eq!(records.len(), N, "{lang:?}");
+    let stats = cord.pool_stats();
+    assert!(
+        stats.in_flight_peak > 2,
+        "{lang:?}: more calls in flight than threads: {stats:?}"
+    );
+    assert_eq!(stats.in_flight, 0, "{lang:?}: {stats:?}");
+}
+
+#[test]
+fn rust_async_calls_wait_without_holding_a_thread() {
+    async_calls_wait_without_holding_a_thread(Lang::Rust);
+}
+
+#[test]
+fn python_async_calls_wait_without_holding_a_thread() {
+    async_calls_wait_without_holding_a_thread(Lang::Python);
+}
+
+#[test]
+fn js_async_calls_wait_without_holding_a_thread() {
+    async_calls_wait_without_holding_a_thread(Lang::Js);
 }
 
 #[test]
