@@ -24,7 +24,7 @@ use crate::id::{ModelId, ObjectId};
 use crate::policy::{Policy, Watcher};
 use crate::schema::{FieldSlot, ModelKind, Schema};
 use crate::store::Store;
-use crate::value::Value;
+use crate::value::{FieldType, Value};
 
 /// Applies `set` if it is in the bulk path's scope; otherwise gives it back untouched.
 pub(crate) fn try_apply(
@@ -38,9 +38,44 @@ pub(crate) fn try_apply(
     if set.changes.len() < 2 || watchers.iter().any(Option::is_some) {
         return Err(set);
     }
+    let mut set = set;
+    coerce_in_place(schema, &mut set);
     match check(schema, store, limits, policies, &set) {
         Some(checked) => Ok(commit(schema, store, set, checked)),
         None => Err(set),
+    }
+}
+
+/// Gives each value of a declarative field its field's type where [`Value::coerce`] can
+/// (the loose forms JSON input brings: a string for a `ref`, an array for `refs`, an integer
+/// for a `float`), so such change sets take this path too; a string becomes a reference
+/// without a copy. A value that does not coerce is left as it is, for the general path to
+/// name. Coercion is idempotent and the general path coerces every value before anything
+/// else reads it, so if the set goes there after all, it gives the same result.
+fn coerce_in_place(schema: &Schema, set: &mut ChangeSet) {
+    for c in &mut set.changes {
+        let Change::Upsert { model, fields, .. } = c else {
+            continue;
+        };
+        let Some(mid) = schema.model_id(model) else {
+            continue;
+        };
+        let m = schema.model(mid);
+        for (name, value) in fields.iter_mut() {
+            let Some(FieldSlot::Declarative(i)) = m.slot(name) else {
+                continue;
+            };
+            let ty = m.fields[i as usize].ty;
+            match value {
+                Value::Str(s) if ty == FieldType::Ref => *value = Value::Ref(std::mem::take(s)),
+                v if v.has_type(ty) => {}
+                v => {
+                    if let Ok(coerced) = v.clone().coerce(ty) {
+                        *v = coerced;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -376,21 +411,26 @@ mod tests {
     /// scope or wrong (a delete, a stored key, a dangling or mistyped reference, loose
     /// JSON, an unknown field).
     fn change() -> impl Strategy<Value = Change> {
-        let node = (0u8..12, proptest::collection::vec(0u8..14, 0..4), 0u8..4).prop_map(
-            |(k, deps, site)| {
-                Change::upsert(
-                    format!("n{k}"),
-                    "Node",
-                    [
-                        (
-                            "deps",
-                            Value::Refs(deps.iter().map(|d| format!("n{d}")).collect()),
-                        ),
-                        ("site", Value::Ref(format!("s{site}"))),
-                    ],
-                )
-            },
-        );
+        // References typed, or in the loose forms JSON input gives (a string, an array).
+        let node = (
+            0u8..12,
+            proptest::collection::vec(0u8..14, 0..4),
+            0u8..4,
+            any::<bool>(),
+        )
+            .prop_map(|(k, deps, site, loose)| {
+                let deps: Vec<String> = deps.iter().map(|d| format!("n{d}")).collect();
+                let site = format!("s{site}");
+                let (deps, site) = if loose {
+                    (
+                        Value::Json(serde_json::to_string(&deps).unwrap()),
+                        Value::Str(site),
+                    )
+                } else {
+                    (Value::Refs(deps), Value::Ref(site))
+                };
+                Change::upsert(format!("n{k}"), "Node", [("deps", deps), ("site", site)])
+            });
         let site = (0u8..4, 0i64..3)
             .prop_map(|(k, x)| Change::upsert(format!("s{k}"), "Site", [("x", Value::Int(x))]));
         let tag = (0u8..4, 0u8..14).prop_map(|(k, on)| {
@@ -407,6 +447,8 @@ mod tests {
             1 => (0u8..12).prop_map(|k| Change::delete(format!("n{k}"))),
             1 => Just(Change::upsert("s9", "Site", [("j", Value::Json("{\"b\":1,\"a\":2}".into()))])),
             1 => Just(Change::upsert("s8", "Site", [("nope", Value::Int(1))])),
+            1 => Just(Change::upsert("s7", "Site", [("x", Value::Str("1".into()))])),
+            1 => Just(Change::upsert("n11", "Node", [("deps", Value::Json("[1]".into()))])),
             1 => Just(Change::upsert("n13", "Site", [("x", Value::Int(1))])),
         ]
     }
@@ -468,5 +510,40 @@ mod tests {
         assert_eq!(r.changed, vec!["n1".to_string(), "s1".to_string()]);
         assert_eq!(r.touched_objects, 2);
         assert_eq!(e.plan(crate::Time(0)).wave_count(), 2);
+    }
+
+    /// Loose forms from JSON (a string for a `ref`, an array for `refs`) are coerced and
+    /// stay on the bulk path; a value that does not coerce sends the set to the general
+    /// path, which names it.
+    #[test]
+    fn json_forms_of_references_take_the_bulk_path() {
+        let schema = Schema::from_json(SCHEMA).unwrap();
+        let mut e = Engine::new(schema, Config::default());
+        let set = ChangeSet::new()
+            .upsert("s1", "Site", [("x", 1i64)])
+            .upsert("n1", "Node", [("site", Value::Str("s1".into()))])
+            .upsert(
+                "n2",
+                "Node",
+                [
+                    ("site", Value::Str("s1".into())),
+                    ("deps", Value::Json(r#"["n1"]"#.into())),
+                ],
+            );
+        let taken = e.apply_bulk(set);
+        assert!(taken.is_ok(), "refused: {taken:?}");
+        let n2 = e.view_key("n2").unwrap();
+        assert_eq!(n2.field("site"), Some(&Value::Ref("s1".into())));
+        assert_eq!(n2.field("deps"), Some(&Value::Refs(vec!["n1".into()])));
+        assert_eq!(e.plan(crate::Time(0)).wave_count(), 3);
+
+        let wrong = ChangeSet::new()
+            .upsert("s2", "Site", [("x", Value::Str("one".into()))])
+            .upsert("s3", "Site", [("x", 3i64)]);
+        let back = e.apply_bulk(wrong);
+        let err = e
+            .apply(back.expect_err("not coercible: the general path's"))
+            .unwrap_err();
+        assert!(err.to_string().contains("s2"), "{err}");
     }
 }

@@ -330,6 +330,22 @@ impl Engine {
         self.apply_general(set)
     }
 
+    /// `apply` through the bulk path only: the set back if it is out of that path's scope.
+    #[cfg(test)]
+    pub(crate) fn apply_bulk(&mut self, set: ChangeSet) -> Result<ApplyReport, ChangeSet> {
+        let limits = self.config.limits();
+        let r = crate::bulk::try_apply(
+            &self.schema,
+            &mut self.store,
+            &limits,
+            &self.policies,
+            &self.watchers,
+            set,
+        );
+        self.store.flush_hash();
+        r
+    }
+
     /// `apply` through the general staging path (policies, watchers, updates, deletes).
     pub(crate) fn apply_general(&mut self, set: ChangeSet) -> Result<ApplyReport, ChangeError> {
         let limits = self.config.limits();
