@@ -26,7 +26,8 @@ use crate::schema::{FieldSlot, ModelKind, Schema};
 use crate::store::Store;
 use crate::value::{FieldType, Value};
 
-/// Applies `set` if it is in the bulk path's scope; otherwise gives it back untouched.
+/// Applies `set` if it is in the bulk path's scope; otherwise gives it back, its values
+/// coerced to their fields' types where they could be (which changes no result).
 pub(crate) fn try_apply(
     schema: &Schema,
     store: &mut Store,
