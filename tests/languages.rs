@@ -28,9 +28,12 @@ use syncore::wasm::{
     HostConfig, Instances, LogBuffer, TimeLimit, WasmActuator, WasmHost, WasmPolicy,
 };
 use syncore::{
-    Actuators, ChangeSet, Config, Engine, ExecConfig, Executor, Runner, RunnerConfig, Schema,
-    Status, StopReason, Time, VirtualClock,
+    Actuators, ChangeSet, Config, Engine, ExecConfig, Runner, RunnerConfig, Schema, Status,
+    StopReason, Time, VirtualClock,
 };
+
+mod support;
+use support::{converge, error_message};
 
 /// The per-call time limit of every plugin in this file: the default's.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -407,38 +410,6 @@ fn every_language_gives_the_same_snapshot_and_trace_as_rust() {
             "{lang:?}: the final snapshot differs from Rust's"
         );
         assert_eq!(other.logs, rust.logs, "{lang:?}: the plugins' log lines");
-    }
-}
-
-/// Plan, execute and complete until nothing is due or `rounds_max` rounds passed, jumping
-/// to the next wake-up when only backing-off objects remain; returns the time reached.
-fn converge(engine: &mut Engine, actuators: &Actuators, start: Time, rounds_max: usize) -> Time {
-    let executor =
-        Executor::new(engine.schema(), actuators, ExecConfig::new().threads(2)).expect("executor");
-    let mut now = start;
-    for _ in 0..rounds_max {
-        let plan = engine.plan(now);
-        if plan.tasks.is_empty() {
-            match plan.next_wake {
-                Some(wake) => {
-                    now = wake;
-                    continue;
-                }
-                None => break,
-            }
-        }
-        let report = executor.run(engine, &plan);
-        engine.complete_run(&plan, &report, now).expect("complete");
-        now = now.after(1);
-    }
-    now
-}
-
-/// The message of an object in error.
-fn error_message(engine: &Engine, key: &str, now: Time) -> String {
-    match engine.status(key, now) {
-        Some(Status::Error { message, .. }) => message,
-        other => panic!("{key} should be in error, is {other:?}"),
     }
 }
 

@@ -30,6 +30,9 @@ use syncore::{
 };
 use syncore_inventory::{Faults, Inventory};
 
+mod support;
+use support::{collection, converge, json};
+
 /// The languages, Rust (the reference) first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lang {
@@ -176,16 +179,6 @@ fn actuators(cord: &WasmActuator) -> Actuators {
         .fold(Actuators::new(), |a, m| a.with(*m, cord.clone()))
 }
 
-/// Which collection of the inventory holds a model.
-fn collection(model: &str) -> Option<&'static str> {
-    match model {
-        "Network" => Some("networks"),
-        "Instance" => Some("instances"),
-        "Port" => Some("ports"),
-        _ => None,
-    }
-}
-
 fn deployment() -> ChangeSet {
     ChangeSet::new()
         .upsert("princeton", "Site", [("name", "Princeton")])
@@ -206,40 +199,6 @@ fn deployment() -> ChangeSet {
         )
         // A null link: sent as JSON null, kept as null in the backend.
         .upsert("port-x", "Port", [("network", "net-a")])
-}
-
-/// Plan, execute, complete until nothing is due (jumping to the next wake-up when only
-/// backing-off objects remain) or `rounds_max` rounds passed; the time reached.
-fn converge(engine: &mut Engine, actuators: &Actuators, start: Time, rounds_max: usize) -> Time {
-    let executor =
-        Executor::new(engine.schema(), actuators, ExecConfig::new().threads(2)).expect("executor");
-    let mut now = start;
-    for _ in 0..rounds_max {
-        let plan = engine.plan(now);
-        if plan.tasks.is_empty() {
-            match plan.next_wake {
-                Some(wake) => {
-                    now = wake;
-                    continue;
-                }
-                None => break,
-            }
-        }
-        let report = executor.run(engine, &plan);
-        engine.complete_run(&plan, &report, now).expect("complete");
-        now = now.after(1);
-    }
-    now
-}
-
-fn json(value: &Value) -> serde_json::Value {
-    match value {
-        Value::Null => serde_json::Value::Null,
-        Value::Str(s) | Value::Ref(s) => s.clone().into(),
-        Value::Int(i) => (*i).into(),
-        Value::Bool(b) => (*b).into(),
-        other => panic!("no such field in the CORD schema: {other:?}"),
-    }
 }
 
 /// Checks that the backend holds exactly the declarative state of the engine's backed

@@ -19,10 +19,13 @@ use syncore::wasm::{
     HostConfig, Instances, Limits, PluginError, TimeLimit, WasmActuator, WasmHost,
 };
 use syncore::{
-    Actuator, Actuators, ChangeSet, Config, Engine, ExecConfig, Executor, ObjectView, Outcome,
-    Schema, Status, Time, Value,
+    Actuator, Actuators, ChangeSet, Config, Engine, ObjectView, Outcome, Schema, Status, Time,
+    Value,
 };
 use syncore_test_plugins as components;
+
+mod support;
+use support::{assert_contains, converge, error_message};
 
 /// Fails the build unless `per_plugin::$name` exists (one test per plugin).
 macro_rules! assert_test_exists {
@@ -79,44 +82,6 @@ fn plugin_name(path: &str) -> String {
 fn actuator(host: &WasmHost, path: &str) -> WasmActuator {
     host.load_actuator(&plugin_name(path), path)
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs plan -> execute -> complete until nothing is left to do or `rounds_max` rounds
-/// passed, jumping to the next wake-up when only backing-off objects remain. Returns the time
-/// reached.
-fn converge(engine: &mut Engine, actuators: &Actuators, start: Time, rounds_max: usize) -> Time {
-    let executor =
-        Executor::new(engine.schema(), actuators, ExecConfig::new().threads(2)).expect("executor");
-    let mut now = start;
-    for _ in 0..rounds_max {
-        let plan = engine.plan(now);
-        if plan.tasks.is_empty() {
-            match plan.next_wake {
-                Some(wake) => {
-                    now = wake;
-                    continue;
-                }
-                None => break,
-            }
-        }
-        let report = executor.run(engine, &plan);
-        engine.complete_run(&plan, &report, now).expect("complete");
-        now = now.after(1);
-    }
-    now
-}
-
-fn error_message(engine: &Engine, key: &str, now: Time) -> String {
-    match engine.status(key, now) {
-        Some(Status::Error { message, .. }) => message,
-        other => panic!("{key} should be in error, is {other:?}"),
-    }
-}
-
-fn assert_contains(text: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(text.contains(part), "{text:?} should contain {part:?}");
-    }
 }
 
 /// A FNV-1a hash of a key, as the CORD plugins compute it.

@@ -26,6 +26,9 @@ use syncore::{
 use syncore_inventory::{Faults, Inventory};
 use syncore_test_plugins as components;
 
+mod support;
+use support::{assert_contains, collection, converge, error_message, json};
+
 const SCHEMA: &str = r#"{"models": [
   {"name": "Site", "fields": [{"name": "name", "type": "string"}],
    "feedback": [{"name": "id", "type": "string"}]},
@@ -61,16 +64,6 @@ fn schema(models: &[&str]) -> Schema {
 /// The CORD models.
 fn cord_schema() -> Schema {
     schema(&MODELS)
-}
-
-/// Which collection of the inventory holds a model.
-fn collection(model: &str) -> Option<&'static str> {
-    match model {
-        "Network" => Some("networks"),
-        "Instance" => Some("instances"),
-        "Port" => Some("ports"),
-        _ => None,
-    }
 }
 
 fn deployment() -> ChangeSet {
@@ -119,40 +112,6 @@ fn actuators(cord: &WasmActuator) -> Actuators {
     MODELS
         .iter()
         .fold(Actuators::new(), |a, m| a.with(*m, cord.clone()))
-}
-
-/// Plan, execute, complete until nothing is due (jumping to the next wake-up when only
-/// backing-off objects remain) or `rounds_max` rounds passed; the time reached.
-fn converge(engine: &mut Engine, actuators: &Actuators, start: Time, rounds_max: usize) -> Time {
-    let executor =
-        Executor::new(engine.schema(), actuators, ExecConfig::new().threads(2)).expect("executor");
-    let mut now = start;
-    for _ in 0..rounds_max {
-        let plan = engine.plan(now);
-        if plan.tasks.is_empty() {
-            match plan.next_wake {
-                Some(wake) => {
-                    now = wake;
-                    continue;
-                }
-                None => break,
-            }
-        }
-        let report = executor.run(engine, &plan);
-        engine.complete_run(&plan, &report, now).expect("complete");
-        now = now.after(1);
-    }
-    now
-}
-
-fn json(value: &Value) -> serde_json::Value {
-    match value {
-        Value::Null => serde_json::Value::Null,
-        Value::Str(s) | Value::Ref(s) => s.clone().into(),
-        Value::Int(i) => (*i).into(),
-        Value::Bool(b) => (*b).into(),
-        other => panic!("no such field in the CORD schema: {other:?}"),
-    }
 }
 
 /// Checks that the backend holds exactly the declarative state of the engine's backed
@@ -207,19 +166,6 @@ fn assert_backend_matches(engine: &Engine, inventory: &Inventory) {
         actual, expected,
         "the backend holds exactly the declarative state"
     );
-}
-
-fn error_message(engine: &Engine, key: &str, now: Time) -> String {
-    match engine.status(key, now) {
-        Some(Status::Error { message, .. }) => message,
-        other => panic!("{key} should be in error, is {other:?}"),
-    }
-}
-
-fn assert_contains(text: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(text.contains(part), "{text:?} should contain {part:?}");
-    }
 }
 
 /// Goal: the Rust CORD actuator creates, updates and deletes through the inventory; after
