@@ -335,6 +335,46 @@ impl Scratch {
     }
 }
 
+/// What planning reads of one unsettled object, copied once in id order (a sequential
+/// pass over the store's arrays) so that the passes in topological order, which visit
+/// objects at random, read one small record instead of several arrays.
+#[derive(Clone, Copy, Debug)]
+struct SlotInfo {
+    version: u64,
+    /// When its own backoff ends (meaningful with [`SlotInfo::BACKING_OFF`]).
+    retry_at: Time,
+    model: ModelId,
+    kind: ModelKind,
+    flags: u8,
+}
+
+impl SlotInfo {
+    const DELETING: u8 = 1;
+    /// Waits on its own timer at the plan's `now` (R5, R6).
+    const BACKING_OFF: u8 = 2;
+    const EXTERNAL_FAILED: u8 = 4;
+
+    fn read(schema: &Schema, store: &Store, id: ObjectId, now: Time) -> SlotInfo {
+        let b = store.backoff(id);
+        let model = store.model(id);
+        let flag = |on: bool, flag: u8| if on { flag } else { 0 };
+        let flags = flag(b.deleting(), Self::DELETING)
+            | flag(b.backing_off(now), Self::BACKING_OFF)
+            | flag(b.external_failed(), Self::EXTERNAL_FAILED);
+        SlotInfo {
+            version: store.version(id),
+            retry_at: b.retry_at,
+            model,
+            kind: schema.model(model).kind,
+            flags,
+        }
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
 /// How one unsettled object resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Res {
@@ -346,10 +386,8 @@ enum Res {
     Blocked {
         root: u32,
     },
-    /// Its own backoff.
-    Own {
-        until: Time,
-    },
+    /// Its own backoff (until its [`SlotInfo::retry_at`]).
+    Own,
     /// External, not yet reported.
     ExtWait,
     /// External, reported failed.
@@ -411,12 +449,12 @@ impl Acc {
                 self.wave = self.wave.max(b.wave);
                 continue;
             }
-            let pid = unsettled[p];
+            // The object's id is read only for the rare results that name it.
             match res[p] {
                 Res::Task { wave: w } => self.wave = self.wave.max(w + 1),
                 Res::Blocked { root: r } => self.root = min_by_key(store, self.root, r),
-                Res::Own { .. } | Res::ExtFailed => self.root = min_by_key(store, self.root, pid),
-                Res::ExtWait => self.wait_ext = min_by_key(store, self.wait_ext, pid),
+                Res::Own | Res::ExtFailed => self.root = min_by_key(store, self.root, unsettled[p]),
+                Res::ExtWait => self.wait_ext = min_by_key(store, self.wait_ext, unsettled[p]),
                 Res::WaitExt { key } => self.wait_ext = min_by_key(store, self.wait_ext, key),
                 Res::WaitRefs => self.wait_refs = true,
                 Res::Unresolved => unreachable!("prerequisites resolve first"),
@@ -451,9 +489,15 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         objects: n as u64,
         edges: 0,
     };
-    for (i, &u) in unsettled.iter().enumerate() {
-        scratch.set_slot(u, i as u32, store.deleting(ObjectId(u)));
-    }
+    let info: Vec<SlotInfo> = unsettled
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| {
+            let info = SlotInfo::read(schema, store, ObjectId(u), now);
+            scratch.set_slot(u, i as u32, info.has(SlotInfo::DELETING));
+            info
+        })
+        .collect();
 
     // Model-level prerequisites (R1): the unsettled, live objects of each model; and for
     // deletes (R7), the deleting objects of each model. Each (model, live/deleting) waited
@@ -469,12 +513,11 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         by_model = vec![Vec::new(); models];
         deleting_by_model = vec![Vec::new(); models];
         barrier_of = vec![u32::MAX; models * 2];
-        for (i, &u) in unsettled.iter().enumerate() {
-            let id = ObjectId(u);
-            if store.deleting(id) {
-                deleting_by_model[store.model(id).index()].push(i as u32);
+        for (i, info) in info.iter().enumerate() {
+            if info.has(SlotInfo::DELETING) {
+                deleting_by_model[info.model.index()].push(i as u32);
             } else {
-                by_model[store.model(id).index()].push(i as u32);
+                by_model[info.model.index()].push(i as u32);
             }
         }
     }
@@ -637,7 +680,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         if i >= n {
             barrier_acc[i - n] = acc;
         } else {
-            let r = resolve(schema, store, now, ObjectId(unsettled[i]), acc);
+            let r = resolve(store, ObjectId(unsettled[i]), &info[i], acc);
             if let Res::Task { wave } = r {
                 max_wave = max_wave.max(wave);
             }
@@ -716,12 +759,12 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     let mut dep_targets = Vec::with_capacity(pre.len());
     dep_offsets.push(0u32);
     for &i in &order {
-        let id = ObjectId(unsettled[i as usize]);
+        let info = &info[i as usize];
         tasks.push(Task {
-            object: id,
-            model: store.model(id),
-            version: store.version(id),
-            kind: if store.deleting(id) {
+            object: ObjectId(unsettled[i as usize]),
+            model: info.model,
+            version: info.version,
+            kind: if info.has(SlotInfo::DELETING) {
                 TaskKind::Delete
             } else {
                 TaskKind::Sync
@@ -763,7 +806,8 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
             Res::Task { .. } => continue,
             Res::Unresolved => unreachable!("every object resolves"),
             Res::Blocked { root } => HoldReason::Blocked { by: ObjectId(root) },
-            Res::Own { until } => {
+            Res::Own => {
+                let until = info[i].retry_at;
                 next_wake = Some(next_wake.map_or(until, |w| w.min(until)));
                 HoldReason::BackingOff { until }
             }
@@ -824,17 +868,17 @@ pub(crate) fn referrers_waited_for(store: &Store, id: ObjectId) -> Vec<ObjectId>
     out
 }
 
-/// How object `id` resolves, given what its prerequisites add up to.
-fn resolve(schema: &Schema, store: &Store, now: Time, id: ObjectId, acc: Acc) -> Res {
+/// How object `id` (read as `info`) resolves, given what its prerequisites add up to.
+fn resolve(store: &Store, id: ObjectId, info: &SlotInfo, acc: Acc) -> Res {
     let Acc {
         root,
         wait_ext,
         wait_refs,
         wave,
     } = acc;
-    let kind = schema.model(store.model(id)).kind;
-    let b = store.backoff(id);
-    if store.deleting(id) {
+    let kind = info.kind;
+    let backing_off = info.has(SlotInfo::BACKING_OFF);
+    if info.has(SlotInfo::DELETING) {
         let mut live_referrer = false;
         graph::for_each_effective_referrer(store, id, |r| live_referrer |= !store.deleting(r));
         if live_referrer {
@@ -846,8 +890,8 @@ fn resolve(schema: &Schema, store: &Store, now: Time, id: ObjectId, acc: Acc) ->
         if wait_refs || wait_ext.is_some() || kind != ModelKind::Actuated {
             return Res::WaitRefs;
         }
-        if b.backing_off(now) {
-            return Res::Own { until: b.retry_at };
+        if backing_off {
+            return Res::Own;
         }
         return Res::Task { wave };
     }
@@ -858,9 +902,9 @@ fn resolve(schema: &Schema, store: &Store, now: Time, id: ObjectId, acc: Acc) ->
         return Res::WaitExt { key: k };
     }
     match kind {
-        ModelKind::External if b.external_failed() => Res::ExtFailed,
+        ModelKind::External if info.has(SlotInfo::EXTERNAL_FAILED) => Res::ExtFailed,
         ModelKind::External => Res::ExtWait,
-        _ if b.backing_off(now) => Res::Own { until: b.retry_at },
+        _ if backing_off => Res::Own,
         _ => Res::Task { wave },
     }
 }
