@@ -192,6 +192,9 @@ fn feedback_writes(
     model: &Model,
     feedback: std::collections::BTreeMap<String, Value>,
 ) -> Result<Vec<(usize, Value)>, String> {
+    if feedback.is_empty() {
+        return Ok(Vec::new());
+    }
     let n_decl = model.fields.len();
     let mut writes: Vec<(usize, Value)> = Vec::with_capacity(feedback.len());
     for (name, value) in feedback {

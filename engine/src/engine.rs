@@ -430,7 +430,7 @@ impl Engine {
         let Outcome::Ok { feedback, .. } = &outcome else {
             return outcome;
         };
-        if !self.store.alive(task.object) {
+        if feedback.is_empty() || !self.store.alive(task.object) {
             return outcome;
         }
         let model = self.schema.model(self.store.model(task.object));

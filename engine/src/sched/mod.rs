@@ -652,7 +652,10 @@ impl Scheduler {
     fn put_lease(&mut self, l: Lease) {
         let i = l.task.object.index();
         if self.leases.len() <= i {
-            self.leases.resize(i + 1, None);
+            // Sized for every id at once: growing one id at a time would copy the table
+            // again and again as ids arrive in any order.
+            let len = self.engine.id_capacity().max(i + 1);
+            self.leases.resize(len, None);
         }
         debug_assert!(self.leases[i].is_none(), "one lease per object");
         self.leases[i] = Some(l);
