@@ -160,18 +160,9 @@ fn decode_body(payload: &[u8]) -> Result<(Body, usize), bincode::error::DecodeEr
 /// once, each reference looked up once, no value copied).
 fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     let n = d.keys.len();
-    if [
-        d.model.len(),
-        d.version.len(),
-        d.enacted.len(),
-        d.born.len(),
-        d.owner.len(),
-        d.values.len(),
-        d.backoff.len(),
-        d.deps.len(),
-    ]
-    .iter()
-    .any(|&l| l != n)
+    if [d.meta.len(), d.owner.len(), d.values.len(), d.deps.len()]
+        .iter()
+        .any(|&l| l != n)
     {
         return Err("array lengths differ".into());
     }
@@ -181,25 +172,23 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     let mut free = vec![false; n];
     for &f in &d.free {
         let f = f as usize;
-        if f >= n || free[f] || d.model[f] != DEAD {
+        if f >= n || free[f] || d.meta[f].model != DEAD {
             return Err(format!("free slot {f} is invalid"));
         }
         free[f] = true;
     }
     for (id, &is_free) in free.iter().enumerate() {
-        let m = d.model[id];
+        let meta = d.meta[id];
+        let m = meta.model;
         if m == DEAD {
             if !is_free {
                 return Err(format!("slot {id} is neither live nor free"));
             }
             // A free slot holds nothing (the state hash and the indexes skip it).
             if !d.keys[id].is_empty()
-                || d.version[id] != 0
-                || d.born[id] != 0
+                || meta != crate::store::Meta::new(DEAD)
                 || d.owner[id] != crate::store::NO_OWNER
-                || d.enacted[id] != 0
                 || !d.values[id].is_empty()
-                || d.backoff[id] != Default::default()
                 || !d.deps[id].is_empty()
             {
                 return Err(format!("free slot {id} is not empty"));
@@ -215,17 +204,17 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
         if d.values[id].len() != model.fields.len() + model.feedback.len() {
             return Err(format!("object {}: wrong number of values", d.keys[id]));
         }
-        if d.version[id] == 0
-            || d.version[id] >= d.next_version
-            || d.enacted[id] > d.version[id]
-            || d.born[id] == 0
-            || d.born[id] > d.version[id]
+        if meta.version == 0
+            || meta.version >= d.next_version
+            || meta.enacted > meta.version
+            || meta.born == 0
+            || meta.born > meta.version
         {
             return Err(format!("object {}: bad version", d.keys[id]));
         }
         let o = d.owner[id];
         if o != crate::store::NO_OWNER
-            && (o as usize >= n || o as usize == id || d.model[o as usize] == DEAD)
+            && (o as usize >= n || o as usize == id || d.meta[o as usize].model == DEAD)
         {
             return Err(format!("object {}: bad owner", d.keys[id]));
         }
@@ -258,7 +247,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     // Edges must be exactly what the field values say.
     let mut want: Vec<Edge> = Vec::new();
     for id in 0..n {
-        let m = d.model[id];
+        let m = d.meta[id].model;
         if m == DEAD {
             continue;
         }
@@ -269,7 +258,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
                 let Some(tid) = store.id_of(t) else {
                     return Err(format!("object {}: dangling reference {t}", d.keys[id]));
                 };
-                if d.model[tid.index()] != l.target {
+                if d.meta[tid.index()].model != l.target {
                     return Err(format!(
                         "object {}: reference {t} has the wrong model",
                         d.keys[id]
@@ -293,14 +282,14 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     // (duplicates included: the same enumeration adds and removes them).
     let mut waiting = vec![0u32; n];
     for id in 0..n {
-        if d.model[id] != DEAD {
+        if d.meta[id].model != DEAD {
             graph::for_each_effective_dep(&store, ObjectId(id as u32), |t| {
                 waiting[t.index()] += 1;
             });
         }
     }
     let mut queue: Vec<u32> = (0..n as u32)
-        .filter(|&i| d.model[i as usize] != DEAD && waiting[i as usize] == 0)
+        .filter(|&i| d.meta[i as usize].model != DEAD && waiting[i as usize] == 0)
         .collect();
     let mut seen = 0;
     while let Some(u) = queue.pop() {
@@ -319,11 +308,12 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     drop(waiting);
     let mut wanted = 0;
     for id in 0..n {
-        let live = d.model[id] != DEAD;
+        let meta = &d.meta[id];
+        let live = meta.model != DEAD;
         let want = live
-            && (d.enacted[id] != d.version[id]
-                || d.backoff[id].deleting()
-                || d.backoff[id].external_failed());
+            && (meta.enacted != meta.version
+                || meta.backoff.deleting()
+                || meta.backoff.external_failed());
         wanted += usize::from(want);
         if want != d.unsettled.contains(id as u32) {
             return Err(format!("unsettled set disagrees at slot {id}"));
@@ -333,7 +323,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     if d.unsettled.len() != wanted
         || d.messages
             .keys()
-            .any(|&k| k as usize >= n || d.model[k as usize] == DEAD)
+            .any(|&k| k as usize >= n || d.meta[k as usize].model == DEAD)
     {
         return Err("index out of range".into());
     }

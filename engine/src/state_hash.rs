@@ -19,7 +19,7 @@
 //! full recomputation.
 
 use crate::graph::Edge;
-use crate::store::{Backoff, StoreData, DEAD};
+use crate::store::{Backoff, Meta, StoreData, DEAD};
 use crate::value::Value;
 
 /// A small deterministic word hasher (no random seed: hashes must agree across processes).
@@ -115,26 +115,29 @@ pub(crate) fn body(d: &StoreData, i: usize) -> u64 {
     // checks it).
     let StoreData {
         keys: _,
-        model: _,
-        version: _,
-        born: _,
+        meta: _,
         owner: _,
-        enacted: _,
         values: _,
-        backoff: _,
         deps: _,
         messages: _,
         free: _,
         unsettled: _,
         next_version: _,
     } = d;
-    if d.model[i] == DEAD {
+    let Meta {
+        version: _,
+        born,
+        enacted: _,
+        backoff: _,
+        model,
+    } = d.meta[i];
+    if model == DEAD {
         return 0;
     }
     let mut h = WordHasher::new(i as u64);
     h.bytes(d.keys[i].as_bytes());
-    h.word(u64::from(d.model[i].0));
-    h.word(d.born[i]);
+    h.word(u64::from(model.0));
+    h.word(born);
     h.word(u64::from(d.owner[i]));
     h.word(d.values[i].len() as u64);
     for v in d.values[i].iter() {
@@ -152,17 +155,24 @@ pub(crate) fn body(d: &StoreData, i: usize) -> u64 {
 /// message): a few words, so a completion never rehashes an object's values. 0 for a free
 /// slot.
 pub(crate) fn status(d: &StoreData, i: usize) -> u64 {
-    if d.model[i] == DEAD {
+    let Meta {
+        version,
+        born: _,
+        enacted,
+        backoff,
+        model,
+    } = d.meta[i];
+    if model == DEAD {
         return 0;
     }
     let mut h = WordHasher::new(!(i as u64));
-    h.word(d.version[i]);
-    h.word(d.enacted[i]);
+    h.word(version);
+    h.word(enacted);
     let Backoff {
         retry_at,
         failures,
         flags,
-    } = d.backoff[i];
+    } = backoff;
     h.word(retry_at.0);
     h.word(u64::from(failures) << 8 | u64::from(flags));
     match d.messages.get(&(i as u32)) {

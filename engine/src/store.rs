@@ -7,6 +7,11 @@
 
 use std::collections::BTreeMap;
 
+use bincode::de::Decoder;
+use bincode::enc::Encoder;
+use bincode::error::{DecodeError, EncodeError};
+use bincode::{Decode, Encode};
+
 use crate::graph::{self, Edge};
 use crate::id::{KeyIndex, ModelId, ObjectId, Time};
 use crate::idset::IdSet;
@@ -54,24 +59,48 @@ impl Backoff {
     }
 }
 
-/// The persistent part of the store (what a snapshot carries).
-#[derive(Clone, Debug, Default, PartialEq, bincode::Encode, bincode::Decode)]
-pub(crate) struct StoreData {
-    pub keys: Vec<Box<str>>,
-    pub model: Vec<ModelId>,
+/// The per-object fields that planning, a dispatch and a completion read together, in one
+/// record: a completion touches one or two cache lines of it instead of one line in each of
+/// five arrays (ids arrive in any order, so each array access is a miss).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Meta {
     /// Declarative version; drawn from one engine-wide counter, so versions never repeat
     /// and a reused id never matches a stale task (R8).
-    pub version: Vec<u64>,
+    pub version: u64,
     /// The first version of the object now in the slot: a task with an older version was
     /// planned for an earlier object in the same slot (R8).
-    pub born: Vec<u64>,
+    pub born: u64,
+    /// The version last synced; `0`: never.
+    pub enacted: u64,
+    pub backoff: Backoff,
+    /// [`DEAD`] for a free slot.
+    pub model: ModelId,
+}
+
+impl Meta {
+    /// A fresh slot of `model` (no version yet).
+    pub(crate) fn new(model: ModelId) -> Meta {
+        Meta {
+            version: 0,
+            born: 0,
+            enacted: 0,
+            backoff: Backoff::default(),
+            model,
+        }
+    }
+}
+
+/// The persistent part of the store (what a snapshot carries). Its encoding has one array
+/// per field (see [`StoreData`]'s `Encode`), whatever the layout in memory.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct StoreData {
+    pub keys: Vec<Box<str>>,
+    /// Model, versions and backoff, per slot.
+    pub meta: Vec<Meta>,
     /// The object whose policy created this one and which owns it (R10), or [`NO_OWNER`].
     pub owner: Vec<u32>,
-    /// The version last synced; `0`: never.
-    pub enacted: Vec<u64>,
     /// Declarative values then feedback values, as many as the model has.
     pub values: Vec<Box<[Value]>>,
-    pub backoff: Vec<Backoff>,
     /// Dependencies (link targets), sorted, deduplicated, tagged with [`graph::PROXY`].
     pub deps: Vec<Box<[Edge]>>,
     /// Messages of objects in error or deferred.
@@ -83,6 +112,79 @@ pub(crate) struct StoreData {
     /// The next declarative version to hand out.
     pub next_version: u64,
 }
+
+/// One array of `meta`'s field `f`, encoded as a `Vec` of it is.
+fn encode_column<E: Encoder, T: Encode>(
+    e: &mut E,
+    meta: &[Meta],
+    f: impl Fn(&Meta) -> T,
+) -> Result<(), EncodeError> {
+    (meta.len() as u64).encode(e)?;
+    meta.iter().try_for_each(|m| f(m).encode(e))
+}
+
+/// The snapshot format: the fields in declaration order, with `meta` as five arrays in the
+/// places they have always had (model and versions after the keys, `enacted` after the
+/// owners, backoff after the values).
+impl Encode for StoreData {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        self.keys.encode(e)?;
+        encode_column(e, &self.meta, |m| m.model)?;
+        encode_column(e, &self.meta, |m| m.version)?;
+        encode_column(e, &self.meta, |m| m.born)?;
+        self.owner.encode(e)?;
+        encode_column(e, &self.meta, |m| m.enacted)?;
+        self.values.encode(e)?;
+        encode_column(e, &self.meta, |m| m.backoff)?;
+        self.deps.encode(e)?;
+        self.messages.encode(e)?;
+        self.free.encode(e)?;
+        self.unsettled.encode(e)?;
+        self.next_version.encode(e)
+    }
+}
+
+impl<Context> Decode<Context> for StoreData {
+    fn decode<D: Decoder<Context = Context>>(d: &mut D) -> Result<StoreData, DecodeError> {
+        let keys = Vec::<Box<str>>::decode(d)?;
+        let model = Vec::<ModelId>::decode(d)?;
+        let version = Vec::<u64>::decode(d)?;
+        let born = Vec::<u64>::decode(d)?;
+        let owner = Vec::<u32>::decode(d)?;
+        let enacted = Vec::<u64>::decode(d)?;
+        let values = Vec::<Box<[Value]>>::decode(d)?;
+        let backoff = Vec::<Backoff>::decode(d)?;
+        let n = model.len();
+        if [version.len(), born.len(), enacted.len(), backoff.len()]
+            .iter()
+            .any(|&l| l != n)
+        {
+            return Err(DecodeError::Other("array lengths differ"));
+        }
+        let meta = (0..n)
+            .map(|i| Meta {
+                version: version[i],
+                born: born[i],
+                enacted: enacted[i],
+                backoff: backoff[i],
+                model: model[i],
+            })
+            .collect();
+        Ok(StoreData {
+            keys,
+            meta,
+            owner,
+            values,
+            deps: Decode::decode(d)?,
+            messages: Decode::decode(d)?,
+            free: Decode::decode(d)?,
+            unsettled: Decode::decode(d)?,
+            next_version: Decode::decode(d)?,
+        })
+    }
+}
+
+bincode::impl_borrow_decode!(StoreData);
 
 /// The store: persistent data plus indexes derived from it.
 #[derive(Clone, Debug, Default)]
@@ -131,7 +233,7 @@ impl Store {
         let mut owned: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
         let mut live_count = 0;
         for id in 0..n {
-            if d.model[id] == DEAD {
+            if d.meta[id].model == DEAD {
                 continue;
             }
             live_count += 1;
@@ -152,7 +254,7 @@ impl Store {
             .collect();
         drop(rdeg);
         for id in 0..n {
-            if d.model[id] == DEAD {
+            if d.meta[id].model == DEAD {
                 continue;
             }
             if d.owner[id] != NO_OWNER {
@@ -183,7 +285,7 @@ impl Store {
         self.d.keys.len()
     }
     pub(crate) fn alive(&self, id: ObjectId) -> bool {
-        id.index() < self.d.model.len() && self.d.model[id.index()] != DEAD
+        self.d.meta.get(id.index()).is_some_and(|m| m.model != DEAD)
     }
     pub(crate) fn id_of(&self, key: &str) -> Option<ObjectId> {
         self.index.get(key, &self.d.keys).map(ObjectId)
@@ -192,19 +294,19 @@ impl Store {
         &self.d.keys[id.index()]
     }
     pub(crate) fn model(&self, id: ObjectId) -> ModelId {
-        self.d.model[id.index()]
+        self.d.meta[id.index()].model
     }
     pub(crate) fn version(&self, id: ObjectId) -> u64 {
-        self.d.version[id.index()]
+        self.d.meta[id.index()].version
     }
     pub(crate) fn enacted(&self, id: ObjectId) -> u64 {
-        self.d.enacted[id.index()]
+        self.d.meta[id.index()].enacted
     }
     pub(crate) fn backoff(&self, id: ObjectId) -> &Backoff {
-        &self.d.backoff[id.index()]
+        &self.d.meta[id.index()].backoff
     }
     pub(crate) fn deleting(&self, id: ObjectId) -> bool {
-        self.d.backoff[id.index()].deleting()
+        self.d.meta[id.index()].backoff.deleting()
     }
     /// Declarative values (the first `n_decl` values).
     pub(crate) fn fields(&self, id: ObjectId) -> &[Value] {
@@ -244,14 +346,12 @@ impl Store {
     /// Work to do or a reason to wait: a version not enacted, a delete, or an external
     /// report of failure for the current version (R17).
     pub(crate) fn is_unsettled(&self, id: ObjectId) -> bool {
-        let b = &self.d.backoff[id.index()];
-        self.d.enacted[id.index()] != self.d.version[id.index()]
-            || b.deleting()
-            || b.external_failed()
+        let m = &self.d.meta[id.index()];
+        m.enacted != m.version || m.backoff.deleting() || m.backoff.external_failed()
     }
     /// The first version of the object in slot `id`.
     pub(crate) fn born(&self, id: ObjectId) -> u64 {
-        self.d.born[id.index()]
+        self.d.meta[id.index()].born
     }
     /// The object owning `id` (R10), if any.
     pub(crate) fn owner(&self, id: ObjectId) -> Option<ObjectId> {
@@ -305,13 +405,9 @@ impl Store {
                 self.hash.free_popped(self.d.free.len(), id);
                 self.hash.mark(&self.d, i);
                 self.d.keys[i] = key.into();
-                self.d.model[i] = model;
-                self.d.version[i] = 0;
-                self.d.born[i] = 0;
+                self.d.meta[i] = Meta::new(model);
                 self.d.owner[i] = NO_OWNER;
-                self.d.enacted[i] = 0;
                 self.d.values[i] = values;
-                self.d.backoff[i] = Backoff::default();
                 self.d.deps[i] = Box::new([]);
                 debug_assert!(self.rdeps[i].is_empty());
                 id
@@ -320,13 +416,9 @@ impl Store {
                 let id = self.d.keys.len() as u32;
                 self.hash.mark(&self.d, id as usize);
                 self.d.keys.push(key.into());
-                self.d.model.push(model);
-                self.d.version.push(0);
-                self.d.born.push(0);
+                self.d.meta.push(Meta::new(model));
                 self.d.owner.push(NO_OWNER);
-                self.d.enacted.push(0);
                 self.d.values.push(values);
-                self.d.backoff.push(Backoff::default());
                 self.d.deps.push(Box::new([]));
                 self.rdeps.push(Vec::new());
                 id
@@ -374,10 +466,11 @@ impl Store {
         self.hash.mark(&self.d, id.index());
         let v = self.d.next_version;
         self.d.next_version += 1;
-        if self.d.version[id.index()] == 0 {
-            self.d.born[id.index()] = v;
+        let m = &mut self.d.meta[id.index()];
+        if m.version == 0 {
+            m.born = v;
         }
-        self.d.version[id.index()] = v;
+        m.version = v;
     }
 
     pub(crate) fn values_mut(&mut self, id: ObjectId) -> &mut [Value] {
@@ -386,11 +479,11 @@ impl Store {
     }
     pub(crate) fn backoff_mut(&mut self, id: ObjectId) -> &mut Backoff {
         self.hash.mark_status(&self.d, id.index());
-        &mut self.d.backoff[id.index()]
+        &mut self.d.meta[id.index()].backoff
     }
     pub(crate) fn set_enacted(&mut self, id: ObjectId, v: u64) {
         self.hash.mark_status(&self.d, id.index());
-        self.d.enacted[id.index()] = v;
+        self.d.meta[id.index()].enacted = v;
     }
     pub(crate) fn set_message(&mut self, id: ObjectId, message: Option<String>) {
         self.hash.mark_status(&self.d, id.index());
@@ -431,12 +524,8 @@ impl Store {
         self.d.keys[i] = key;
         self.index.remove(&self.d.keys[i], &self.d.keys);
         self.d.keys[i] = Box::default();
-        self.d.model[i] = DEAD;
-        self.d.version[i] = 0;
-        self.d.born[i] = 0;
-        self.d.enacted[i] = 0;
+        self.d.meta[i] = Meta::new(DEAD);
         self.d.values[i] = Box::new([]);
-        self.d.backoff[i] = Backoff::default();
         self.d.messages.remove(&id.0);
         self.d.unsettled.remove(id.0);
         self.hash.free_pushed(self.d.free.len(), id.0);
@@ -461,11 +550,9 @@ impl Store {
         let n = d.keys.capacity();
         let mut bytes = n
             * (size_of::<Box<str>>()
-                + size_of::<ModelId>()
-                + 3 * size_of::<u64>()
+                + size_of::<Meta>()
                 + size_of::<u32>()
                 + size_of::<Box<[Value]>>()
-                + size_of::<Backoff>()
                 + size_of::<Box<[Edge]>>()
                 + size_of::<Vec<Edge>>());
         for i in 0..d.keys.len() {
