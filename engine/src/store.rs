@@ -566,3 +566,89 @@ impl Store {
         bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bincode::config::standard;
+
+    use super::*;
+
+    /// A store with live, free and failing slots (every `Meta` field varies).
+    fn data() -> StoreData {
+        let mut s = Store::new(vec![1]);
+        let a = s.insert("a", ModelId(0), vec![Value::Int(1)].into());
+        let b = s.insert("b", ModelId(0), vec![Value::Int(2)].into());
+        let c = s.insert("c", ModelId(0), vec![Value::Int(3)].into());
+        for id in [a, b, c] {
+            s.bump_version(id);
+        }
+        s.bump_version(b);
+        s.set_enacted(a, 1);
+        let bo = s.backoff_mut(b);
+        bo.failures = 2;
+        bo.retry_at = Time(40);
+        bo.flags = DEFERRED;
+        s.remove(c);
+        s.d
+    }
+
+    /// The bytes a snapshot has always had: one array per field.
+    #[test]
+    fn meta_encodes_as_the_five_arrays_it_replaced() {
+        let d = data();
+        let col = |f: fn(&Meta) -> u64| d.meta.iter().map(f).collect::<Vec<u64>>();
+        let old_layout = (
+            (
+                &d.keys,
+                d.meta.iter().map(|m| m.model).collect::<Vec<_>>(),
+                col(|m| m.version),
+                col(|m| m.born),
+                &d.owner,
+                col(|m| m.enacted),
+                &d.values,
+            ),
+            d.meta.iter().map(|m| m.backoff).collect::<Vec<_>>(),
+            &d.deps,
+            &d.messages,
+            &d.free,
+            &d.unsettled,
+            d.next_version,
+        );
+        let new = bincode::encode_to_vec(&d, standard()).unwrap();
+        assert_eq!(
+            new,
+            bincode::encode_to_vec(&old_layout, standard()).unwrap()
+        );
+        let (back, _): (StoreData, usize) = bincode::decode_from_slice(&new, standard()).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn arrays_of_different_lengths_are_refused() {
+        let d = data();
+        let short = d.meta[..d.meta.len() - 1].to_vec();
+        let bytes = bincode::encode_to_vec(
+            (
+                (
+                    &d.keys,
+                    d.meta.iter().map(|m| m.model).collect::<Vec<_>>(),
+                    short.iter().map(|m| m.version).collect::<Vec<_>>(),
+                    d.meta.iter().map(|m| m.born).collect::<Vec<_>>(),
+                    &d.owner,
+                    d.meta.iter().map(|m| m.enacted).collect::<Vec<_>>(),
+                    &d.values,
+                ),
+                d.meta.iter().map(|m| m.backoff).collect::<Vec<_>>(),
+                &d.deps,
+                &d.messages,
+                &d.free,
+                &d.unsettled,
+                d.next_version,
+            ),
+            standard(),
+        )
+        .unwrap();
+        let err = bincode::decode_from_slice::<StoreData, _>(&bytes, standard()).unwrap_err();
+        assert!(err.to_string().contains("array lengths differ"), "{err}");
+    }
+}
