@@ -1,14 +1,18 @@
 //! The cost of the WASM sandbox on an actuator that does I/O: one HTTP PUT to the loopback
 //! inventory service (`syncore-inventory`), by the CORD actuator in wasm (granted the
 //! origin, through `wasi:http`) and by a native Rust actuator sending the same request with
-//! the same client (wasmtime-wasi-http's `default_send_request`: hyper, a new connection per
-//! request, as the guest's). The difference is the sandbox's overhead per call.
+//! the same client (`syncore::wasm::HttpPool`, the plugins' keep-alive client: hyper,
+//! connections reused). The difference is the sandbox's overhead per call. The `*_new_conn`
+//! variants open a connection per request (`HostConfig::http_keep_alive(false)`, and
+//! wasmtime-wasi-http's `default_send_request` for the native twin), as every request did
+//! before the pool.
 //!
 //! `runtime_1000_20ms_c200/*`: 1,000 independent networks synced by the real-time runtime
 //! (`syncore::runtime`, 2 tokio worker threads, scheduler concurrency 200) against the
 //! inventory answering every request after 20 ms: through the CORD actuator's asynchronous
 //! side (`AsyncActuator`, a pool of instances, calls suspended on their fibers while the
-//! request is out), and through the native twin as an async actuator with the same client.
+//! request is out), and through the native twin as an async actuator with the same client;
+//! each with keep-alive connections and with a new connection per request (`*_new_conn`).
 //! The ideal is 1,000 / 200 x 20 ms = 100 ms; the time is from the change set's `apply` to
 //! convergence.
 //!
@@ -24,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use syncore::runtime::{Registry, Runtime, RuntimeConfig};
 use syncore::sched::{SchedConfig, Scheduler};
-use syncore::wasm::{Grant, HostConfig, Instances, WasmHost};
+use syncore::wasm::{Grant, HostConfig, HttpPool, Instances, WasmHost};
 use syncore::{
     ActuationContext, Actuator, AsyncActuator, BoxFuture, ChangeSet, Config, Engine, ObjectView,
     Outcome, OwnedView, Schema,
@@ -35,13 +39,16 @@ use syncore_test_plugins::CORD_ACTUATORS;
 /// The native twin: PUTs the network's fields, reports the backend's id.
 struct NativePut {
     base: String,
+    /// The plugins' client; `None`: a new connection per request.
+    pool: Option<HttpPool>,
     runtime: tokio::runtime::Runtime,
 }
 
-/// The same request as the guest's, sent with the same client: the backend's id, or why
-/// not.
+/// The same request as the guest's, sent with the same client (`pool`, or a new connection
+/// per request without one): the backend's id, or why not.
 async fn native_put<'a>(
     base: &str,
+    pool: Option<&HttpPool>,
     key: &str,
     fields: impl Iterator<Item = (&'a str, &'a syncore::Value)>,
 ) -> Outcome {
@@ -66,10 +73,25 @@ async fn native_put<'a>(
         )
         .expect("request");
     let answer = async {
-        let (response, io) = wasmtime_wasi_http::default_send_request(request, None)
+        let Some(pool) = pool else {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, None)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let io = tokio::spawn(io);
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("{e:?}"))?
+                .to_bytes();
+            let _ = io.await;
+            return Ok::<_, String>((status, body));
+        };
+        let response = pool
+            .send(request, None)
             .await
             .map_err(|e| format!("{e:?}"))?;
-        let io = tokio::spawn(io);
         let status = response.status().as_u16();
         let body = response
             .into_body()
@@ -77,8 +99,7 @@ async fn native_put<'a>(
             .await
             .map_err(|e| format!("{e:?}"))?
             .to_bytes();
-        let _ = io.await;
-        Ok::<_, String>((status, body))
+        Ok((status, body))
     }
     .await;
     match answer {
@@ -96,21 +117,39 @@ async fn native_put<'a>(
 
 impl Actuator for NativePut {
     fn sync(&self, object: &ObjectView<'_>) -> Outcome {
-        self.runtime
-            .block_on(native_put(&self.base, object.key(), object.fields()))
+        self.runtime.block_on(native_put(
+            &self.base,
+            self.pool.as_ref(),
+            object.key(),
+            object.fields(),
+        ))
     }
 }
 
 /// The native twin as an asynchronous actuator.
 struct NativeAsyncPut {
     base: String,
+    pool: Option<HttpPool>,
 }
 
 impl AsyncActuator for NativeAsyncPut {
     fn sync(&self, _: ActuationContext, object: OwnedView) -> BoxFuture<Outcome> {
         let base = self.base.clone();
-        Box::pin(async move { native_put(&base, object.key(), object.fields()).await })
+        let pool = self.pool.clone();
+        Box::pin(
+            async move { native_put(&base, pool.as_ref(), object.key(), object.fields()).await },
+        )
     }
+}
+
+/// A multi-threaded tokio runtime (the pool keeps connections only there, as the plugins'
+/// synchronous calls run on wasmtime-wasi's multi-threaded runtime).
+fn tokio_runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("tokio")
 }
 
 fn schema() -> Schema {
@@ -134,28 +173,51 @@ fn bench(c: &mut Criterion) {
     let grant = Grant::default()
         .http(inventory.origin())
         .config("inventory", inventory.origin());
-    let host = WasmHost::new(HostConfig::default().grant("cord-actuators", grant)).expect("host");
-    let wasm = host
+    let load = |keep_alive: bool| {
+        WasmHost::new(
+            HostConfig::default()
+                .grant("cord-actuators", grant.clone())
+                .http_keep_alive(keep_alive),
+        )
+        .expect("host")
         .load_actuator("cord-actuators", CORD_ACTUATORS)
-        .expect("load");
-    let native = NativePut {
-        base: inventory.origin(),
-        runtime: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime"),
+        .expect("load")
     };
+    let (wasm, wasm_new_conn) = (load(true), load(false));
+    let native = |pool: Option<HttpPool>| NativePut {
+        base: inventory.origin(),
+        pool,
+        runtime: tokio_runtime(2),
+    };
+    let (native, native_new_conn) = (native(Some(HttpPool::new())), native(None));
     let engine = engine();
     let view = engine.view(engine.id("net-a").expect("net-a"));
-    let wasm_id = Actuator::sync(&wasm, &view);
-    assert!(wasm_id.is_ok(), "{wasm_id:?}");
-    let native_outcome = native.sync(&view);
-    assert!(native_outcome.is_ok(), "{native_outcome:?}");
+    for actuator in [
+        &wasm as &dyn Actuator,
+        &wasm_new_conn,
+        &native,
+        &native_new_conn,
+    ] {
+        let outcome = actuator.sync(&view);
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
 
     let mut group = c.benchmark_group("http_put");
     group.bench_function("native", |b| b.iter(|| native.sync(&view)));
     group.bench_function("wasm", |b| b.iter(|| Actuator::sync(&wasm, &view)));
+    group.bench_function("native_new_conn", |b| {
+        b.iter(|| native_new_conn.sync(&view))
+    });
+    group.bench_function("wasm_new_conn", |b| {
+        b.iter(|| Actuator::sync(&wasm_new_conn, &view))
+    });
     group.finish();
+    let reused = wasm.http_stats();
+    assert!(
+        reused.requests_reused > reused.connections_opened,
+        "{reused:?}"
+    );
+    println!("http_put/wasm: {reused:?}");
 }
 
 /// Objects, concurrency and backend latency of the runtime bench.
@@ -202,33 +264,40 @@ fn concurrent(c: &mut Criterion) {
         .request_timeout(Duration::from_secs(10));
     // Idle instances are kept up to the concurrency: after the first run every call finds
     // one.
-    let host = WasmHost::new(
-        HostConfig::default()
-            .instances(Instances::Reuse {
-                idle_max: CONCURRENCY as usize,
-            })
-            .grant("cord-actuators", grant),
-    )
-    .expect("host");
-    let wasm = host
+    let load = |keep_alive: bool| {
+        WasmHost::new(
+            HostConfig::default()
+                .instances(Instances::Reuse {
+                    idle_max: CONCURRENCY as usize,
+                })
+                .grant("cord-actuators", grant.clone())
+                .http_keep_alive(keep_alive),
+        )
+        .expect("host")
         .load_actuator("cord-actuators", CORD_ACTUATORS)
-        .expect("load");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
+        .expect("load")
+    };
+    let (wasm, wasm_new_conn) = (load(true), load(false));
+    let rt = tokio_runtime(2);
     let wasm_registry = || Registry::new().with_async("Network", wasm.clone());
-    let native_registry = || {
+    let wasm_new_conn_registry = || Registry::new().with_async("Network", wasm_new_conn.clone());
+    let pool = HttpPool::new();
+    let native_registry = |pool: Option<HttpPool>| {
         Registry::new().with_async(
             "Network",
             NativeAsyncPut {
                 base: inventory.origin(),
+                pool,
             },
         )
     };
-    // Both converge, and the backend holds every network.
-    for registry in [wasm_registry(), native_registry()] {
+    // Each converges, and the backend holds every network.
+    for registry in [
+        wasm_registry(),
+        wasm_new_conn_registry(),
+        native_registry(Some(pool.clone())),
+        native_registry(None),
+    ] {
         let (_, engine) = rt.block_on(converge(registry));
         assert_eq!(engine.unsettled_count(), 0, "converged");
         assert_eq!(inventory.records().len(), OBJECTS);
@@ -251,7 +320,21 @@ fn concurrent(c: &mut Criterion) {
     group.bench_function("native", |b| {
         b.iter_custom(|iters| {
             (0..iters)
-                .map(|_| rt.block_on(converge(native_registry())).0)
+                .map(|_| rt.block_on(converge(native_registry(Some(pool.clone())))).0)
+                .sum()
+        })
+    });
+    group.bench_function("wasm_new_conn", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| rt.block_on(converge(wasm_new_conn_registry())).0)
+                .sum()
+        })
+    });
+    group.bench_function("native_new_conn", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| rt.block_on(converge(native_registry(None))).0)
                 .sum()
         })
     });
@@ -263,6 +346,11 @@ fn concurrent(c: &mut Criterion) {
         stats.calls,
         stats.instances_created,
         stats.in_flight_peak
+    );
+    println!(
+        "runtime_1000_20ms_c200/wasm: {:?}; inventory accepted {} connections in all",
+        wasm.http_stats(),
+        inventory.connections_accepted()
     );
 }
 

@@ -230,6 +230,93 @@ fn the_backend_holds_exactly_the_declarative_state_and_deletes_follow() {
     );
 }
 
+/// Goal: a plugin's requests go out on keep-alive connections: with two executor threads
+/// (at most two requests at once) the backend accepts at most two connections for all the
+/// requests of a deployment, through slow answers and 500s; a request that gets no answer
+/// times out and the next one succeeds (the timed-out connection is closed, never reused);
+/// when the server closes the pooled connections, the next request goes out on a new one
+/// and succeeds. The backend ends holding exactly the declarative state.
+///
+/// Method: the inventory counts the TCP connections it accepts; the plugin's pool counts
+/// the connections it opened and the requests it sent on reused ones.
+#[test]
+fn keep_alive_connections_are_reused_through_slow_failing_and_hung_requests() {
+    let inventory = Inventory::start().unwrap();
+    inventory.set_faults(Faults {
+        latency_ms: 20,
+        fail_next: 3,
+        ..Faults::default()
+    });
+    let host = host_for(&inventory, |g| g.request_timeout(Duration::from_secs(2)));
+    let cord = cord(&host);
+    let actuators = actuators(&cord);
+    let mut engine = Engine::new(cord_schema(), Config::default());
+    engine.apply(deployment()).unwrap();
+    let now = converge(&mut engine, &actuators, Time(0), 20);
+    for key in engine.keys() {
+        assert_eq!(engine.status(key, now), Some(Status::Synced), "{key}");
+    }
+    assert_backend_matches(&engine, &inventory);
+    let requests = inventory.requests();
+    let failed = requests.iter().filter(|r| r.status == 500).count();
+    assert_eq!(failed, 3, "{requests:?}");
+    let accepted = inventory.connections_accepted();
+    let stats = cord.http_stats();
+    assert!(
+        (1..=2).contains(&accepted),
+        "{accepted} connections for {} requests: {stats:?}",
+        requests.len()
+    );
+    assert_eq!(stats.connections_opened, accepted, "{stats:?}");
+    assert_eq!(
+        stats.requests_reused + stats.connections_opened,
+        requests.len() as u64,
+        "every other request reused a connection: {stats:?}"
+    );
+    assert_eq!((stats.requests_retried, stats.requests_unpooled), (0, 0));
+
+    // No answer: the request times out, and the next request succeeds.
+    inventory.set_faults(Faults {
+        hang: true,
+        ..Faults::default()
+    });
+    let rename = |name: &str| {
+        ChangeSet::new().upsert("net-a", "Network", [("name", name), ("slice", "slice-a")])
+    };
+    engine.apply(rename("a-hung")).unwrap();
+    let plan = engine.plan(now);
+    let executor = Executor::new(engine.schema(), &actuators, ExecConfig::new()).unwrap();
+    let report = executor.run(&engine, &plan);
+    engine.complete_run(&plan, &report, now).unwrap();
+    assert_contains(
+        &error_message(&engine, "net-a", now),
+        &["within the request timeout of 2000 ms"],
+    );
+    inventory.set_faults(Faults::default());
+    engine.apply(rename("a-answered")).unwrap();
+    let now = converge(&mut engine, &actuators, now, 20);
+    assert_eq!(engine.status("net-a", now), Some(Status::Synced));
+    assert_backend_matches(&engine, &inventory);
+
+    // The server goes away, closing every pooled connection, and comes back on the same
+    // port (empty): the next request does not fail on a dead connection.
+    let addr = inventory.addr();
+    let opened = cord.http_stats().connections_opened;
+    drop(inventory);
+    let inventory = Inventory::start_with(addr, Faults::default()).unwrap();
+    engine.apply(rename("a-restarted")).unwrap();
+    let now = converge(&mut engine, &actuators, now, 20);
+    assert_eq!(engine.status("net-a", now), Some(Status::Synced));
+    let record = inventory
+        .records()
+        .get("networks", "net-a")
+        .unwrap()
+        .clone();
+    assert_eq!(record.fields["name"], "a-restarted");
+    assert_eq!(inventory.connections_accepted(), 1);
+    assert_eq!(cord.http_stats().connections_opened, opened + 1);
+}
+
 /// Goal: a 500 from the backend is a failure with backoff (R5), then a success once the
 /// backend recovers, and only that object (and its dependents) waits.
 #[test]
@@ -1057,6 +1144,23 @@ fn the_runtime_drives_async_wasm_actuators_against_a_slow_and_failing_backend() 
     assert_eq!(failed, 5, "the five 500s each failed one actuation");
     let statuses: Vec<u16> = inventory.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 500).count(), 5);
+
+    // Keep-alive: a connection is opened only when every open one is busy, so no more
+    // than the calls that were out at once; every other request reused one.
+    let accepted = inventory.connections_accepted();
+    let http = cord.http_stats();
+    assert_eq!(http.connections_opened, accepted, "{http:?}");
+    assert!(
+        accepted as usize <= stats.in_flight_peak,
+        "{accepted} connections, at most {} calls at once: {http:?}",
+        stats.in_flight_peak
+    );
+    assert_eq!(
+        http.requests_reused + http.connections_opened,
+        statuses.len() as u64,
+        "{http:?}"
+    );
+    assert!(http.requests_reused > 0, "{http:?}");
 }
 
 /// A `Network` view as the runtime hands it to an asynchronous actuator.

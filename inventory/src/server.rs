@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -56,6 +57,8 @@ struct Shared {
     records: Mutex<Records>,
     faults: Mutex<Faults>,
     log: Mutex<Vec<Logged>>,
+    /// TCP connections accepted so far.
+    accepted: AtomicU64,
 }
 
 /// A running inventory service, bound to a loopback port; stopped when dropped.
@@ -152,6 +155,12 @@ impl Inventory {
         self.shared.log.lock().clone()
     }
 
+    /// TCP connections accepted so far (a client that keeps its connections alive opens
+    /// fewer than it sends requests).
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.accepted.load(Ordering::Relaxed)
+    }
+
     /// Blocks until the server thread ends (it ends only when the service is dropped, so
     /// this is for a binary that serves until it is killed).
     pub fn wait(mut self) {
@@ -192,6 +201,7 @@ async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        shared.accepted.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {

@@ -29,6 +29,7 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::{actuator, policy, watcher};
 use super::config::{Instances, Limits, TimeLimit};
+use super::conn::HttpPool;
 use super::grant::Granted;
 use super::host::HostInner;
 use super::sandbox::{truncate, Denied, HostState, StateParts};
@@ -120,6 +121,8 @@ pub(crate) struct Plugin<W: World> {
     pub(crate) limits: Limits,
     /// Instances that finished a call successfully, ready for another (reuse mode only).
     idle: Mutex<Vec<Slot<W>>>,
+    /// Keep-alive connections for its outbound HTTP (`HostConfig::http_keep_alive`).
+    pub(crate) http_pool: Option<HttpPool>,
 }
 
 impl<W: World> Plugin<W> {
@@ -130,8 +133,10 @@ impl<W: World> Plugin<W> {
         granted: Arc<Granted>,
         limits: Limits,
     ) -> Plugin<W> {
+        let http_pool = host.config.http_keep_alive.then(HttpPool::new);
         Plugin {
             name: name.into(),
+            http_pool,
             host,
             pre,
             granted,
@@ -200,6 +205,7 @@ impl<W: World> Plugin<W> {
             limits: &self.limits,
             granted: self.granted.clone(),
             handler: host.config.http_handler.as_ref().map(|r| r.0.clone()),
+            pool: self.http_pool.clone(),
             sink: host.sink.clone(),
             buffer: host.buffer.clone(),
         })?;

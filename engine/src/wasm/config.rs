@@ -170,6 +170,10 @@ pub struct HostConfig {
     /// Answers outbound HTTP in-process instead of the network (deterministic simulations).
     /// Grants still apply. Default: `None`, the network.
     pub http_handler: Option<HttpRoute>,
+    /// Keep plugins' HTTP/1.1 connections open and reuse them for later requests to the same
+    /// origin (each plugin its own [`HttpPool`](super::HttpPool)); otherwise every request
+    /// opens and closes a connection of its own. Default: `true`.
+    pub http_keep_alive: bool,
 }
 
 impl Default for HostConfig {
@@ -181,6 +185,7 @@ impl Default for HostConfig {
             optimize: true,
             grants: BTreeMap::new(),
             http_handler: None,
+            http_keep_alive: true,
         }
     }
 }
@@ -213,6 +218,12 @@ impl HostConfig {
     /// Routes every plugin's outbound HTTP to `handler` instead of the network.
     pub fn http_handler(mut self, handler: Arc<dyn HttpHandler>) -> HostConfig {
         self.http_handler = Some(HttpRoute(handler));
+        self
+    }
+
+    /// Sets whether plugins' HTTP connections are kept open for reuse.
+    pub fn http_keep_alive(mut self, keep_alive: bool) -> HostConfig {
+        self.http_keep_alive = keep_alive;
         self
     }
 

@@ -6,6 +6,9 @@
 //! the call's [`Incident`]: the guest gets the WASI error code, and the call then fails with
 //! the incident's message (naming the plugin and the origin), whatever the guest makes of
 //! the error code, so every language reports the same root cause.
+//!
+//! A granted request to the network goes out on one of the plugin's keep-alive connections
+//! (`conn.rs`, [`HttpPool`]), after the grant check and with the same caps as a new one.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +21,7 @@ use http_body_util::{BodyExt, Full};
 use parking_lot::Mutex;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::conn::{send_unpooled, HttpPool};
 use super::grant::Granted;
 
 /// A host-side failure of a call's outbound I/O: the call fails with its message.
@@ -130,15 +134,11 @@ pub(crate) struct Gate {
     pub(crate) incident: IncidentSlot,
     pub(crate) transport: TransportSlot,
     pub(crate) handler: Option<Arc<dyn HttpHandler>>,
+    /// The plugin's keep-alive connections; `None`: a new connection per request.
+    pub(crate) pool: Option<HttpPool>,
 }
 
-type Sent = Result<
-    (
-        http::Response<WasiBody>,
-        Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ),
-    Error,
->;
+type Sent = Result<super::conn::Sent, Error>;
 
 impl WasiHttpHooks for Gate {
     fn send_request(
@@ -186,16 +186,24 @@ impl WasiHttpHooks for Gate {
                 let plugin = self.plugin.to_string();
                 Box::new(async move { cap.simulate(handler, plugin, request).await })
             }
-            None => Box::new(async move {
-                let sent = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
-                match sent {
-                    Ok((response, io)) => {
-                        let response = cap.wrap(response.map(BodyExt::boxed_unsync))?;
-                        Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
+            None => {
+                let pool = self.pool.clone();
+                Box::new(async move {
+                    let sent = match &pool {
+                        Some(pool) => pool.send_request(request, Some(options)).await,
+                        None => send_unpooled(request, Some(options)).await,
+                    };
+                    match sent {
+                        Ok((response, io)) => Ok((cap.wrap(response)?, io)),
+                        Err(failure) => {
+                            if let Some(note) = failure.note {
+                                cap.note(note);
+                            }
+                            Err(cap.failed(failure.error))
+                        }
                     }
-                    Err(e) => Err(cap.failed(e)),
-                }
-            }),
+                })
+            }
         }
     }
 }
@@ -224,6 +232,13 @@ impl Cap {
                 .get_or_insert_with(|| format!("{}: {error}", self.origin));
         }
         error
+    }
+
+    /// Records the host's explanation of a transport failure (first one wins).
+    fn note(&self, note: String) {
+        self.transport
+            .lock()
+            .get_or_insert_with(|| format!("{}: {note}", self.origin));
     }
 
     fn timeout(&self) {

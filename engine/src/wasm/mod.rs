@@ -72,6 +72,7 @@
 mod bindings;
 mod call;
 mod config;
+mod conn;
 mod convert;
 mod error;
 mod grant;
@@ -85,6 +86,7 @@ pub use config::{
     HostConfig, HttpRoute, Instances, Limits, TimeLimit, CALLS_IN_FLIGHT_MAX, IDLE_INSTANCES_MAX,
     MEMORY_BYTES_MAX, STACK_BYTES_MAX,
 };
+pub use conn::{HttpPool, HttpPoolStats, HTTP_IDLE_PER_ORIGIN_MAX, HTTP_IDLE_TIMEOUT};
 pub use error::PluginError;
 pub use grant::{DirGrant, Grant, Origin, Secret, REQUEST_TIMEOUT, RESPONSE_BYTES_MAX};
 pub use host::{CacheStats, WasmHost, COMPILED_MEMO_MAX, POOL_INSTANCES_MAX, WIT_VERSION};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::bindings::actuator_async::ActuatorPluginPre;
 use super::bindings::wit;
 use super::call::{ActuatorWorld, Plugin, PolicyWorld, WatcherWorld, World};
+use super::conn::{HttpPool, HttpPoolStats};
 use super::convert::{self, Budget};
 use super::grant::Granted;
 use super::pool::{AsyncPool, Op, PoolStats};
@@ -154,6 +155,15 @@ impl WasmActuator {
     /// calls in flight now and at most so far, idle instances.
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    /// Counters of the plugin's keep-alive HTTP connections (synchronous and asynchronous
+    /// calls share them); all zero with `HostConfig::http_keep_alive` off.
+    pub fn http_stats(&self) -> HttpPoolStats {
+        self.plugin
+            .http_pool
+            .as_ref()
+            .map_or_else(HttpPoolStats::default, HttpPool::stats)
     }
 
     fn act(&self, object: &ObjectView<'_>, op: Op) -> Outcome {

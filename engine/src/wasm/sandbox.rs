@@ -16,6 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{actuator::syncore::plugin as wit_pkg, Level};
 use super::config::Limits;
+use super::conn::HttpPool;
 use super::grant::Granted;
 use super::http::{record, Gate, HttpHandler, Incident, IncidentSlot, TransportSlot};
 
@@ -233,6 +234,7 @@ pub(crate) struct StateParts<'a> {
     pub(crate) limits: &'a Limits,
     pub(crate) granted: Arc<Granted>,
     pub(crate) handler: Option<Arc<dyn HttpHandler>>,
+    pub(crate) pool: Option<HttpPool>,
     pub(crate) sink: Arc<dyn LogSink>,
     pub(crate) buffer: Arc<LogBuffer>,
 }
@@ -250,6 +252,7 @@ impl HostState {
             limits,
             granted,
             handler,
+            pool,
             sink,
             buffer,
         } = parts;
@@ -299,6 +302,7 @@ impl HostState {
                 incident: incident.clone(),
                 transport: transport.clone(),
                 handler,
+                pool,
             },
             table: ResourceTable::new(),
             limiter: Limiter {
