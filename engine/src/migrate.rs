@@ -162,8 +162,8 @@ impl Engine {
         // Objects per old model, for the per-model checks.
         let mut by_model: Vec<Vec<usize>> = vec![Vec::new(); old.models().len()];
         for id in 0..n {
-            if d.meta[id].model != DEAD {
-                by_model[d.meta[id].model.index()].push(id);
+            if d.model[id] != DEAD {
+                by_model[d.model[id].index()].push(id);
             }
         }
         let mut model_map: Vec<ModelId> = vec![DEAD; old.models().len()];
@@ -258,10 +258,10 @@ impl Engine {
         }
         // Move the values into the new slots; the edges follow from them.
         let index: std::collections::HashMap<&str, usize> = (0..n)
-            .filter(|&i| d.meta[i].model != DEAD)
+            .filter(|&i| d.model[i] != DEAD)
             .map(|i| (&*d.keys[i], i))
             .collect();
-        let old_model: Vec<ModelId> = d.meta.iter().map(|m| m.model).collect();
+        let old_model = d.model.clone();
         let mut deps: Vec<Box<[Edge]>> = Vec::with_capacity(n);
         for id in 0..n {
             let om = old_model[id];
@@ -312,7 +312,7 @@ impl Engine {
             edges.dedup();
             deps.push(edges.into_boxed_slice());
             d.values[id] = values.into_boxed_slice();
-            d.meta[id].model = nid;
+            d.model[id] = nid;
         }
         d.deps = deps;
         let decl = schema
@@ -330,7 +330,7 @@ impl Engine {
 }
 
 fn check_limits(d: &crate::store::StoreData, config: &Config) -> Result<(), MigrateError> {
-    let live = d.meta.iter().filter(|m| m.model != DEAD).count() as u64;
+    let live = d.model.iter().filter(|&&m| m != DEAD).count() as u64;
     if live > config.objects_max {
         return Err(MigrateError::Limit {
             setting: "objects_max",
@@ -340,7 +340,7 @@ fn check_limits(d: &crate::store::StoreData, config: &Config) -> Result<(), Migr
     }
     let limits = config.value_limits();
     for id in 0..d.keys.len() {
-        if d.meta[id].model == DEAD {
+        if d.model[id] == DEAD {
             continue;
         }
         if d.keys[id].len() > config.key_len_max as usize {

@@ -160,9 +160,15 @@ fn decode_body(payload: &[u8]) -> Result<(Body, usize), bincode::error::DecodeEr
 /// once, each reference looked up once, no value copied).
 fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     let n = d.keys.len();
-    if [d.meta.len(), d.owner.len(), d.values.len(), d.deps.len()]
-        .iter()
-        .any(|&l| l != n)
+    if [
+        d.model.len(),
+        d.meta.len(),
+        d.owner.len(),
+        d.values.len(),
+        d.deps.len(),
+    ]
+    .iter()
+    .any(|&l| l != n)
     {
         return Err("array lengths differ".into());
     }
@@ -172,21 +178,21 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     let mut free = vec![false; n];
     for &f in &d.free {
         let f = f as usize;
-        if f >= n || free[f] || d.meta[f].model != DEAD {
+        if f >= n || free[f] || d.model[f] != DEAD {
             return Err(format!("free slot {f} is invalid"));
         }
         free[f] = true;
     }
     for (id, &is_free) in free.iter().enumerate() {
         let meta = d.meta[id];
-        let m = meta.model;
+        let m = d.model[id];
         if m == DEAD {
             if !is_free {
                 return Err(format!("slot {id} is neither live nor free"));
             }
             // A free slot holds nothing (the state hash and the indexes skip it).
             if !d.keys[id].is_empty()
-                || meta != crate::store::Meta::new(DEAD)
+                || meta != crate::store::Meta::default()
                 || d.owner[id] != crate::store::NO_OWNER
                 || !d.values[id].is_empty()
                 || !d.deps[id].is_empty()
@@ -214,7 +220,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
         }
         let o = d.owner[id];
         if o != crate::store::NO_OWNER
-            && (o as usize >= n || o as usize == id || d.meta[o as usize].model == DEAD)
+            && (o as usize >= n || o as usize == id || d.model[o as usize] == DEAD)
         {
             return Err(format!("object {}: bad owner", d.keys[id]));
         }
@@ -247,7 +253,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     // Edges must be exactly what the field values say.
     let mut want: Vec<Edge> = Vec::new();
     for id in 0..n {
-        let m = d.meta[id].model;
+        let m = d.model[id];
         if m == DEAD {
             continue;
         }
@@ -258,7 +264,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
                 let Some(tid) = store.id_of(t) else {
                     return Err(format!("object {}: dangling reference {t}", d.keys[id]));
                 };
-                if d.meta[tid.index()].model != l.target {
+                if d.model[tid.index()] != l.target {
                     return Err(format!(
                         "object {}: reference {t} has the wrong model",
                         d.keys[id]
@@ -282,14 +288,14 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     // (duplicates included: the same enumeration adds and removes them).
     let mut waiting = vec![0u32; n];
     for id in 0..n {
-        if d.meta[id].model != DEAD {
+        if d.model[id] != DEAD {
             graph::for_each_effective_dep(&store, ObjectId(id as u32), |t| {
                 waiting[t.index()] += 1;
             });
         }
     }
     let mut queue: Vec<u32> = (0..n as u32)
-        .filter(|&i| d.meta[i as usize].model != DEAD && waiting[i as usize] == 0)
+        .filter(|&i| d.model[i as usize] != DEAD && waiting[i as usize] == 0)
         .collect();
     let mut seen = 0;
     while let Some(u) = queue.pop() {
@@ -309,7 +315,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     let mut wanted = 0;
     for id in 0..n {
         let meta = &d.meta[id];
-        let live = meta.model != DEAD;
+        let live = d.model[id] != DEAD;
         let want = live
             && (meta.enacted != meta.version
                 || meta.backoff.deleting()
@@ -323,7 +329,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
     if d.unsettled.len() != wanted
         || d.messages
             .keys()
-            .any(|&k| k as usize >= n || d.meta[k as usize].model == DEAD)
+            .any(|&k| k as usize >= n || d.model[k as usize] == DEAD)
     {
         return Err("index out of range".into());
     }

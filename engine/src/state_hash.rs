@@ -115,6 +115,7 @@ pub(crate) fn body(d: &StoreData, i: usize) -> u64 {
     // checks it).
     let StoreData {
         keys: _,
+        model: _,
         meta: _,
         owner: _,
         values: _,
@@ -124,12 +125,12 @@ pub(crate) fn body(d: &StoreData, i: usize) -> u64 {
         unsettled: _,
         next_version: _,
     } = d;
+    let model = d.model[i];
     let Meta {
         version: _,
         born,
         enacted: _,
         backoff: _,
-        model,
     } = d.meta[i];
     if model == DEAD {
         return 0;
@@ -155,16 +156,15 @@ pub(crate) fn body(d: &StoreData, i: usize) -> u64 {
 /// message): a few words, so a completion never rehashes an object's values. 0 for a free
 /// slot.
 pub(crate) fn status(d: &StoreData, i: usize) -> u64 {
+    if d.model[i] == DEAD {
+        return 0;
+    }
     let Meta {
         version,
         born: _,
         enacted,
         backoff,
-        model,
     } = d.meta[i];
-    if model == DEAD {
-        return 0;
-    }
     let mut h = WordHasher::new(!(i as u64));
     h.word(version);
     h.word(enacted);

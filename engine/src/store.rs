@@ -59,10 +59,11 @@ impl Backoff {
     }
 }
 
-/// The per-object fields that planning, a dispatch and a completion read together, in one
-/// record: a completion touches one or two cache lines of it instead of one line in each of
-/// five arrays (ids arrive in any order, so each array access is a miss).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The per-object fields that planning and a completion read together, in one record: a
+/// completion touches one cache line of it instead of one in each of four arrays (ids
+/// arrive in any order, so each array access is a miss). The model stays an array of its
+/// own: it is all a liveness check reads, and small enough to stay in cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Meta {
     /// Declarative version; drawn from one engine-wide counter, so versions never repeat
     /// and a reused id never matches a stale task (R8).
@@ -73,21 +74,6 @@ pub(crate) struct Meta {
     /// The version last synced; `0`: never.
     pub enacted: u64,
     pub backoff: Backoff,
-    /// [`DEAD`] for a free slot.
-    pub model: ModelId,
-}
-
-impl Meta {
-    /// A fresh slot of `model` (no version yet).
-    pub(crate) fn new(model: ModelId) -> Meta {
-        Meta {
-            version: 0,
-            born: 0,
-            enacted: 0,
-            backoff: Backoff::default(),
-            model,
-        }
-    }
 }
 
 /// The persistent part of the store (what a snapshot carries). Its encoding has one array
@@ -95,7 +81,9 @@ impl Meta {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct StoreData {
     pub keys: Vec<Box<str>>,
-    /// Model, versions and backoff, per slot.
+    /// [`DEAD`] for a free slot.
+    pub model: Vec<ModelId>,
+    /// Versions and backoff, per slot.
     pub meta: Vec<Meta>,
     /// The object whose policy created this one and which owns it (R10), or [`NO_OWNER`].
     pub owner: Vec<u32>,
@@ -123,13 +111,13 @@ fn encode_column<E: Encoder, T: Encode>(
     meta.iter().try_for_each(|m| f(m).encode(e))
 }
 
-/// The snapshot format: the fields in declaration order, with `meta` as five arrays in the
-/// places they have always had (model and versions after the keys, `enacted` after the
-/// owners, backoff after the values).
+/// The snapshot format: the fields in declaration order, with `meta` as four arrays in the
+/// places they have always had (versions after the models, `enacted` after the owners,
+/// backoff after the values).
 impl Encode for StoreData {
     fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
         self.keys.encode(e)?;
-        encode_column(e, &self.meta, |m| m.model)?;
+        self.model.encode(e)?;
         encode_column(e, &self.meta, |m| m.version)?;
         encode_column(e, &self.meta, |m| m.born)?;
         self.owner.encode(e)?;
@@ -154,8 +142,8 @@ impl<Context> Decode<Context> for StoreData {
         let enacted = Vec::<u64>::decode(d)?;
         let values = Vec::<Box<[Value]>>::decode(d)?;
         let backoff = Vec::<Backoff>::decode(d)?;
-        let n = model.len();
-        if [version.len(), born.len(), enacted.len(), backoff.len()]
+        let n = version.len();
+        if [born.len(), enacted.len(), backoff.len()]
             .iter()
             .any(|&l| l != n)
         {
@@ -167,11 +155,11 @@ impl<Context> Decode<Context> for StoreData {
                 born: born[i],
                 enacted: enacted[i],
                 backoff: backoff[i],
-                model: model[i],
             })
             .collect();
         Ok(StoreData {
             keys,
+            model,
             meta,
             owner,
             values,
@@ -233,7 +221,7 @@ impl Store {
         let mut owned: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
         let mut live_count = 0;
         for id in 0..n {
-            if d.meta[id].model == DEAD {
+            if d.model[id] == DEAD {
                 continue;
             }
             live_count += 1;
@@ -254,7 +242,7 @@ impl Store {
             .collect();
         drop(rdeg);
         for id in 0..n {
-            if d.meta[id].model == DEAD {
+            if d.model[id] == DEAD {
                 continue;
             }
             if d.owner[id] != NO_OWNER {
@@ -285,7 +273,7 @@ impl Store {
         self.d.keys.len()
     }
     pub(crate) fn alive(&self, id: ObjectId) -> bool {
-        self.d.meta.get(id.index()).is_some_and(|m| m.model != DEAD)
+        id.index() < self.d.model.len() && self.d.model[id.index()] != DEAD
     }
     pub(crate) fn id_of(&self, key: &str) -> Option<ObjectId> {
         self.index.get(key, &self.d.keys).map(ObjectId)
@@ -294,7 +282,7 @@ impl Store {
         &self.d.keys[id.index()]
     }
     pub(crate) fn model(&self, id: ObjectId) -> ModelId {
-        self.d.meta[id.index()].model
+        self.d.model[id.index()]
     }
     pub(crate) fn version(&self, id: ObjectId) -> u64 {
         self.d.meta[id.index()].version
@@ -405,7 +393,8 @@ impl Store {
                 self.hash.free_popped(self.d.free.len(), id);
                 self.hash.mark(&self.d, i);
                 self.d.keys[i] = key.into();
-                self.d.meta[i] = Meta::new(model);
+                self.d.model[i] = model;
+                self.d.meta[i] = Meta::default();
                 self.d.owner[i] = NO_OWNER;
                 self.d.values[i] = values;
                 self.d.deps[i] = Box::new([]);
@@ -416,7 +405,8 @@ impl Store {
                 let id = self.d.keys.len() as u32;
                 self.hash.mark(&self.d, id as usize);
                 self.d.keys.push(key.into());
-                self.d.meta.push(Meta::new(model));
+                self.d.model.push(model);
+                self.d.meta.push(Meta::default());
                 self.d.owner.push(NO_OWNER);
                 self.d.values.push(values);
                 self.d.deps.push(Box::new([]));
@@ -524,7 +514,8 @@ impl Store {
         self.d.keys[i] = key;
         self.index.remove(&self.d.keys[i], &self.d.keys);
         self.d.keys[i] = Box::default();
-        self.d.meta[i] = Meta::new(DEAD);
+        self.d.model[i] = DEAD;
+        self.d.meta[i] = Meta::default();
         self.d.values[i] = Box::new([]);
         self.d.messages.remove(&id.0);
         self.d.unsettled.remove(id.0);
@@ -550,6 +541,7 @@ impl Store {
         let n = d.keys.capacity();
         let mut bytes = n
             * (size_of::<Box<str>>()
+                + size_of::<ModelId>()
                 + size_of::<Meta>()
                 + size_of::<u32>()
                 + size_of::<Box<[Value]>>()
@@ -594,13 +586,13 @@ mod tests {
 
     /// The bytes a snapshot has always had: one array per field.
     #[test]
-    fn meta_encodes_as_the_five_arrays_it_replaced() {
+    fn meta_encodes_as_the_four_arrays_it_replaced() {
         let d = data();
         let col = |f: fn(&Meta) -> u64| d.meta.iter().map(f).collect::<Vec<u64>>();
         let old_layout = (
             (
                 &d.keys,
-                d.meta.iter().map(|m| m.model).collect::<Vec<_>>(),
+                &d.model,
                 col(|m| m.version),
                 col(|m| m.born),
                 &d.owner,
@@ -631,7 +623,7 @@ mod tests {
             (
                 (
                     &d.keys,
-                    d.meta.iter().map(|m| m.model).collect::<Vec<_>>(),
+                    &d.model,
                     short.iter().map(|m| m.version).collect::<Vec<_>>(),
                     d.meta.iter().map(|m| m.born).collect::<Vec<_>>(),
                     &d.owner,
