@@ -9,9 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use syncore::wasm::{Grant, HostConfig, Limits, LogLine, LogSink, Origin, Secret, WasmHost};
+use syncore::wasm::{Grant, HostConfig, Limits, LogLine, LogSink, Secret, WasmHost};
 use syncore::{Actuator, Policy, Watcher};
 
 use crate::scenario::GrantSpec;
@@ -70,91 +69,26 @@ fn host() -> Result<WasmHost, String> {
     Ok(made)
 }
 
-/// Converts one scenario grant; `dir` resolves relative paths (the scenario's directory).
+/// Converts one scenario grant (the engine's shared checks, on this host's fuel limits);
+/// `dir` resolves relative paths (the scenario's directory).
 ///
 /// # Errors
 /// Every offending entry, as a JSON pointer below the grant (`http/0`, `secrets/token`,
 /// `dirs/1/host`...), with what is wrong with it. A secret's value never appears in a
 /// message.
 pub fn grant(spec: &GrantSpec, dir: &Path) -> Result<Grant, Vec<(String, String)>> {
-    let mut problems = Vec::new();
-    let mut grant = Grant::default();
-    for (i, origin) in spec.http.iter().enumerate() {
-        match Origin::parse(origin) {
-            Ok(_) => grant = grant.http(origin.clone()),
-            Err(e) => problems.push((format!("http/{i}"), e)),
-        }
-    }
-    if let Some(ms) = spec.request_timeout_ms {
-        if ms == 0 {
-            problems.push((
-                "request_timeout_ms".into(),
-                "request_timeout_ms must be positive".into(),
-            ));
-        }
-        grant = grant.request_timeout(Duration::from_millis(ms.max(1)));
-    }
-    if let Some(bytes) = spec.response_bytes_max {
-        grant = grant.response_bytes_max(bytes);
-    }
-    for (key, value) in &spec.config {
-        grant = grant.config(key.clone(), value.clone());
-    }
-    for (name, source) in &spec.secrets {
-        let at = format!("secrets/{}", crate::locate::segment(name));
-        match secret(name, source, dir) {
-            Ok(value) => grant = grant.secret(name.clone(), value),
-            Err(message) => problems.push((at, message)),
-        }
-    }
-    if spec.clocks {
-        grant = grant.clocks();
-    }
-    if spec.random {
-        grant = grant.random();
-    }
-    for (i, d) in spec.dirs.iter().enumerate() {
-        let host = dir.join(&d.host);
-        if !host.is_dir() {
-            problems.push((
-                format!("dirs/{i}/host"),
-                format!("granted directory {} is not a directory", host.display()),
-            ));
-        } else if !d.guest.starts_with('/') {
-            problems.push((
-                format!("dirs/{i}/guest"),
-                format!("the guest path {:?} must be absolute", d.guest),
-            ));
-        } else {
-            grant = grant.dir(host, d.guest.clone(), d.writable);
-        }
-    }
-    if spec.fuel.is_some() || spec.memory_bytes_max.is_some() {
-        let mut limits = Limits::deterministic(spec.fuel.unwrap_or(FUEL_PER_CALL));
-        if spec.fuel == Some(0) {
-            problems.push(("fuel".into(), "fuel must be positive".into()));
-            limits = Limits::deterministic(FUEL_PER_CALL);
-        }
-        if let Some(bytes) = spec.memory_bytes_max {
-            if bytes == 0 || bytes > syncore::wasm::MEMORY_BYTES_MAX {
-                problems.push((
-                    "memory_bytes_max".into(),
-                    format!(
-                        "memory_bytes_max must be in 1..={}",
-                        syncore::wasm::MEMORY_BYTES_MAX
-                    ),
-                ));
-            } else {
-                limits.memory_bytes_max = bytes;
-            }
-        }
-        grant = grant.limits(limits);
-    }
-    if problems.is_empty() {
-        Ok(grant)
-    } else {
-        Err(problems)
-    }
+    spec.to_grant(
+        dir,
+        &Limits::deterministic(FUEL_PER_CALL),
+        |name, source| secret(name, source, dir),
+    )
+    .map_err(|errors| {
+        errors
+            .0
+            .iter()
+            .map(|e| (e.field.pointer(), e.message()))
+            .collect()
+    })
 }
 
 /// A secret's value, from its environment variable or file.
@@ -179,11 +113,6 @@ fn secret(
             ))
         }
     };
-    if value.len() < 4 {
-        return Err(format!(
-            "secret {name:?} is shorter than 4 bytes (too short to find and hide in messages)"
-        ));
-    }
     Ok(Secret::new(value))
 }
 

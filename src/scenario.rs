@@ -51,48 +51,17 @@ pub struct Scenario {
     pub grants: BTreeMap<String, GrantSpec>,
 }
 
-/// One plugin's grant, as written (`syncore::wasm::Grant`). Everything is denied unless
-/// listed. Granting clocks, randomness, outbound HTTP or directories makes a run depend on
-/// the world outside, so it may no longer replay identically.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrantSpec {
-    /// Origins outbound HTTP may reach: `scheme://host[:port]`, with wildcards
-    /// (`https://*.example.com`, `http://localhost:*`).
-    #[serde(default)]
-    pub http: Vec<String>,
-    /// Timeout of one outbound request, in ms. Default: 5,000.
-    #[serde(default)]
-    pub request_timeout_ms: Option<u64>,
-    /// Most bytes of one response body. Default: 1 MiB.
-    #[serde(default)]
-    pub response_bytes_max: Option<usize>,
-    /// Configuration values (`syncore:plugin/config.get`).
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-    /// Secrets (`syncore:plugin/config.secret`), each read from an environment variable or a
-    /// file, never written in the scenario (which lands in traces).
-    #[serde(default)]
-    pub secrets: BTreeMap<String, SecretSource>,
-    /// The real wall and monotonic clocks (otherwise they read zero).
-    #[serde(default)]
-    pub clocks: bool,
-    /// Real randomness (otherwise a fixed sequence).
-    #[serde(default)]
-    pub random: bool,
-    /// Directories the plugin may open files in.
-    #[serde(default)]
-    pub dirs: Vec<DirSpec>,
-    /// Fuel one call of this plugin may burn. Default: the run's (500,000,000).
-    #[serde(default)]
-    pub fuel: Option<u64>,
-    /// Most linear-memory bytes one instance may grow to. Default: 64 MiB.
-    #[serde(default)]
-    pub memory_bytes_max: Option<usize>,
-}
+/// One plugin's grant, as written: the engine's [`syncore::wasm::GrantSpec`] (every field
+/// documented there), each secret read from an environment variable or a file
+/// ([`SecretSource`]). Everything is denied unless listed. Calls are limited by fuel
+/// (`fuel`; `call_timeout_ms` is refused). Granting clocks, randomness, outbound HTTP or
+/// directories makes a run depend on the world outside, so it may no longer replay
+/// identically.
+pub type GrantSpec = syncore::wasm::GrantSpec<SecretSource>;
 
-/// Where a secret's value comes from: exactly one of `env` and `file`.
-#[derive(Clone, Debug, Deserialize)]
+/// Where a secret's value comes from: exactly one of `env` and `file`, never the value
+/// itself (the scenario lands in traces).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSource {
     /// An environment variable of the `syncore` process.
@@ -101,19 +70,6 @@ pub struct SecretSource {
     /// A file (relative to the scenario file); its content without the final newline.
     #[serde(default)]
     pub file: Option<String>,
-}
-
-/// A directory granted to a plugin.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirSpec {
-    /// The directory on the host (relative to the scenario file).
-    pub host: String,
-    /// Where the plugin sees it: an absolute path such as `/data`.
-    pub guest: String,
-    /// Whether the plugin may create, write and remove files in it. Default: read-only.
-    #[serde(default)]
-    pub writable: bool,
 }
 
 /// How one model is synced.

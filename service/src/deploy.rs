@@ -42,18 +42,17 @@
 //! }
 //! ```
 //!
-//! | grant field | meaning |
+//! `grants` is a `syncore::wasm::GrantSpec`, the type scenario files use too (its doc
+//! lists every field: `http`, `request_timeout_ms`, `response_bytes_max`, `config`,
+//! `secrets`, `clocks`, `random`, `dirs`, `call_timeout_ms`, `memory_bytes_max`,
+//! `calls_in_flight_max`), with what is the service's own:
+//!
+//! | grant field | meaning here |
 //! |---|---|
-//! | `http` | origins outbound HTTP may reach (`scheme://host[:port]`, wildcards as in `syncore::wasm::Origin`); nothing else |
-//! | `request_timeout_ms` | timeout of one outbound request; default 5,000 |
-//! | `response_bytes_max` | most bytes of one response body; default 1 MiB |
-//! | `config` | configuration values (`syncore:plugin/config.get`), plain text: never put a secret here |
 //! | `secrets` | the plugin's secret name → the name of one of the deployment's `secrets`; the plugin reads the value with `config.secret`, and the host hides it from every log line, message and feedback, so it reaches neither the log, snapshots, the API, the event stream nor metrics |
-//! | `clocks`, `random` | the real clocks and real randomness (otherwise zero and a fixed sequence) |
-//! | `dirs` | `[{"host": "dir", "guest": "/data", "writable": false}]`, host paths relative to the file |
+//! | `dirs` | host paths relative to the deployment file |
 //! | `call_timeout_ms` | most *running* time of one call (an epoch deadline; waiting on HTTP does not count); default 1,000 |
-//! | `memory_bytes_max` | most linear memory of one instance; default 64 MiB |
-//! | `calls_in_flight_max` | most calls of this plugin at once, each on its own instance; default 256 |
+//! | `fuel` | refused: the service limits calls by a deadline (`call_timeout_ms`) |
 //!
 //! Every plugin is loaded (compiled, checked for the `syncore:plugin` version and the
 //! actuator world, linked) when the deployment is loaded, before the log is opened or
@@ -76,7 +75,7 @@ use std::sync::Arc;
 use syncore::sched::{ModelSched, SchedConfig, Scheduler};
 
 use syncore::wasm::{
-    Grant, HostConfig, Limits, LogLine, LogSink, Origin, Secret, TimeLimit, WasmActuator, WasmHost,
+    Grant, GrantSpec, HostConfig, LogLine, LogSink, Secret, WasmActuator, WasmHost,
 };
 use syncore::{ChangeSet, Config, Engine, Schema, SchemaDef};
 
@@ -135,7 +134,7 @@ pub struct ModelDeploy {
     pub plugin: Option<PathBuf>,
     /// What the `plugin` may do beyond computing on its arguments. Default: nothing.
     #[serde(default)]
-    pub grants: Option<GrantDef>,
+    pub grants: Option<GrantSpec>,
     /// `rest`: the collection URL.
     #[serde(default)]
     pub url: Option<String>,
@@ -188,63 +187,6 @@ pub fn sched_config(def: &DeploymentDef) -> SchedConfig {
         );
     }
     c
-}
-
-/// What one model's plugin may do, as written: the fields of a scenario's grant
-/// (`docs/scenarios.md`), with secrets named among the deployment's `secrets` and the
-/// service's per-plugin limits. Everything is denied unless listed.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrantDef {
-    /// Origins outbound HTTP may reach: `scheme://host[:port]`, with wildcards
-    /// (`https://*.example.com`, `http://localhost:*`).
-    #[serde(default)]
-    pub http: Vec<String>,
-    /// Timeout of one outbound request, in ms. Default: 5,000.
-    #[serde(default)]
-    pub request_timeout_ms: Option<u64>,
-    /// Most bytes of one response body. Default: 1 MiB.
-    #[serde(default)]
-    pub response_bytes_max: Option<usize>,
-    /// Configuration values (`syncore:plugin/config.get`). Plain text, shown to whoever
-    /// reads the file: secrets go in `secrets`.
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-    /// Secrets (`syncore:plugin/config.secret`): the name the plugin asks for, and the
-    /// name of the deployment secret whose value it gets.
-    #[serde(default)]
-    pub secrets: BTreeMap<String, String>,
-    /// The real wall and monotonic clocks (otherwise they read zero).
-    #[serde(default)]
-    pub clocks: bool,
-    /// Real randomness (otherwise a fixed sequence).
-    #[serde(default)]
-    pub random: bool,
-    /// Directories the plugin may open files in.
-    #[serde(default)]
-    pub dirs: Vec<DirDef>,
-    /// Most running time of one call, in ms (waiting on I/O does not count). Default: 1,000.
-    #[serde(default)]
-    pub call_timeout_ms: Option<u64>,
-    /// Most linear-memory bytes one instance may grow to. Default: 64 MiB.
-    #[serde(default)]
-    pub memory_bytes_max: Option<usize>,
-    /// Most calls of this plugin running at once. Default: 256.
-    #[serde(default)]
-    pub calls_in_flight_max: Option<usize>,
-}
-
-/// A directory granted to a plugin.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirDef {
-    /// The directory on the host (relative to the deployment file).
-    pub host: PathBuf,
-    /// Where the plugin sees it: an absolute path such as `/data`.
-    pub guest: String,
-    /// Whether the plugin may create, write and remove files in it. Default: read-only.
-    #[serde(default)]
-    pub writable: bool,
 }
 
 /// Where a secret comes from.
@@ -564,7 +506,7 @@ impl Deployment {
 /// One plugin to load: its file and grants, and the models it syncs.
 struct PluginLoad<'a> {
     file: PathBuf,
-    grants: Option<&'a GrantDef>,
+    grants: Option<&'a GrantSpec>,
     models: Vec<&'a str>,
     name: String,
 }
@@ -629,7 +571,7 @@ fn load_plugins(
             Err(e) => return Err(fail(l, format!("cannot read the component: {e}"))),
         }
         let grant = grant(
-            l.grants.cloned().unwrap_or_default(),
+            l.grants.unwrap_or(&GrantSpec::default()),
             base,
             secrets,
             &config,
@@ -653,104 +595,30 @@ fn load_plugins(
     Ok(plugins)
 }
 
-/// Converts one grant, naming the offending field (`grants.http[1]`, `grants.secrets.token`).
-/// A secret's value never appears in a message.
+/// Converts one model's grant: the shared checks of [`GrantSpec::to_grant`], each
+/// secret named among the deployment's `secrets`. Every offending field is named as
+/// `grants.<field>` (`grants.http[1]`, `grants.secrets.token`); a secret's value never
+/// appears in a message.
 fn grant(
-    g: GrantDef,
+    g: &GrantSpec,
     base: &Path,
     secrets: &BTreeMap<String, String>,
     host: &HostConfig,
 ) -> Result<Grant, String> {
-    let mut grant = Grant::default();
-    for (i, origin) in g.http.iter().enumerate() {
-        Origin::parse(origin).map_err(|e| format!("grants.http[{i}]: {e}"))?;
-        grant = grant.http(origin.clone());
-    }
-    if let Some(ms) = g.request_timeout_ms {
-        if ms == 0 {
-            return Err("grants.request_timeout_ms must be at least 1".into());
-        }
-        grant = grant.request_timeout(std::time::Duration::from_millis(ms));
-    }
-    if let Some(bytes) = g.response_bytes_max {
-        grant = grant.response_bytes_max(bytes);
-    }
-    for (key, value) in g.config {
-        grant = grant.config(key, value);
-    }
-    for (name, secret) in &g.secrets {
-        let value = secrets.get(secret).ok_or_else(|| {
-            format!("grants.secrets.{name}: the deployment has no secret named {secret:?}")
-        })?;
-        if value.len() < 4 {
-            return Err(format!(
-                "grants.secrets.{name}: secret {secret:?} is shorter than 4 bytes (too short to find and hide in messages)"
-            ));
-        }
-        grant = grant.secret(name.clone(), Secret::new(value.clone()));
-    }
-    if g.clocks {
-        grant = grant.clocks();
-    }
-    if g.random {
-        grant = grant.random();
-    }
-    for (i, d) in g.dirs.iter().enumerate() {
-        let dir = base.join(&d.host);
-        if !dir.is_dir() {
-            return Err(format!(
-                "grants.dirs[{i}].host: {} is not a directory",
-                dir.display()
-            ));
-        }
-        if !d.guest.starts_with('/') {
-            return Err(format!(
-                "grants.dirs[{i}].guest: {:?} must be an absolute path",
-                d.guest
-            ));
-        }
-        grant = grant.dir(dir, d.guest.clone(), d.writable);
-    }
-    if g.call_timeout_ms.is_some()
-        || g.memory_bytes_max.is_some()
-        || g.calls_in_flight_max.is_some()
-    {
-        let mut limits: Limits = host.limits.clone();
-        if let Some(ms) = g.call_timeout_ms {
-            if ms == 0 {
-                return Err("grants.call_timeout_ms must be at least 1".into());
-            }
-            // The tick is the host's for every plugin.
-            let tick = match host.limits.time {
-                TimeLimit::Epoch { tick, .. } => tick,
-                TimeLimit::Fuel(_) => std::time::Duration::from_millis(10),
-            };
-            limits.time = TimeLimit::Epoch {
-                timeout: std::time::Duration::from_millis(ms),
-                tick,
-            };
-        }
-        if let Some(bytes) = g.memory_bytes_max {
-            if bytes == 0 || bytes > syncore::wasm::MEMORY_BYTES_MAX {
-                return Err(format!(
-                    "grants.memory_bytes_max must be in 1..={}",
-                    syncore::wasm::MEMORY_BYTES_MAX
-                ));
-            }
-            limits.memory_bytes_max = bytes;
-        }
-        if let Some(n) = g.calls_in_flight_max {
-            if n == 0 || n > syncore::wasm::CALLS_IN_FLIGHT_MAX {
-                return Err(format!(
-                    "grants.calls_in_flight_max must be in 1..={}",
-                    syncore::wasm::CALLS_IN_FLIGHT_MAX
-                ));
-            }
-            limits.calls_in_flight_max = n;
-        }
-        grant = grant.limits(limits);
-    }
-    Ok(grant)
+    g.to_grant(base, &host.limits, |_, from| {
+        secrets
+            .get(from)
+            .map(|value| Secret::new(value.clone()))
+            .ok_or_else(|| format!("the deployment has no secret named {from:?}"))
+    })
+    .map_err(|errors| {
+        errors
+            .0
+            .iter()
+            .map(|e| format!("grants.{e}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 #[cfg(test)]
@@ -867,6 +735,13 @@ mod tests {
     fn bad_files_name_line_column_model_or_actuator() {
         let err = load("{\n  \"schema\": {\"models\": []},\n  \"lisen\": 1}").unwrap_err();
         assert!(matches!(err, DeployError::Parse { line: 3, .. }), "{err}");
+        let err = load(&format!(
+            r#"{{{SCHEMA},
+              "models": {{"Site": {{"plugin": "a.wasm", "grants": {{"htp": []}}}}}}}}"#
+        ))
+        .unwrap_err();
+        assert!(matches!(err, DeployError::Parse { line: 2, .. }), "{err}");
+        assert!(err.to_string().contains("unknown field `htp`"), "{err}");
         let err = load(&format!(r#"{{{SCHEMA}}}"#)).unwrap_err();
         assert!(
             err.to_string()
@@ -932,15 +807,19 @@ mod tests {
             ),
             (
                 r#"{"plugin": "junk.wasm", "grants": {"call_timeout_ms": 0}}"#,
-                "grants.call_timeout_ms must be at least 1",
+                "grants.call_timeout_ms: must be at least 1",
             ),
             (
                 r#"{"plugin": "junk.wasm", "grants": {"calls_in_flight_max": 0}}"#,
-                "grants.calls_in_flight_max must be in 1..=",
+                "grants.calls_in_flight_max: must be in 1..=",
             ),
             (
                 r#"{"plugin": "junk.wasm", "grants": {"dirs": [{"host": "nodir", "guest": "/d"}]}}"#,
                 "grants.dirs[0].host:",
+            ),
+            (
+                r#"{"plugin": "junk.wasm", "grants": {"fuel": 5}}"#,
+                "grants.fuel: this host limits a call's running time by a deadline: give call_timeout_ms instead",
             ),
             (
                 r#"{"plugin": "junk.wasm", "grants": {"secrets": {"t": "inv"}}}"#,

@@ -37,8 +37,8 @@ mod sqlite;
 pub use actuate::{Actuate, Doc};
 pub use client::{Answer, Client};
 pub use deploy::{
-    sched_config, DeployError, Deployment, DeploymentDef, DirDef, GrantDef, ModelDeploy,
-    PluginLogs, SecretSource, ServiceSettings,
+    sched_config, DeployError, Deployment, DeploymentDef, ModelDeploy, PluginLogs, SecretSource,
+    ServiceSettings,
 };
 pub use driver::{now_ms, Accepted, Refused, Span};
 pub use errors::ApiError;

@@ -300,10 +300,8 @@ impl Granted {
             }
         }
         for (name, secret) in &grant.secrets {
-            if secret.expose().len() < 4 {
-                return Err(format!(
-                    "secret {name:?} is shorter than 4 bytes (too short to find and hide in messages)"
-                ));
+            if secret.expose().len() < super::SECRET_BYTES_MIN {
+                return Err(super::GrantProblem::SecretTooShort { name: name.clone() }.to_string());
             }
         }
         let request_timeout = grant.request_timeout.unwrap_or(REQUEST_TIMEOUT);

@@ -38,7 +38,8 @@
 //!   randomness; directories (read-only or read-write); the plugin's own [`Limits`]. A
 //!   refused request (a redirect to an origin not granted included), a response over the
 //!   cap, a request timeout or a secret not granted fails the call naming the plugin and the
-//!   origin or secret. [`HostConfig::http_handler`] answers outbound HTTP in-process instead
+//!   origin or secret. [`GrantSpec`] is a grant as written in a JSON file (a scenario's
+//!   or a deployment's), checked field by field and converted into a [`Grant`]. [`HostConfig::http_handler`] answers outbound HTTP in-process instead
 //!   of the network, for deterministic simulations ([`HttpHandler`]).
 //! - **Limits** ([`Limits`], per call): time as an epoch deadline (a ticker thread; the
 //!   default) or fuel (deterministic, [`Limits::deterministic`]); linear memory and table
@@ -81,6 +82,7 @@ mod http;
 mod plugins;
 mod pool;
 mod sandbox;
+mod spec;
 
 pub use config::{
     HostConfig, HttpRoute, Instances, Limits, TimeLimit, CALLS_IN_FLIGHT_MAX, IDLE_INSTANCES_MAX,
@@ -94,6 +96,9 @@ pub use http::{HttpHandler, HttpReply, HttpRequest};
 pub use plugins::{WasmActuator, WasmPolicy, WasmWatcher};
 pub use pool::{PoolStats, FUEL_YIELD_INTERVAL};
 pub use sandbox::{LogBuffer, LogLevel, LogLine, LogSink, LOG_BUFFER_LINES_MAX};
+pub use spec::{
+    DirSpec, GrantError, GrantErrors, GrantField, GrantProblem, GrantSpec, SECRET_BYTES_MIN,
+};
 
 /// The kinds of plugin, one per WIT world.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
