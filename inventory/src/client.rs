@@ -25,6 +25,7 @@ impl Reply {
 pub struct Client {
     addr: SocketAddr,
     timeout: Duration,
+    token: Option<String>,
 }
 
 impl Client {
@@ -33,12 +34,19 @@ impl Client {
         Client {
             addr,
             timeout: Duration::from_secs(5),
+            token: None,
         }
     }
 
     /// Sets the per-request timeout (connect, write, read).
     pub fn timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn token(mut self, token: impl Into<String>) -> Client {
+        self.token = Some(token.into());
         self
     }
 
@@ -75,8 +83,12 @@ impl Client {
         stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;
         let body = body.unwrap_or("");
+        let auth = match &self.token {
+            Some(token) => format!("authorization: Bearer {token}\r\n"),
+            None => String::new(),
+        };
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n",
             self.addr,
             body.len()
         );

@@ -15,6 +15,11 @@
 //! | `GET /test/redirect?to=<url>` | `307` to `<url>` (for redirect tests) |
 //! | `GET /test/bytes/<n>` | `n` bytes (for response-size tests) |
 //!
+//! With a token required ([`Inventory::require_token`], or `--token` for the binary), a
+//! `/v1` request without `Authorization: Bearer <token>` is answered `401` and changes
+//! nothing; the request log ([`Inventory::requests`]) keeps each request's `Authorization`
+//! header either way.
+//!
 //! A record is `{"id", "key", "fields", "revision"}`; the id is the service's (a hash of the
 //! collection and key, so a retried PUT gets the same one). Faults ([`Faults`]: latency, a
 //! number of `500`s, never answering) apply to `/v1` only.

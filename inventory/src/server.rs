@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, LOCATION};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,9 @@ pub struct Logged {
     pub path: String,
     /// The status answered; 0 while it hangs.
     pub status: u16,
+    /// The request's `Authorization` header as received (e.g. `Bearer <token>`), if it
+    /// had one (not UTF-8: its bytes, lossily).
+    pub authorization: Option<String>,
 }
 
 /// The state one server shares with its connections.
@@ -59,6 +62,8 @@ struct Shared {
     log: Mutex<Vec<Logged>>,
     /// TCP connections accepted so far.
     accepted: AtomicU64,
+    /// The bearer token `/v1` requires ([`Inventory::require_token`]); `None`: none.
+    token: Mutex<Option<String>>,
 }
 
 /// A running inventory service, bound to a loopback port; stopped when dropped.
@@ -161,6 +166,14 @@ impl Inventory {
         self.shared.accepted.load(Ordering::Relaxed)
     }
 
+    /// Requires `Authorization: Bearer <token>` on every request under `/v1` from now on
+    /// (`None`: no token, the default). A request without it, or with another token, is
+    /// answered `401 Unauthorized` before any fault and without touching the records; it
+    /// is logged with what it sent ([`Logged::authorization`]).
+    pub fn require_token(&self, token: Option<&str>) {
+        *self.shared.token.lock() = token.map(str::to_string);
+    }
+
     /// Blocks until the server thread ends (it ends only when the service is dropped, so
     /// this is for a binary that serves until it is killed).
     pub fn wait(mut self) {
@@ -238,8 +251,35 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
     match segments.as_slice() {
         ["v1", rest @ ..] => {
             let method = req.method().to_string();
-            let index = log(shared, &method, &path);
-            let response = v1(shared, req, rest).await;
+            let authorization = req
+                .headers()
+                .get(AUTHORIZATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let index = log(shared, &method, &path, authorization.clone());
+            let required = shared.token.lock().clone();
+            let response = match required {
+                Some(token)
+                    if authorization
+                        .as_deref()
+                        .and_then(|a| a.strip_prefix("Bearer "))
+                        != Some(token.as_str()) =>
+                {
+                    let mut response = error(
+                        StatusCode::UNAUTHORIZED,
+                        if authorization.is_some() {
+                            "wrong bearer token"
+                        } else {
+                            "a bearer token is required"
+                        },
+                    );
+                    response.headers_mut().insert(
+                        hyper::header::WWW_AUTHENTICATE,
+                        hyper::header::HeaderValue::from_static("Bearer"),
+                    );
+                    response
+                }
+                _ => v1(shared, req, rest).await,
+            };
             if let Some(entry) = shared.log.lock().get_mut(index) {
                 entry.status = response.status().as_u16();
             }
@@ -290,7 +330,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
 }
 
 /// Appends to the request log; the entry's index.
-fn log(shared: &Shared, method: &str, path: &str) -> usize {
+fn log(shared: &Shared, method: &str, path: &str, authorization: Option<String>) -> usize {
     let mut log = shared.log.lock();
     if log.len() >= REQUEST_LOG_MAX {
         log.remove(0);
@@ -299,6 +339,7 @@ fn log(shared: &Shared, method: &str, path: &str) -> usize {
         method: method.to_string(),
         path: path.to_string(),
         status: 0,
+        authorization,
     });
     log.len() - 1
 }

@@ -77,6 +77,68 @@ fn bad_requests_are_refused_with_a_reason_and_change_nothing() {
     assert!(inventory.records().is_empty());
 }
 
+/// Goal: with a token required, a request without one or with another one is refused
+/// (401) and changes nothing, before any fault; the right one is served; the log keeps
+/// what each request sent.
+#[test]
+fn a_required_token_refuses_missing_and_wrong_ones_and_logs_what_was_sent() {
+    let inventory = Inventory::start().unwrap();
+    inventory.require_token(Some("tok-right-1234"));
+    inventory.set_faults(Faults {
+        fail_next: 1,
+        ..Faults::default()
+    });
+    let none = Client::new(inventory.addr());
+    let wrong = Client::new(inventory.addr()).token("tok-wrong-9876");
+    let right = Client::new(inventory.addr()).token("tok-right-1234");
+    let refused = none.put("networks", "net-a", r#"{"name": "a"}"#).unwrap();
+    assert_eq!(refused.status, 401, "{refused:?}");
+    assert!(
+        refused.body.contains("a bearer token is required"),
+        "{refused:?}"
+    );
+    let refused = wrong.put("networks", "net-a", r#"{"name": "a"}"#).unwrap();
+    assert_eq!(refused.status, 401, "{refused:?}");
+    assert!(refused.body.contains("wrong bearer token"), "{refused:?}");
+    assert!(
+        inventory.records().is_empty(),
+        "a refused PUT changes nothing"
+    );
+    assert_eq!(
+        inventory.faults().fail_next,
+        1,
+        "a refused request takes no fault"
+    );
+    // The fault, then the success, with the right token.
+    assert_eq!(right.put("networks", "net-a", "{}").unwrap().status, 500);
+    assert_eq!(right.put("networks", "net-a", "{}").unwrap().status, 201);
+    assert_eq!(wrong.delete("networks", "net-a").unwrap().status, 401);
+    assert_eq!(
+        inventory.records().len(),
+        1,
+        "a refused DELETE deletes nothing"
+    );
+    let sent: Vec<(u16, Option<String>)> = inventory
+        .requests()
+        .into_iter()
+        .map(|r| (r.status, r.authorization))
+        .collect();
+    let bearer = |t: &str| Some(format!("Bearer {t}"));
+    assert_eq!(
+        sent,
+        [
+            (401, None),
+            (401, bearer("tok-wrong-9876")),
+            (500, bearer("tok-right-1234")),
+            (201, bearer("tok-right-1234")),
+            (401, bearer("tok-wrong-9876")),
+        ]
+    );
+    // Without a requirement, any request is served again.
+    inventory.require_token(None);
+    assert_eq!(none.get("networks", "net-a").unwrap().status, 200);
+}
+
 #[test]
 fn injected_500s_then_success_and_latency() {
     let inventory = Inventory::start().unwrap();
@@ -135,6 +197,7 @@ fn test_endpoints_redirect_and_send_large_bodies() {
 fn the_binary_prints_its_port_and_serves_with_its_fault_flags() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_syncore-inventory"))
         .args(["--port", "0", "--print-port", "--fail-next", "1"])
+        .args(["--token", "bin-token-42"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -144,7 +207,9 @@ fn the_binary_prints_its_port_and_serves_with_its_fault_flags() {
         .read_line(&mut line)
         .unwrap();
     let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
-    let client = Client::new(([127, 0, 0, 1], port).into());
+    let anonymous = Client::new(([127, 0, 0, 1], port).into());
+    assert_eq!(anonymous.put("networks", "n", "{}").unwrap().status, 401);
+    let client = anonymous.token("bin-token-42");
     assert_eq!(client.put("networks", "n", "{}").unwrap().status, 500);
     assert_eq!(client.put("networks", "n", "{}").unwrap().status, 201);
     let records = client.request("GET", "/admin/records", None).unwrap();

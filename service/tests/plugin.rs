@@ -6,8 +6,10 @@
 //! Goal: change sets applied over the HTTP API end with the inventory holding exactly the
 //! declarative state (creates, updates and deletes); a 500 from the inventory is a failure
 //! with backoff, then a success; the token never reaches the data directory, the API's
-//! answers, the event stream or `/metrics`; a missing plugin file and a grant naming an
-//! unknown secret stop the start with an error naming the model and the file.
+//! answers, the event stream or `/metrics`, but does reach the inventory (which requires
+//! it, and refuses a wrong or absent one without changing anything); a missing plugin
+//! file and a grant naming an unknown secret stop the start with an error naming the model
+//! and the file.
 //!
 //! Method: one inventory per test on 127.0.0.1 (a free port); the deployment written into
 //! a temp dir; the service driven through its HTTP API; the inventory's records and request
@@ -471,6 +473,106 @@ fn a_500_backs_off_then_succeeds_and_the_token_never_leaks() {
         files_holding(&dir.path().join("data"), TOKEN.as_bytes()).len(),
         1
     );
+}
+
+/// Goal: the bearer token reaching the backend is the deployment's secret. With the
+/// inventory requiring it, every request the plugin sent carried exactly `Bearer <token>`
+/// and the inventory converged; a service whose secret holds another token, and one whose
+/// grant sends none, are refused by the inventory (401): their objects fail with backoff,
+/// naming the status, and the inventory's records do not change.
+#[test]
+fn the_backend_sees_the_granted_token_and_refuses_a_wrong_or_absent_one() {
+    const WRONG: &str = "tok-00000000deadbeef-wrong";
+    let inventory = Inventory::start().unwrap();
+    inventory.require_token(Some(TOKEN));
+    let bearer = |token: &str| Some(format!("Bearer {token}"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inventory.token"), TOKEN).unwrap();
+    let deploy = deployment(
+        dir.path(),
+        &inventory,
+        json!({"file": "inventory.token"}),
+        |_| {},
+    );
+    let server = Server::start(&deploy).unwrap();
+    let c = server.client();
+    apply(&c, CHANGES);
+    converge(&c);
+    assert_inventory_matches(&c, &inventory);
+    let log = inventory.requests();
+    assert_eq!(log.len(), 6, "one PUT per backed object: {log:?}");
+    for r in &log {
+        assert_eq!(r.authorization, bearer(TOKEN), "{r:?}");
+        assert!((200..300).contains(&r.status), "{r:?}");
+    }
+    server.kill();
+    let records = inventory.records();
+
+    // The same objects with other fields, from services sending a wrong token or none.
+    let changed = CHANGES.replace(r#""name": "a", "slice""#, r#""name": "a-refused", "slice""#);
+    assert_ne!(changed, CHANGES);
+    /// A change to a deployment's JSON.
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit, Option<String>); 2] = [
+        ("a wrong token", |_| {}, bearer(WRONG)),
+        (
+            "no token",
+            |d| {
+                for m in MODELS {
+                    d["models"][m]["grants"]["config"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("inventory-auth");
+                }
+            },
+            None,
+        ),
+    ];
+    for (case, edit, sent) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inventory.token"), WRONG).unwrap();
+        let deploy = deployment(
+            dir.path(),
+            &inventory,
+            json!({"file": "inventory.token"}),
+            edit,
+        );
+        let server = Server::start(&deploy).unwrap();
+        let c = server.client();
+        let before = inventory.requests().len();
+        apply(&c, &changed);
+        let mut failed = Value::Null;
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{case}: net-a to fail twice"),
+            || {
+                failed = get(&c, "/v1/objects/net-a");
+                failed["failures"].as_u64().unwrap_or(0) >= 2
+            },
+        );
+        assert!(
+            failed["message"].as_str().unwrap_or("").contains("401"),
+            "{case}: the failure names the inventory's answer: {failed}"
+        );
+        assert_ne!(failed["status"], "synced", "{case}: {failed}");
+        let log = inventory.requests();
+        let refused = &log[before..];
+        assert!(
+            refused.iter().any(|r| r.path == "/v1/networks/net-a"),
+            "{case}: {refused:?}"
+        );
+        for r in refused {
+            assert_eq!(r.status, 401, "{case}: {r:?}");
+            assert_eq!(r.authorization, sent, "{case}: {r:?}");
+        }
+        assert_eq!(
+            inventory.records(),
+            records,
+            "{case}: the inventory's records are unchanged"
+        );
+        server.kill();
+    }
 }
 
 /// Runs `syncore-serve` on a deployment that must not start; its stderr.

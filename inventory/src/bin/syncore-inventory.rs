@@ -1,7 +1,7 @@
 //! `syncore-inventory`: the loopback inventory service as a process.
 //!
 //! ```text
-//! syncore-inventory --port 0 --print-port [--latency-ms 20] [--fail-next 3] [--hang]
+//! syncore-inventory --port 0 --print-port [--latency-ms 20] [--fail-next 3] [--hang] [--token T]
 //! ```
 //! Serves until killed. With `--print-port` the bound port is printed on stdout, alone on
 //! its line, once the service accepts connections.
@@ -34,6 +34,9 @@ struct Args {
     /// /v1 requests never get an answer.
     #[arg(long)]
     hang: bool,
+    /// /v1 requests need `Authorization: Bearer <TOKEN>` (otherwise 401).
+    #[arg(long)]
+    token: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    inventory.require_token(args.token.as_deref());
     if args.print_port {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", inventory.addr().port());
