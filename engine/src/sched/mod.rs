@@ -41,6 +41,7 @@
 //! concurrency limit waits without holding back tasks of other models.
 
 mod config;
+mod fold;
 mod input;
 mod lanes;
 mod queue;
@@ -266,6 +267,9 @@ struct Current {
     eligible: Vec<Time>,
     /// Task index by object id (u32::MAX: none), valid for `tasks`' objects only.
     task_of: Vec<u32>,
+    /// Dependents of a node added by folding change sets into this plan (`fold`), beside
+    /// the plan's own in `rev`.
+    late: BTreeMap<u32, Vec<u32>>,
 }
 
 impl Current {
@@ -330,6 +334,9 @@ pub struct Scheduler {
     object_prio: BTreeMap<u32, i32>,
     /// Whether any model watches another's fields (watch-triggered re-syncs).
     any_watch: bool,
+    /// Whether any model waits for another's objects (`depends_on_models`): then a change
+    /// set is never folded into the current plan (its barriers would change).
+    any_model_deps: bool,
     /// Objects whose watched dependency changed while they were in flight: re-synced once
     /// their actuation succeeds.
     rerun: BTreeSet<u32>,
@@ -361,6 +368,11 @@ impl Scheduler {
             .models()
             .iter()
             .any(|m| !m.watches.is_empty());
+        let any_model_deps = engine
+            .schema()
+            .models()
+            .iter()
+            .any(|m| !m.depends_on.is_empty());
         Ok(Scheduler {
             engine,
             config,
@@ -383,6 +395,7 @@ impl Scheduler {
             metrics: vec![ModelMetrics::default(); n],
             object_prio: BTreeMap::new(),
             any_watch,
+            any_model_deps,
             rerun: BTreeSet::new(),
             restored: Vec::new(),
         })
@@ -510,8 +523,10 @@ impl Scheduler {
         let before = self.watched_before(&changes);
         let report = self.engine.apply(changes)?;
         // The clock moves only for an accepted change set: a refused one changes nothing.
-        self.clock(now);
-        self.dirty = true;
+        let now = self.clock(now);
+        if !self.fold(&report, now) {
+            self.dirty = true;
+        }
         if let Some(before) = before {
             self.watch_resync_after_apply(before, &report);
         }
@@ -715,6 +730,7 @@ impl Scheduler {
         }
         cur.tasks.clear();
         cur.tasks.extend_from_slice(&plan.tasks);
+        cur.late.clear();
         // Every node of the plan's DAG: its tasks, then its model-level barriers (R1, R7),
         // which count their members and release their waiters once all have completed.
         let nodes = plan.node_count();
@@ -873,14 +889,26 @@ impl Scheduler {
     /// fewer; those with none left are queued now. A dependent that is a barrier (node
     /// `>= tasks.len()`) with no member left releases its own waiters in turn, once.
     fn release(&mut self, i: u32, now: Time) -> u32 {
-        let (a, b) = (
-            self.cur.rev_off[i as usize] as usize,
-            self.cur.rev_off[i as usize + 1] as usize,
-        );
-        self.stats.release_edges += (b - a) as u64;
+        // A node added by a fold has no dependents in the plan's own lists.
+        let (a, b) = match (
+            self.cur.rev_off.get(i as usize),
+            self.cur.rev_off.get(i as usize + 1),
+        ) {
+            (Some(&a), Some(&b)) => (a as usize, b as usize),
+            _ => (0, 0),
+        };
+        let late = if self.cur.late.is_empty() {
+            Vec::new()
+        } else {
+            self.cur.late.remove(&i).unwrap_or_default()
+        };
+        self.stats.release_edges += (b - a + late.len()) as u64;
         let mut released = 0;
-        for k in a..b {
-            let d = self.cur.rev[k];
+        for k in 0..(b - a) + late.len() {
+            let d = match late.get(k.wrapping_sub(b - a)) {
+                Some(&d) if k >= b - a => d,
+                _ => self.cur.rev[a + k],
+            };
             let p = &mut self.cur.pending[d as usize];
             *p -= 1;
             if *p != 0 {

@@ -706,3 +706,171 @@ fn r14_a_draining_snapshot_restores_dispatching_but_resumes_draining() {
     assert_eq!(resumed.state_hash(), s.state_hash());
     assert!(step(&mut resumed, Input::Tick { now: t(2) }).is_empty());
 }
+
+#[test]
+fn r15_a_change_set_of_new_objects_joins_the_running_plan_without_a_new_plan() {
+    let mut s = sched(SchedConfig::default().concurrency(u32::MAX));
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    assert_eq!(keys(&s, &d), ["s"]);
+    let replans = s.stats().replans;
+    // A new independent object starts at once, while s runs.
+    let s2 = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s2", "b"),
+            now: t(1),
+        },
+    );
+    assert_eq!(keys(&s, &s2), ["s2"]);
+    assert_eq!(s2[0].eligible_at, t(1));
+    // A new slice of the running s waits for it, beside sl (R1), without a new plan.
+    let none = step(
+        &mut s,
+        Input::Apply {
+            changes: ChangeSet::new().upsert("sl2", "Slice", [("site", "s")]),
+            now: t(2),
+        },
+    );
+    assert!(none.is_empty());
+    assert_eq!(s.activity("sl2"), Some(Activity::Waiting));
+    // One that references only settled or absent-of-work objects: s2 is running, so it
+    // waits too; a slice of a site that is settled starts at once.
+    let after_s2 = ok(&mut s, &s2[0], 3);
+    assert!(after_s2.is_empty());
+    let sl3 = step(
+        &mut s,
+        Input::Apply {
+            changes: ChangeSet::new().upsert("sl3", "Slice", [("site", "s2")]),
+            now: t(4),
+        },
+    );
+    assert_eq!(keys(&s, &sl3), ["sl3"]);
+    assert_eq!(
+        s.stats().replans,
+        replans,
+        "each change set joined the plan"
+    );
+    // s completes: both its slices go, at its completion's time.
+    let slices = ok(&mut s, &d[0], 5);
+    assert_eq!(keys(&s, &slices), ["sl", "sl2"]);
+    assert!(slices.iter().all(|x| x.eligible_at == t(5)));
+    let mut next = Vec::new();
+    for x in slices.iter().chain(&sl3) {
+        next.extend(ok(&mut s, x, 6));
+    }
+    assert_eq!(keys(&s, &next), ["i"]);
+    ok(&mut s, &next[0], 7);
+    assert_eq!(s.engine().unsettled_count(), 0);
+    assert_eq!(s.stats().replans, replans);
+}
+
+#[test]
+fn r3_an_object_folded_behind_a_failing_prerequisite_is_held_by_the_next_plan() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "a"),
+            now: t(0),
+        },
+    );
+    let replans = s.stats().replans;
+    step(
+        &mut s,
+        Input::Apply {
+            changes: ChangeSet::new().upsert("sl", "Slice", [("site", "s")]),
+            now: t(1),
+        },
+    );
+    assert_eq!(s.stats().replans, replans);
+    let out = step(
+        &mut s,
+        Input::Deliver {
+            lease: d[0].lease,
+            outcome: Outcome::failed("down"),
+            now: t(10),
+        },
+    );
+    assert!(out.is_empty(), "a failure releases nobody (R3)");
+    let base = s.engine().config().backoff.base_ms;
+    let plan = s.engine().plan(t(11));
+    let sl = s.engine().id("sl").unwrap();
+    let by = s.engine().id("s").unwrap();
+    assert_eq!(plan.hold(sl), Some(&crate::HoldReason::Blocked { by }));
+    let retry = step(&mut s, Input::Tick { now: t(10 + base) });
+    assert_eq!(keys(&s, &retry), ["s"]);
+    let after = ok(&mut s, &retry[0], 10 + base + 1);
+    assert_eq!(keys(&s, &after), ["sl"]);
+}
+
+#[test]
+fn r1_what_a_fold_cannot_express_plans_again() {
+    let mut s = sched(SchedConfig::default().concurrency(u32::MAX));
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: world(),
+            now: t(0),
+        },
+    );
+    let replans = s.stats().replans;
+    // sl is in the plan (waiting for s): its new version is planned again.
+    step(
+        &mut s,
+        Input::Apply {
+            changes: ChangeSet::new().upsert(
+                "sl",
+                "Slice",
+                [
+                    ("site", crate::Value::from("s")),
+                    ("n", crate::Value::Int(2)),
+                ],
+            ),
+            now: t(1),
+        },
+    );
+    assert_eq!(s.stats().replans, replans + 1);
+    let sl = ok(&mut s, &d[0], 2);
+    assert_eq!(keys(&s, &sl), ["sl"]);
+    assert_eq!(sl[0].task.version, s.engine().object("sl").unwrap().version);
+    // A new instance of the running sl joins the plan beside i.
+    step(
+        &mut s,
+        Input::Apply {
+            changes: ChangeSet::new().upsert("i9", "Instance", [("slice", "sl")]),
+            now: t(3),
+        },
+    );
+    assert_eq!(s.stats().replans, replans + 1);
+    let is = ok(&mut s, &sl[0], 4);
+    assert_eq!(keys(&s, &is), ["i", "i9"]);
+    for x in &is {
+        ok(&mut s, x, 5);
+    }
+    assert_eq!(s.engine().unsettled_count(), 0);
+    // Two objects of one change set where one waits for the other: a plan orders them.
+    let both = step(
+        &mut s,
+        Input::Apply {
+            changes: site("s", "c").upsert(
+                "sl",
+                "Slice",
+                [
+                    ("site", crate::Value::from("s")),
+                    ("n", crate::Value::Int(3)),
+                ],
+            ),
+            now: t(6),
+        },
+    );
+    assert_eq!(s.stats().replans, replans + 2);
+    assert_eq!(keys(&s, &both), ["s"], "sl waits for s");
+    let after = ok(&mut s, &both[0], 7);
+    assert_eq!(keys(&s, &after), ["sl"]);
+}
