@@ -54,6 +54,71 @@ pub(crate) fn view_to_wit(view: &ObjectView<'_>) -> wit::ObjectView {
     }
 }
 
+/// Refills `out` with `view`, as [`view_to_wit`] would build it, reusing the strings and
+/// lists `out` already holds (a reused instance's previous input), so a call in steady state
+/// allocates nothing to pass its object.
+pub(crate) fn view_into_wit(view: &ObjectView<'_>, out: &mut wit::ObjectView) {
+    set(&mut out.key, view.key());
+    set(&mut out.model, view.model());
+    out.version = view.version();
+    fields_into_wit(view.fields(), &mut out.fields);
+    fields_into_wit(view.feedbacks(), &mut out.feedback);
+    let mut n = 0;
+    for d in view.dependencies() {
+        if n == out.dependencies.len() {
+            out.dependencies.push(wit::Dependency {
+                key: String::new(),
+                model: String::new(),
+                version: 0,
+                feedback: Vec::new(),
+            });
+        }
+        let dep = &mut out.dependencies[n];
+        set(&mut dep.key, d.key());
+        set(&mut dep.model, d.model());
+        dep.version = d.version();
+        fields_into_wit(d.feedbacks(), &mut dep.feedback);
+        n += 1;
+    }
+    out.dependencies.truncate(n);
+}
+
+fn set(out: &mut String, text: &str) {
+    out.clear();
+    out.push_str(text);
+}
+
+fn fields_into_wit<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a Value)>,
+    out: &mut Vec<wit::Field>,
+) {
+    let mut n = 0;
+    for (name, value) in fields {
+        if n == out.len() {
+            out.push(wit::Field {
+                name: name.to_string(),
+                value: value_to_wit(value),
+            });
+        } else {
+            let field = &mut out[n];
+            set(&mut field.name, name);
+            value_into_wit(value, &mut field.value);
+        }
+        n += 1;
+    }
+    out.truncate(n);
+}
+
+/// Refills `out` with `value`, reusing its string when both are text of the same kind.
+fn value_into_wit(value: &Value, out: &mut wit::Value) {
+    match (value, &mut *out) {
+        (Value::Str(v), wit::Value::Text(s))
+        | (Value::Ref(v), wit::Value::Reference(s))
+        | (Value::Json(v), wit::Value::Json(s)) => set(s, v),
+        _ => *out = value_to_wit(value),
+    }
+}
+
 /// A policy's input, with the object's live referrers (key and model) from the staged state.
 pub(crate) fn policy_input_to_wit(
     input: &PolicyInput<'_>,
@@ -284,6 +349,59 @@ pub(crate) fn changes_from_wit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actuation::OwnedView;
+    use crate::TaskKind;
+
+    fn view(key: &str, fields: &[(&str, Value)], deps: usize) -> OwnedView {
+        let fields: Vec<(String, Value)> = fields
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        (0..deps).fold(
+            OwnedView::new(key, "Model", 3, TaskKind::Sync, fields.clone(), fields),
+            |v, i| {
+                let dep = OwnedView::new(
+                    format!("dep-{i}"),
+                    "Dep",
+                    i as u64,
+                    TaskKind::Sync,
+                    [],
+                    [("id".to_string(), Value::Str(format!("id-{i}")))],
+                );
+                v.with_dependency(dep)
+            },
+        )
+    }
+
+    #[test]
+    fn a_refilled_input_equals_a_new_one() {
+        let views = [
+            view(
+                "a",
+                &[("x", Value::Str("one".into())), ("y", Value::Int(1))],
+                2,
+            ),
+            view("bb", &[("x", Value::Ref("k".into()))], 0),
+            view(
+                "c",
+                &[
+                    ("x", Value::Str("longer text".into())),
+                    ("y", Value::Json("{}".into())),
+                    ("z", Value::Null),
+                ],
+                3,
+            ),
+            view("d", &[], 1),
+        ];
+        let mut input = view_to_wit(&views[0].as_view());
+        for v in views.iter().chain(views.iter().rev()) {
+            view_into_wit(&v.as_view(), &mut input);
+            assert_eq!(
+                format!("{input:?}"),
+                format!("{:?}", view_to_wit(&v.as_view()))
+            );
+        }
+    }
 
     #[test]
     fn values_round_trip_and_bad_ones_are_refused() {

@@ -11,6 +11,7 @@ use super::conn::{HttpPool, HttpPoolStats};
 use super::convert::{self, Budget};
 use super::grant::Granted;
 use super::pool::{AsyncPool, Op, PoolStats};
+use super::sandbox::HostState;
 use crate::actuation::{ActuationContext, AsyncActuator, BoxFuture, OwnedView};
 use crate::actuator::{Actuator, ObjectView, Outcome};
 use crate::change::Change;
@@ -167,13 +168,15 @@ impl WasmActuator {
     }
 
     fn act(&self, object: &ObjectView<'_>, op: Op) -> Outcome {
-        let input = convert::view_to_wit(object);
         let result = self.plugin.call_noted(object.key(), |b, store| {
+            let input = refill(store.data_mut(), object);
             let actuator = b.syncore_plugin_actuator();
-            match op {
-                Op::Sync => actuator.call_sync(store, &input),
-                Op::Delete => actuator.call_delete(store, &input),
-            }
+            let result = match op {
+                Op::Sync => actuator.call_sync(&mut *store, &input),
+                Op::Delete => actuator.call_delete(&mut *store, &input),
+            };
+            store.data_mut().input = Some(input);
+            result
         });
         settle(&self.plugin, object, op, result)
     }
@@ -181,10 +184,23 @@ impl WasmActuator {
     fn act_async(&self, cx: ActuationContext, object: OwnedView, op: Op) -> BoxFuture<Outcome> {
         let pool = self.pool.clone();
         Box::pin(async move {
-            let input = convert::view_to_wit(&object.as_view());
-            let result = pool.call(object.key(), op, &input, &cx.cancel).await;
+            let result = pool
+                .call(object.key(), op, &object.as_view(), &cx.cancel)
+                .await;
             settle(&pool.plugin, &object.as_view(), op, result)
         })
+    }
+}
+
+/// The WIT input for `object`: the instance's previous input refilled in place, or a new
+/// one. The caller puts it back in `state.input` after the call.
+pub(crate) fn refill(state: &mut HostState, object: &ObjectView<'_>) -> wit::ObjectView {
+    match state.input.take() {
+        Some(mut input) => {
+            convert::view_into_wit(object, &mut input);
+            input
+        }
+        None => convert::view_to_wit(object),
     }
 }
 

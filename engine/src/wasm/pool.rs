@@ -39,8 +39,10 @@ use super::bindings::actuator_async::{ActuatorPlugin, ActuatorPluginPre};
 use super::bindings::wit;
 use super::call::{ActuatorWorld, Plugin};
 use super::config::{Limits, TimeLimit};
+use super::plugins::refill;
 use super::sandbox::HostState;
 use crate::actuation::CancelToken;
+use crate::actuator::ObjectView;
 
 /// Fuel units between two yields of an asynchronous call under a fuel limit.
 pub const FUEL_YIELD_INTERVAL: u64 = 100_000;
@@ -158,7 +160,7 @@ impl AsyncPool {
         &self,
         key: &str,
         op: Op,
-        input: &wit::ObjectView,
+        object: &ObjectView<'_>,
         cancel: &CancelToken,
     ) -> Result<(wit::Outcome, Option<String>), String> {
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -174,9 +176,11 @@ impl AsyncPool {
         slot.store.data_mut().begin(key);
         let stderr_mark = slot.store.data().stderr_len();
         self.arm(&mut slot.store)?;
+        let input = refill(slot.store.data_mut(), object);
         let result = {
             let actuator = slot.bindings.syncore_plugin_actuator();
             let store = &mut slot.store;
+            let input = &input;
             let run = async move {
                 match op {
                     Op::Sync => actuator.call_sync(store, input).await,
@@ -192,6 +196,7 @@ impl AsyncPool {
                 }
             }
         };
+        slot.store.data_mut().input = Some(input);
         let plugin = &self.plugin;
         if let Some(incident) = slot.store.data().incident() {
             if result.is_ok() {

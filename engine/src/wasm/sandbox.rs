@@ -14,7 +14,7 @@ use wasmtime_wasi::{
 };
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::{actuator::syncore::plugin as wit_pkg, Level};
+use super::bindings::{actuator::syncore::plugin as wit_pkg, wit, Level};
 use super::config::Limits;
 use super::conn::HttpPool;
 use super::grant::Granted;
@@ -222,6 +222,9 @@ pub(crate) struct HostState {
     /// Epoch ticks the current asynchronous call may still run (counted only while the
     /// guest runs: see `pool.rs`); unused by synchronous calls.
     pub(crate) ticks_left: u64,
+    /// The previous call's input, kept so the next call refills its strings and lists
+    /// instead of allocating new ones (`convert::view_into_wit`).
+    pub(crate) input: Option<wit::ObjectView>,
     log_lines_max: u32,
     message_bytes_max: usize,
     sink: Arc<dyn LogSink>,
@@ -319,6 +322,7 @@ impl HostState {
             key: String::new(),
             logs_count: 0,
             ticks_left: 0,
+            input: None,
             log_lines_max: limits.log_lines_max,
             message_bytes_max: limits.message_bytes_max,
             sink,
