@@ -174,7 +174,7 @@ impl<W: World> Plugin<W> {
             None => self.instantiate(key)?,
         };
         slot.store.data_mut().begin(key);
-        let stderr_mark = slot.store.data().stderr_len();
+        let stderr_mark = slot.store.data().stderr_mark;
         self.arm(&mut slot.store)?;
         let result = f(&slot.bindings, &mut slot.store);
         // A host-side incident (a refused request, a secret not granted...) is the root
@@ -224,7 +224,10 @@ impl<W: World> Plugin<W> {
         }
         self.arm(&mut store)?;
         match W::instantiate(&self.pre, &mut store) {
-            Ok(bindings) => Ok(Slot { store, bindings }),
+            Ok(bindings) => {
+                store.data_mut().stderr_mark = store.data().stderr_len();
+                Ok(Slot { store, bindings })
+            }
             Err(err) => Err(format!(
                 "cannot instantiate: {}",
                 self.cause(&err, store.data(), 0)
@@ -250,8 +253,8 @@ impl<W: World> Plugin<W> {
 
     /// Keeps a successful instance for the next call, in reuse mode, unless its stderr
     /// capture is half full (a later panic message must still fit).
-    fn recycle(&self, slot: Slot<W>) {
-        let Some(idle_max) = self.idle_max(slot.store.data()) else {
+    fn recycle(&self, mut slot: Slot<W>) {
+        let Some(idle_max) = self.idle_max(slot.store.data_mut()) else {
             return;
         };
         let mut idle = self.idle.lock();
@@ -262,12 +265,13 @@ impl<W: World> Plugin<W> {
 
     /// How many idle instances to keep, if an instance that ended a call successfully in
     /// state `state` may be kept at all: only in reuse mode, and only while its stderr
-    /// capture is at most half full.
-    pub(crate) fn idle_max(&self, state: &HostState) -> Option<usize> {
+    /// capture is at most half full. Marks where the next call's stderr starts.
+    pub(crate) fn idle_max(&self, state: &mut HostState) -> Option<usize> {
         let Instances::Reuse { idle_max } = self.host.config.instances else {
             return None;
         };
-        (state.stderr_len() <= self.limits.stderr_bytes_max / 2).then_some(idle_max)
+        state.stderr_mark = state.stderr_len();
+        (state.stderr_mark <= self.limits.stderr_bytes_max / 2).then_some(idle_max)
     }
 
     /// The root cause of a failed call (module docs, "Failure causes").

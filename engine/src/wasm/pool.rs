@@ -174,7 +174,7 @@ impl AsyncPool {
             None => self.instantiate(key).await?,
         };
         slot.store.data_mut().begin(key);
-        let stderr_mark = slot.store.data().stderr_len();
+        let stderr_mark = slot.store.data().stderr_mark;
         self.arm(&mut slot.store)?;
         let input = refill(slot.store.data_mut(), object);
         let result = {
@@ -235,7 +235,10 @@ impl AsyncPool {
         self.arm(&mut store)?;
         self.instances_created.fetch_add(1, Ordering::Relaxed);
         match self.pre.instantiate_async(&mut store).await {
-            Ok(bindings) => Ok(Slot { store, bindings }),
+            Ok(bindings) => {
+                store.data_mut().stderr_mark = store.data().stderr_len();
+                Ok(Slot { store, bindings })
+            }
             Err(err) => Err(format!(
                 "cannot instantiate: {}",
                 plugin.cause(&err, store.data(), 0)
@@ -250,8 +253,8 @@ impl AsyncPool {
     }
 
     /// Keeps a successful instance for the next call (reuse mode, up to `idle_max`).
-    fn recycle(&self, slot: Slot) {
-        let Some(idle_max) = self.plugin.idle_max(slot.store.data()) else {
+    fn recycle(&self, mut slot: Slot) {
+        let Some(idle_max) = self.plugin.idle_max(slot.store.data_mut()) else {
             return;
         };
         let mut idle = self.idle.lock();

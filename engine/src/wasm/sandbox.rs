@@ -225,6 +225,9 @@ pub(crate) struct HostState {
     /// The previous call's input, kept so the next call refills its strings and lists
     /// instead of allocating new ones (`convert::view_into_wit`).
     pub(crate) input: Option<wit::ObjectView>,
+    /// Bytes on stderr when the instance was made or ended its last call: where the next
+    /// call's own stderr starts (read once per call, when the instance is kept).
+    pub(crate) stderr_mark: usize,
     log_lines_max: u32,
     message_bytes_max: usize,
     sink: Arc<dyn LogSink>,
@@ -323,6 +326,7 @@ impl HostState {
             logs_count: 0,
             ticks_left: 0,
             input: None,
+            stderr_mark: 0,
             log_lines_max: limits.log_lines_max,
             message_bytes_max: limits.message_bytes_max,
             sink,
