@@ -874,3 +874,37 @@ fn r1_what_a_fold_cannot_express_plans_again() {
     let after = ok(&mut s, &both[0], 7);
     assert_eq!(keys(&s, &after), ["sl"]);
 }
+
+#[test]
+fn r15_a_change_set_applied_behind_a_backlog_costs_its_objects_not_the_backlog() {
+    // 1,000 sites queued behind a limit of one; each later change set adds one site.
+    let mut s = sched(SchedConfig::default().concurrency(1));
+    let mut cs = ChangeSet::new();
+    for i in 0..1000 {
+        cs = cs.upsert(format!("s{i:04}"), "Site", [("name", "x")]);
+    }
+    let first = step(
+        &mut s,
+        Input::Apply {
+            changes: cs,
+            now: t(0),
+        },
+    );
+    assert_eq!(first.len(), 1);
+    let before = *s.stats();
+    for i in 0..100 {
+        step(
+            &mut s,
+            Input::Apply {
+                changes: site(&format!("n{i:03}"), "y"),
+                now: t(1 + i),
+            },
+        );
+    }
+    assert_eq!(s.stats().replans, before.replans, "no plan per change set");
+    assert_eq!(s.stats().plan_objects, before.plan_objects);
+    assert_eq!(s.queue_depth(), 999 + 100);
+    // The backlog keeps its order: the earliest eligible go first.
+    let next = ok(&mut s, &first[0], 200);
+    assert_eq!(keys(&s, &next), ["s0001"]);
+}
