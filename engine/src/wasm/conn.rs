@@ -46,7 +46,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -55,6 +55,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use parking_lot::Mutex;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+
+use crate::clock::{Clock, RealClock};
 
 /// Most idle connections one pool keeps per origin.
 pub const HTTP_IDLE_PER_ORIGIN_MAX: usize = 256;
@@ -128,11 +130,21 @@ struct Inner {
     reused: AtomicU64,
     retried: AtomicU64,
     unpooled: AtomicU64,
+    /// Idle ages are read from the engine's real clock (the only reader of time).
+    clock: RealClock,
 }
 
 struct Idle {
     sender: SendRequest<WasiBody>,
-    since: Instant,
+    /// When it went idle, [`Clock::monotonic_ns`] of the pool's clock.
+    since_ns: u64,
+}
+
+impl Inner {
+    fn expired(&self, e: &Idle) -> bool {
+        let idle = self.clock.monotonic_ns().saturating_sub(e.since_ns);
+        u128::from(idle) > HTTP_IDLE_TIMEOUT.as_nanos()
+    }
 }
 
 /// The outcome of one attempt on one connection.
@@ -315,7 +327,7 @@ impl HttpPool {
         let mut idle = self.inner.idle.lock();
         let list = idle.get_mut(key)?;
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() <= HTTP_IDLE_TIMEOUT && !entry.sender.is_closed() {
+            if !self.inner.expired(&entry) && !entry.sender.is_closed() {
                 return Some(entry.sender);
             }
         }
@@ -328,15 +340,12 @@ impl HttpPool {
         }
         let mut idle = self.inner.idle.lock();
         let list = idle.entry(key).or_default();
-        let expired = list
-            .iter()
-            .take_while(|e| e.since.elapsed() > HTTP_IDLE_TIMEOUT)
-            .count();
+        let expired = list.iter().take_while(|e| self.inner.expired(e)).count();
         list.drain(..expired);
         if list.len() < HTTP_IDLE_PER_ORIGIN_MAX {
             list.push(Idle {
                 sender,
-                since: Instant::now(),
+                since_ns: self.inner.clock.monotonic_ns(),
             });
         }
     }
