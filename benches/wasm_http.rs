@@ -212,11 +212,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| Actuator::sync(&wasm_new_conn, &view))
     });
     group.finish();
+    // Every request of the pooled actuator went over the one connection its first request
+    // opened (whether or not a filter ran the timed loop).
     let reused = wasm.http_stats();
-    assert!(
-        reused.requests_reused > reused.connections_opened,
-        "{reused:?}"
-    );
+    assert_eq!(reused.connections_opened, 1, "{reused:?}");
     println!("http_put/wasm: {reused:?}");
 }
 
