@@ -905,9 +905,10 @@ impl Scheduler {
         self.stats.release_edges += (b - a + late.len()) as u64;
         let mut released = 0;
         for k in 0..(b - a) + late.len() {
-            let d = match late.get(k.wrapping_sub(b - a)) {
-                Some(&d) if k >= b - a => d,
-                _ => self.cur.rev[a + k],
+            let d = if k < b - a {
+                self.cur.rev[a + k]
+            } else {
+                late[k - (b - a)]
             };
             let p = &mut self.cur.pending[d as usize];
             *p -= 1;
