@@ -584,16 +584,15 @@ mod tests {
         s.d
     }
 
-    /// The bytes a snapshot has always had: one array per field.
-    #[test]
-    fn meta_encodes_as_the_four_arrays_it_replaced() {
-        let d = data();
+    /// `d` encoded the way snapshots always were, one array per field, with `versions`
+    /// as the version array.
+    fn as_arrays(d: &StoreData, versions: &[u64]) -> Vec<u8> {
         let col = |f: fn(&Meta) -> u64| d.meta.iter().map(f).collect::<Vec<u64>>();
-        let old_layout = (
+        let layout = (
             (
                 &d.keys,
                 &d.model,
-                col(|m| m.version),
+                versions,
                 col(|m| m.born),
                 &d.owner,
                 col(|m| m.enacted),
@@ -606,11 +605,16 @@ mod tests {
             &d.unsettled,
             d.next_version,
         );
+        bincode::encode_to_vec(layout, standard()).unwrap()
+    }
+
+    /// The bytes a snapshot has always had: one array per field.
+    #[test]
+    fn meta_encodes_as_the_four_arrays_it_replaced() {
+        let d = data();
+        let versions: Vec<u64> = d.meta.iter().map(|m| m.version).collect();
         let new = bincode::encode_to_vec(&d, standard()).unwrap();
-        assert_eq!(
-            new,
-            bincode::encode_to_vec(&old_layout, standard()).unwrap()
-        );
+        assert_eq!(new, as_arrays(&d, &versions));
         let (back, _): (StoreData, usize) = bincode::decode_from_slice(&new, standard()).unwrap();
         assert_eq!(back, d);
     }
@@ -618,28 +622,8 @@ mod tests {
     #[test]
     fn arrays_of_different_lengths_are_refused() {
         let d = data();
-        let short = d.meta[..d.meta.len() - 1].to_vec();
-        let bytes = bincode::encode_to_vec(
-            (
-                (
-                    &d.keys,
-                    &d.model,
-                    short.iter().map(|m| m.version).collect::<Vec<_>>(),
-                    d.meta.iter().map(|m| m.born).collect::<Vec<_>>(),
-                    &d.owner,
-                    d.meta.iter().map(|m| m.enacted).collect::<Vec<_>>(),
-                    &d.values,
-                ),
-                d.meta.iter().map(|m| m.backoff).collect::<Vec<_>>(),
-                &d.deps,
-                &d.messages,
-                &d.free,
-                &d.unsettled,
-                d.next_version,
-            ),
-            standard(),
-        )
-        .unwrap();
+        let short: Vec<u64> = d.meta[1..].iter().map(|m| m.version).collect();
+        let bytes = as_arrays(&d, &short);
         let err = bincode::decode_from_slice::<StoreData, _>(&bytes, standard()).unwrap_err();
         assert!(err.to_string().contains("array lengths differ"), "{err}");
     }
