@@ -54,7 +54,8 @@ for t in "${targets[@]}"; do
     execs="$(stat number_of_executed_units "work/$t.log")"
     if ((rc != 0)); then
         echo "fuzz smoke: $t FAILED (exit $rc); fuzz/work/$t.log says:" >&2
-        grep -E "panicked|ERROR|SUMMARY|Test unit written|finding" "work/$t.log" | head -n 20 >&2
+        # The panic's message (the finding) is the line after "panicked at".
+        grep -E -A1 "panicked|ERROR|SUMMARY|Test unit written|finding" "work/$t.log" | head -n 20 >&2
         tail -n 5 "work/$t.log" >&2
         failed=1
     elif [[ -z "$execs" || "$execs" == 0 ]]; then

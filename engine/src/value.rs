@@ -401,6 +401,35 @@ mod tests {
         );
     }
 
+    /// A coerced JSON value is canonical, so a snapshot holding it restores: its text
+    /// parses and prints back to itself. Floats need correctly rounded parsing for that
+    /// (`serde_json`'s `float_roundtrip`); this text once printed back one digit off.
+    #[test]
+    fn coerced_json_is_its_own_canonical_form() {
+        for text in [
+            "-2.4382915515851114e-11",
+            "[0.1,1e300,-0.0,5e-324]",
+            "{\"a\":2.5e-8}",
+        ] {
+            let v = Value::Json(text.into()).coerce(FieldType::Json).unwrap();
+            assert!(
+                v.has_type(FieldType::Json),
+                "{text} -> {v:?} is not canonical"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any finite float, as JSON, is canonical after one coercion.
+        #[test]
+        fn floats_as_json_are_canonical(x in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO) {
+            let v = Value::Float(x).coerce(FieldType::Json).unwrap();
+            proptest::prop_assert!(v.has_type(FieldType::Json), "{x:e} -> {v:?}");
+            let nested = Value::Json(format!("[{x:e},{{\"x\":{x:?}}}]")).coerce(FieldType::Json).unwrap();
+            proptest::prop_assert!(nested.has_type(FieldType::Json), "{nested:?}");
+        }
+    }
+
     #[test]
     fn json_depth_counts_nesting_outside_strings() {
         assert_eq!(json_depth("1"), 0);

@@ -9,7 +9,8 @@
 //! tasks, at any time (near `u64::MAX` included), mixed with new versions and deletes.
 //!
 //! Oracle, for each completion of a planned task: a vanished object is an error and
-//! nothing else is; a stale task changes nothing (R8); a failure counts one more failure
+//! nothing else is; a stale task changes nothing but the feedback of a stale sync's valid
+//! `Ok`, which is kept (R8); a failure counts one more failure
 //! (R5), a deferral none (R6); `Ok` syncs exactly when every feedback write names a
 //! feedback field, fits its type and the value limits, and then stores the values, else it
 //! is recorded as a failure (R9) naming an offending field; the declarative version never
@@ -210,6 +211,11 @@ pub fn complete_checked(
         .find(|k| engine.id(k) == Some(task.object))
         .map(str::to_string);
     let before = key.as_deref().and_then(|k| engine.object(k));
+    let others: Vec<syncore::ObjectInfo> = engine
+        .keys()
+        .filter(|k| Some(*k) != key.as_deref())
+        .filter_map(|k| engine.object(k))
+        .collect();
     let snapshot = engine.snapshot();
     let result = engine.complete(task, outcome.clone(), now);
     let Some(before) = before else {
@@ -245,10 +251,7 @@ pub fn complete_checked(
         && (task.kind == TaskKind::Delete) == before.deleting
         && unsettled;
     if !current {
-        return match done {
-            Completion::Stale if engine.snapshot() == snapshot => Ok(()),
-            other => Err(format!("R8: a stale task on {key} gave {other:?}")),
-        };
+        return stale_checked(engine, task, &outcome, &done, &before, &others, &snapshot);
     }
     match (outcome, done) {
         (Outcome::Failed { .. }, Completion::Failed { failures, .. })
@@ -314,4 +317,72 @@ pub fn complete_checked(
         }
         (outcome, done) => Err(format!("{outcome:?} on {key} gave {done:?}")),
     }
+}
+
+/// The oracle for a stale task (R8): it gives `Stale` and changes nothing, except that a
+/// stale sync's `Ok` whose every feedback write is valid stores that feedback (and only
+/// that). For a task of the object's current version the feedback must be kept; for an
+/// older version it may also be dropped (the version may predate the object in the slot).
+fn stale_checked(
+    engine: &Engine,
+    task: &Task,
+    outcome: &Outcome,
+    done: &Completion,
+    before: &syncore::ObjectInfo,
+    others: &[syncore::ObjectInfo],
+    snapshot: &[u8],
+) -> Result<(), String> {
+    let key = &before.key;
+    if *done != Completion::Stale {
+        return Err(format!("R8: a stale task {task:?} on {key} gave {done:?}"));
+    }
+    let keep = match (task.kind, outcome) {
+        (TaskKind::Sync, Outcome::Ok { feedback, .. })
+            if feedback
+                .iter()
+                .all(|(n, v)| refusal(engine, &before.model, n, v).is_none()) =>
+        {
+            Some(feedback)
+        }
+        _ => None,
+    };
+    let unchanged = engine.snapshot() == snapshot;
+    let Some(feedback) = keep else {
+        return if unchanged {
+            Ok(())
+        } else {
+            Err(format!(
+                "R8: a stale task {task:?} on {key} with nothing to keep changed the state"
+            ))
+        };
+    };
+    let mut want = before.clone();
+    for (n, v) in feedback {
+        let schema = engine.schema();
+        let m = schema.model(schema.model_id(&before.model).ok_or("model")?);
+        let Some(FieldSlot::Feedback(i)) = m.slot(n) else {
+            return Err("feedback slot vanished".into());
+        };
+        let coerced = v.clone().coerce(m.feedback[i as usize].ty).ok();
+        let slot = want.feedback.iter_mut().find(|(f, _)| f == n);
+        if let (Some((_, stored)), Some(c)) = (slot, coerced) {
+            *stored = c;
+        }
+    }
+    let after = engine.object(key);
+    let dropped = unchanged && task.version < before.version;
+    if !dropped && after.as_ref() != Some(&want) {
+        return Err(format!(
+            "R8: stale Ok {task:?} on {key} with valid feedback {feedback:?}: want {want:?}, got {after:?}"
+        ));
+    }
+    for o in others {
+        if engine.object(&o.key).as_ref() != Some(o) {
+            return Err(format!(
+                "R8: a stale Ok on {key} changed another object, {}",
+                o.key
+            ));
+        }
+    }
+    Ok(())
 }
