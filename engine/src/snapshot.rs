@@ -155,6 +155,39 @@ fn decode_body(payload: &[u8]) -> Result<(Body, usize), bincode::error::DecodeEr
     Err(bincode::error::DecodeError::LimitExceeded)
 }
 
+/// Longest edge list [`edges_match_by_key`] checks (one bit per edge).
+const MATCH_BY_KEY_MAX: usize = 64;
+
+/// Whether object `id`'s edges are exactly what its reference fields say, checked without
+/// the key index: the edge list is strictly sorted, and the references and the edges match
+/// one to one up to duplicates (each reference names the key of a live edge target of the
+/// link's model, with the link's proxy flag, and every edge is named). Keys are unique
+/// among live objects, so this is the lookup path's check. `false` means "not shown here"
+/// (a mismatch, or a list longer than [`MATCH_BY_KEY_MAX`]), never "valid".
+fn edges_match_by_key(d: &StoreData, model: &crate::schema::Model, id: usize) -> bool {
+    let edges = &d.deps[id];
+    if edges.len() > MATCH_BY_KEY_MAX || edges.windows(2).any(|w| w[0] >= w[1]) {
+        return false;
+    }
+    let mut named: u64 = 0;
+    for l in &model.links {
+        let flag = if l.proxy { PROXY } else { 0 };
+        for t in d.values[id][l.field as usize].refs() {
+            let hit = edges.iter().position(|&e| {
+                let target = graph::target(e).index();
+                e & PROXY == flag
+                    && d.model.get(target) == Some(&l.target)
+                    && *d.keys[target] == **t
+            });
+            match hit {
+                Some(i) => named |= 1 << i,
+                None => return false,
+            }
+        }
+    }
+    named.count_ones() as usize == edges.len()
+}
+
 /// Checks every invariant the engine relies on, so that no later call can panic, and
 /// builds the store (its indexes are built once, and serve the checks: each key is hashed
 /// once, each reference looked up once, no value copied).
@@ -250,7 +283,10 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
         }
     })?;
     let d = &store.d;
-    // Edges must be exactly what the field values say.
+    // Edges must be exactly what the field values say. Most objects have a few edges: their
+    // references are matched against the keys the edges point to (no hashing, one key read
+    // per edge); only a list too long for that, or a mismatch, takes the lookup path (which
+    // names what is wrong).
     let mut want: Vec<Edge> = Vec::new();
     for id in 0..n {
         let m = d.model[id];
@@ -258,6 +294,9 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
             continue;
         }
         let model = schema.model(m);
+        if edges_match_by_key(d, model, id) {
+            continue;
+        }
         want.clear();
         for l in &model.links {
             for t in d.values[id][l.field as usize].refs() {
@@ -334,4 +373,135 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
         return Err("index out of range".into());
     }
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChangeSet, Engine, Value};
+
+    /// A Site, a Tag extending it (proxy link), and Slices naming many Sites, one Tag.
+    const SCHEMA: &str = r#"{"models": [
+      {"name": "Site", "fields": [{"name": "name", "type": "string"}]},
+      {"name": "Tag", "fields": [{"name": "on", "type": "ref"}],
+       "links": [{"field": "on", "target": "Site", "proxy": true}]},
+      {"name": "Slice", "fields": [{"name": "sites", "type": "refs"}, {"name": "tag", "type": "ref"}],
+       "links": [{"field": "sites", "target": "Site"}, {"field": "tag", "target": "Tag"}]}]}"#;
+
+    /// Sites s0..s{sites}, a Tag on s0, and Slice `small` (3 Sites, one named twice) and
+    /// Slice `big` (every Site: more edges than the key-matching path checks).
+    fn state(sites: usize) -> (Schema, StoreData) {
+        let mut set = ChangeSet::new();
+        for i in 0..sites {
+            set = set.upsert(format!("s{i}"), "Site", [("name", format!("n{i}"))]);
+        }
+        let refs = |keys: &[usize]| Value::Refs(keys.iter().map(|i| format!("s{i}")).collect());
+        set = set
+            .upsert("t", "Tag", [("on", "s0")])
+            .upsert(
+                "small",
+                "Slice",
+                [("sites", refs(&[2, 1, 2])), ("tag", Value::from("t"))],
+            )
+            .upsert(
+                "big",
+                "Slice",
+                [
+                    ("sites", refs(&(0..sites).collect::<Vec<_>>())),
+                    ("tag", Value::from("t")),
+                ],
+            );
+        let mut engine = Engine::new(Schema::from_json(SCHEMA).unwrap(), Default::default());
+        engine.apply(set).unwrap();
+        let bytes = engine.snapshot();
+        let (body, _) = decode_body(&bytes[20..bytes.len() - 8]).unwrap();
+        (
+            Schema::new(serde_json::from_str(&body.schema_json).unwrap()).unwrap(),
+            body.store,
+        )
+    }
+
+    fn id(d: &StoreData, key: &str) -> usize {
+        d.keys.iter().position(|k| &**k == key).unwrap()
+    }
+
+    /// Restores `d` with object `key`'s edge list replaced by what `edit` makes of it.
+    fn with_edges(
+        (schema, mut d): (Schema, StoreData),
+        key: &str,
+        edit: impl FnOnce(&mut Vec<Edge>, &StoreData),
+    ) -> Result<Store, String> {
+        let i = id(&d, key);
+        let mut edges = d.deps[i].to_vec();
+        edit(&mut edges, &d);
+        d.deps[i] = edges.into();
+        validate(&schema, d)
+    }
+
+    #[test]
+    fn valid_edges_restore_on_both_paths() {
+        let (schema, d) = state(MATCH_BY_KEY_MAX + 6);
+        let small = id(&d, "small");
+        let big = id(&d, "big");
+        let model = schema.model(d.model[small]);
+        assert!(edges_match_by_key(&d, model, small));
+        assert!(
+            !edges_match_by_key(&d, model, big),
+            "too long for the key path"
+        );
+        assert!(validate(&schema, d).is_ok());
+    }
+
+    #[test]
+    fn a_missing_extra_or_altered_edge_is_refused() {
+        type Edit = fn(&mut Vec<Edge>, &StoreData);
+        let cases: [(&str, &str, Edit); 8] = [
+            ("small", "drop an edge", |e, _| {
+                e.pop();
+            }),
+            ("small", "add an edge to a Site nothing names", |e, d| {
+                e.push(id(d, "s5") as u32);
+                e.sort_unstable();
+            }),
+            ("small", "duplicate an edge", |e, _| {
+                e.push(e[0]);
+                e.sort_unstable();
+            }),
+            ("small", "unsort the list", |e, _| e.reverse()),
+            ("t", "drop the proxy flag", |e, _| e[0] &= !PROXY),
+            ("small", "flag a plain link as a proxy", |e, _| {
+                e[0] |= PROXY
+            }),
+            ("small", "point at an object of the wrong model", |e, d| {
+                let t = id(d, "t") as u32;
+                let s1 = id(d, "s1") as u32;
+                for x in e.iter_mut().filter(|x| graph::target(**x).0 == s1) {
+                    *x = t;
+                }
+                e.sort_unstable();
+            }),
+            ("big", "drop an edge from a long list", |e, _| {
+                e.remove(3);
+            }),
+        ];
+        for (key, what, edit) in cases {
+            let got = with_edges(state(MATCH_BY_KEY_MAX + 6), key, edit);
+            match got {
+                Err(e) => assert_eq!(
+                    e,
+                    format!("object {key}: edges do not match its fields"),
+                    "{what}"
+                ),
+                Ok(_) => panic!("{what}: restored"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_edge_past_the_last_object_is_refused() {
+        let got = with_edges(state(4), "small", |e, d| {
+            e.push(d.keys.len() as u32);
+        });
+        assert!(got.is_err());
+    }
 }
