@@ -134,8 +134,7 @@ fn check(
         models.push(mid);
     }
     // Key order (R12); a key given twice or already stored is the general path's.
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.sort_unstable_by(|&a, &b| keys[a as usize].cmp(keys[b as usize]));
+    let order = key_order(&keys);
     if order
         .windows(2)
         .any(|w| keys[w[0] as usize] == keys[w[1] as usize])
@@ -210,6 +209,38 @@ fn check(
         off,
         edges,
     })
+}
+
+/// Positions of `keys` in byte order of the keys. Sorted by the eight bytes that follow the
+/// prefix all keys share (one integer comparison decides most pairs: keys such as
+/// `instance-000123` differ after their common prefix), the whole keys compared only on a
+/// tie, which keeps the order exactly the keys' order.
+fn key_order(keys: &[&str]) -> Vec<u32> {
+    let first = keys.first().map_or(&[][..], |k| k.as_bytes());
+    let shared = keys.iter().fold(first.len(), |l, k| {
+        first[..l]
+            .iter()
+            .zip(k.as_bytes())
+            .take_while(|(a, b)| a == b)
+            .count()
+    });
+    let word = |k: &str| {
+        let rest = &k.as_bytes()[shared..];
+        let mut w = [0u8; 8];
+        let l = rest.len().min(8);
+        w[..l].copy_from_slice(&rest[..l]);
+        u64::from_be_bytes(w)
+    };
+    let mut by_word: Vec<(u64, u32)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (word(k), i as u32))
+        .collect();
+    by_word.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| keys[a.1 as usize].cmp(keys[b.1 as usize]))
+    });
+    by_word.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Whether the new objects' effective dependencies among themselves are acyclic (R11):
@@ -314,13 +345,13 @@ fn acyclic(store: &Store, ids: &[u32], off: &[u32], edges: &[Edge], proxies: boo
 /// sorted key array, so no key is copied).
 struct NewKeys {
     table: hashbrown::HashTable<u32>,
-    hasher: std::hash::RandomState,
+    hasher: crate::id::KeyHasher,
 }
 
 impl NewKeys {
     fn new(sorted: &[&str]) -> NewKeys {
         use std::hash::BuildHasher;
-        let hasher = std::hash::RandomState::new();
+        let hasher = crate::id::KeyHasher::default();
         let mut table = hashbrown::HashTable::with_capacity(sorted.len());
         for (p, k) in sorted.iter().enumerate() {
             table.insert_unique(hasher.hash_one(k), p as u32, |&q| {
@@ -398,6 +429,23 @@ fn commit(schema: &Schema, store: &mut Store, set: ChangeSet, checked: Checked) 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    proptest! {
+        /// `key_order` is the keys' byte order (keys with a long shared prefix, short keys,
+        /// keys that are prefixes of others, NUL bytes and non-ASCII included).
+        #[test]
+        fn key_order_is_byte_order(
+            prefix in "(inst-ance-0{0,12})?",
+            tails in proptest::collection::vec("[a-c\\x00\u{e9}0-2]{0,10}", 0..40),
+        ) {
+            let keys: Vec<String> = tails.iter().map(|t| format!("{prefix}{t}")).collect();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let got: Vec<&str> = super::key_order(&refs).iter().map(|&i| refs[i as usize]).collect();
+            let mut want = refs.clone();
+            want.sort_unstable();
+            prop_assert_eq!(got, want);
+        }
+    }
 
     use crate::{Change, ChangeSet, Config, Engine, Schema, Value};
 
