@@ -385,6 +385,7 @@ fn commit(schema: &Schema, store: &mut Store, set: ChangeSet, checked: Checked) 
     let mut changes: Vec<Option<Change>> = set.changes.into_iter().map(Some).collect();
     let mut ids: Vec<ObjectId> = Vec::with_capacity(n);
     let mut changed: Vec<String> = Vec::with_capacity(n);
+    let appended_from = store.capacity();
     for (pos, &i) in order.iter().enumerate() {
         let Some(Change::Upsert { key, fields, .. }) = changes[i as usize].take() else {
             unreachable!("checked: every entry is an upsert");
@@ -401,6 +402,20 @@ fn commit(schema: &Schema, store: &mut Store, set: ChangeSet, checked: Checked) 
         changed.push(key);
     }
     drop(changes);
+    // Referrer lists of appended objects sized exactly (they start empty, and every
+    // referrer they will have is among the new edges): one allocation each, no slack.
+    let mut referrers = vec![0u32; store.capacity() - appended_from];
+    for &e in &edges {
+        if let Some(c) = graph::target(e).index().checked_sub(appended_from) {
+            referrers[c] += 1;
+        }
+    }
+    for (k, &c) in referrers.iter().enumerate() {
+        if c > 0 {
+            store.rdeps[appended_from + k].reserve_exact(c as usize);
+        }
+    }
+    drop(referrers);
     let mut touched_edges = 0u64;
     let mut versions: Vec<u64> = Vec::with_capacity(n);
     for (pos, &id) in ids.iter().enumerate() {
