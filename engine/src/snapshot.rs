@@ -499,9 +499,15 @@ mod tests {
 
     #[test]
     fn an_edge_past_the_last_object_is_refused() {
-        let got = with_edges(state(4), "small", |e, d| {
-            e.push(d.keys.len() as u32);
-        });
-        assert!(got.is_err());
+        let (schema, d) = state(4);
+        let (small, past) = (id(&d, "small"), d.keys.len());
+        let got = with_edges((schema, d), "small", |e, _| e.push(past as u32));
+        match got {
+            Err(e) => assert_eq!(
+                e,
+                format!("object {small}: edge to slot {past} out of range")
+            ),
+            Ok(_) => panic!("an edge past the last slot restored"),
+        }
     }
 }
