@@ -740,7 +740,15 @@ impl<'a> Stage<'a> {
         }
         self.touched_edges += touched_edges;
         if !roots.is_empty() {
-            let overlay = Overlay::new(self.store, &deps);
+            let deleted: Vec<u32> = {
+                let mut d: Vec<u32> = (self.entries.values())
+                    .filter(|e| e.deleted)
+                    .filter_map(|e| e.existing.map(|i| i.0))
+                    .collect();
+                d.sort_unstable();
+                d
+            };
+            let overlay = Overlay::new(self.store, &deps, &deleted);
             if let Some(cycle) =
                 overlay.find_cycle(&roots, &mut self.touched_objects, &mut self.touched_edges)
             {
@@ -841,10 +849,16 @@ struct Overlay<'a> {
     deps: &'a HashMap<u32, Box<[Edge]>>,
     /// Base -> staged objects with a new proxy link to it.
     staged_ext: HashMap<u32, Vec<u32>>,
+    /// Stored objects this change set deletes, sorted.
+    deleted: &'a [u32],
 }
 
 impl<'a> Overlay<'a> {
-    fn new(store: &'a Store, deps: &'a HashMap<u32, Box<[Edge]>>) -> Overlay<'a> {
+    fn new(
+        store: &'a Store,
+        deps: &'a HashMap<u32, Box<[Edge]>>,
+        deleted: &'a [u32],
+    ) -> Overlay<'a> {
         let mut staged_ext: HashMap<u32, Vec<u32>> = HashMap::new();
         for (&id, edges) in deps {
             for &e in edges.iter() {
@@ -857,6 +871,7 @@ impl<'a> Overlay<'a> {
             store,
             deps,
             staged_ext,
+            deleted,
         }
     }
 
@@ -879,8 +894,13 @@ impl<'a> Overlay<'a> {
             }
             if (b as usize) < self.store.capacity() {
                 for &x in self.store.extensions(ObjectId(b)) {
-                    // A staged object's proxy links are read from the overlay below.
-                    if x != id && !self.deps.contains_key(&x) {
+                    // A staged object's proxy links are read from the overlay below; an
+                    // extension being deleted (or deleted here) orders nothing (R16).
+                    if x != id
+                        && !self.deps.contains_key(&x)
+                        && !self.store.deleting(ObjectId(x))
+                        && self.deleted.binary_search(&x).is_err()
+                    {
                         out.push(x);
                     }
                 }

@@ -703,3 +703,54 @@ fn r18_watchers_are_notified_filtered_and_never_hold() {
         "\"delete_requested\""
     );
 }
+
+/// R16 + R11: an extension being deleted (or deleted by the same change set) orders nothing,
+/// so an ordering through it is no cycle. `e1` extends `b1` and depends on `b2`; a new `e2`
+/// extending `b2` and depending on `b1` would close `e1 -> e2 -> e1` while `e1` lives.
+#[test]
+fn r16_a_deleting_extension_closes_no_cycle() {
+    let schema = r#"{"models": [
+      {"name": "Base"},
+      {"name": "Ext", "fields": [{"name": "of", "type": "ref"}, {"name": "dep", "type": "ref"}],
+       "links": [{"field": "of", "target": "Base", "proxy": true}, {"field": "dep", "target": "Base"}]}]}"#;
+    let setup = |e: &mut Engine| {
+        e.apply(
+            ChangeSet::new()
+                .upsert("b1", "Base", [("x", 0i64); 0])
+                .upsert("b2", "Base", [("x", 0i64); 0])
+                .upsert("e1", "Ext", [("of", "b1"), ("dep", "b2")]),
+        )
+        .unwrap();
+        settle(e, Time(0));
+    };
+    let e2 = || ChangeSet::new().upsert("e2", "Ext", [("of", "b2"), ("dep", "b1")]);
+
+    let mut live = Engine::new(Schema::from_json(schema).unwrap(), Config::default());
+    setup(&mut live);
+    let before = live.snapshot();
+    assert_eq!(
+        live.apply(e2()),
+        Err(ChangeError::Cycle {
+            keys: vec!["e1".into(), "e2".into()]
+        }),
+        "while e1 lives, the two extensions order each other"
+    );
+    assert_eq!(live.snapshot(), before, "a refused set changes nothing");
+
+    // e1 already being deleted: e2 is accepted, and both run in one wave.
+    let mut deleting = Engine::new(Schema::from_json(schema).unwrap(), Config::default());
+    setup(&mut deleting);
+    deleting.apply(ChangeSet::new().delete("e1")).unwrap();
+    assert!(deleting.object("e1").unwrap().deleting);
+    deleting.apply(e2()).unwrap();
+    let plan = deleting.plan(Time(0));
+    let tasks: Vec<&str> = plan.tasks.iter().map(|t| deleting.key(t.object)).collect();
+    assert_eq!(tasks, vec!["e1", "e2"]);
+    assert_eq!(plan.wave_count(), 1, "the deleting extension orders nothing");
+
+    // e1 deleted by the same change set that creates e2.
+    let mut same = Engine::new(Schema::from_json(schema).unwrap(), Config::default());
+    setup(&mut same);
+    same.apply(e2().delete("e1")).unwrap();
+    assert_eq!(same.plan(Time(0)).wave_count(), 1);
+}
