@@ -746,7 +746,11 @@ fn r16_a_deleting_extension_closes_no_cycle() {
     let plan = deleting.plan(Time(0));
     let tasks: Vec<&str> = plan.tasks.iter().map(|t| deleting.key(t.object)).collect();
     assert_eq!(tasks, vec!["e1", "e2"]);
-    assert_eq!(plan.wave_count(), 1, "the deleting extension orders nothing");
+    assert_eq!(
+        plan.wave_count(),
+        1,
+        "the deleting extension orders nothing"
+    );
 
     // e1 deleted by the same change set that creates e2.
     let mut same = Engine::new(Schema::from_json(schema).unwrap(), Config::default());
