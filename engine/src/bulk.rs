@@ -197,6 +197,10 @@ fn check(
             }
         }
         edges.truncate(kept);
+        if store.edge_count() + edges.len() > crate::edges::EDGES_LIVE_MAX {
+            // The general path refuses it, naming the limit.
+            return None;
+        }
         off.push(edges.len() as u32);
     }
     drop(index);
@@ -422,7 +426,7 @@ fn commit(schema: &Schema, store: &mut Store, set: ChangeSet, checked: Checked) 
         let list = &edges[off[pos] as usize..off[pos + 1] as usize];
         if !list.is_empty() {
             touched_edges += list.len() as u64;
-            store.set_deps(id, list.into());
+            store.set_deps(id, list);
         }
         store.bump_version(id);
         versions.push(store.version(id));

@@ -687,6 +687,7 @@ impl<'a> Stage<'a> {
         let mut deps: HashMap<u32, Box<[Edge]>> = HashMap::new();
         let mut roots: Vec<u32> = Vec::new();
         let mut touched_edges = 0;
+        let mut edges_after = self.store.edge_count();
         for (i, (key, e)) in self.entries.iter().enumerate() {
             if e.deleted {
                 continue;
@@ -735,8 +736,16 @@ impl<'a> Stage<'a> {
                 roots.push(id);
             }
             if old != edges.as_slice() {
+                edges_after += edges.len();
+                edges_after -= old.len();
                 deps.insert(id, edges.into_boxed_slice());
             }
+        }
+        if edges_after > crate::edges::EDGES_LIVE_MAX {
+            return Err(ChangeError::TooLarge {
+                what: "edge count",
+                max: crate::edges::EDGES_LIVE_MAX,
+            });
         }
         self.touched_edges += touched_edges;
         if !roots.is_empty() {
@@ -1074,7 +1083,7 @@ pub(crate) fn commit(
         if let Some(d) = deps.remove(&id.0) {
             touched_edges += d.len() as u64 + store.deps(id).len() as u64;
             sweep.extend(store.deps(id).iter().map(|&x| graph::target(x)));
-            store.set_deps(id, d);
+            store.set_deps(id, &d);
         }
         store.bump_version(id);
         let b = store.backoff_mut(id);

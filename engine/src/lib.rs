@@ -78,6 +78,7 @@ mod bulk;
 mod change;
 mod clock;
 mod complete;
+mod edges;
 mod engine;
 mod engine_run;
 mod error;

@@ -262,11 +262,12 @@ impl Engine {
             .map(|i| (&*d.keys[i], i))
             .collect();
         let old_model = d.model.clone();
-        let mut deps: Vec<Box<[Edge]>> = Vec::with_capacity(n);
+        let mut deps = crate::edges::EdgeLists::default();
+        deps.reserve(n, d.deps.edge_count());
         for id in 0..n {
             let om = old_model[id];
             if om == DEAD {
-                deps.push(Box::default());
+                deps.push(&[]);
                 continue;
             }
             let nid = model_map[om.index()];
@@ -310,7 +311,7 @@ impl Engine {
             }
             edges.sort_unstable();
             edges.dedup();
-            deps.push(edges.into_boxed_slice());
+            deps.push(&edges);
             d.values[id] = values.into_boxed_slice();
             d.model[id] = nid;
         }

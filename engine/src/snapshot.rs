@@ -165,7 +165,7 @@ const MATCH_BY_KEY_MAX: usize = 64;
 /// among live objects, so this is the lookup path's check. `false` means "not shown here"
 /// (a mismatch, or a list longer than [`MATCH_BY_KEY_MAX`]), never "valid".
 fn edges_match_by_key(d: &StoreData, model: &crate::schema::Model, id: usize) -> bool {
-    let edges = &d.deps[id];
+    let edges = d.deps.get(id);
     if edges.len() > MATCH_BY_KEY_MAX || edges.windows(2).any(|w| w[0] >= w[1]) {
         return false;
     }
@@ -228,7 +228,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
                 || meta != crate::store::Meta::default()
                 || d.owner[id] != crate::store::NO_OWNER
                 || !d.values[id].is_empty()
-                || !d.deps[id].is_empty()
+                || !d.deps.get(id).is_empty()
             {
                 return Err(format!("free slot {id} is not empty"));
             }
@@ -314,7 +314,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
         }
         want.sort_unstable();
         want.dedup();
-        if *d.deps[id] != *want {
+        if d.deps.get(id) != want.as_slice() {
             return Err(format!(
                 "object {}: edges do not match its fields",
                 d.keys[id]
@@ -432,9 +432,9 @@ mod tests {
         edit: impl FnOnce(&mut Vec<Edge>, &StoreData),
     ) -> Result<Store, String> {
         let i = id(&d, key);
-        let mut edges = d.deps[i].to_vec();
+        let mut edges = d.deps.get(i).to_vec();
         edit(&mut edges, &d);
-        d.deps[i] = edges.into();
+        d.deps.set(i, &edges);
         validate(&schema, d)
     }
 

@@ -144,7 +144,7 @@ pub(crate) fn body(d: &StoreData, i: usize) -> u64 {
     for v in d.values[i].iter() {
         value(&mut h, v);
     }
-    let deps: &[Edge] = &d.deps[i];
+    let deps: &[Edge] = d.deps.get(i);
     h.word(deps.len() as u64);
     for &e in deps {
         h.word(u64::from(e));

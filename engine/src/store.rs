@@ -12,6 +12,7 @@ use bincode::enc::Encoder;
 use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
 
+use crate::edges::EdgeLists;
 use crate::graph::{self, Edge};
 use crate::id::{KeyIndex, ModelId, ObjectId, Time};
 use crate::idset::IdSet;
@@ -89,8 +90,9 @@ pub(crate) struct StoreData {
     pub owner: Vec<u32>,
     /// Declarative values then feedback values, as many as the model has.
     pub values: Vec<Box<[Value]>>,
-    /// Dependencies (link targets), sorted, deduplicated, tagged with [`graph::PROXY`].
-    pub deps: Vec<Box<[Edge]>>,
+    /// Dependencies (link targets), sorted, deduplicated, tagged with [`graph::PROXY`]:
+    /// one list per slot, all in one array.
+    pub deps: EdgeLists,
     /// Messages of objects in error or deferred.
     pub messages: BTreeMap<u32, String>,
     /// Free slots, reused last-freed first.
@@ -228,7 +230,7 @@ impl Store {
             if !index.insert_new(id as u32, &d.keys) {
                 return Err(format!("object {id}: duplicate key"));
             }
-            for &e in d.deps[id].iter() {
+            for &e in d.deps.get(id) {
                 let t = graph::target(e).index();
                 if t >= n {
                     return Err(format!("object {id}: edge to slot {t} out of range"));
@@ -248,7 +250,7 @@ impl Store {
             if d.owner[id] != NO_OWNER {
                 owned.entry(d.owner[id]).or_default().push(id as u32);
             }
-            for &e in d.deps[id].iter() {
+            for &e in d.deps.get(id) {
                 rdeps[graph::target(e).index()].push(graph::retag(id as u32, e));
                 if graph::is_proxy(e) {
                     exts.entry(graph::target(e).0).or_default().push(id as u32);
@@ -315,7 +317,11 @@ impl Store {
             .unwrap_or(0) as usize
     }
     pub(crate) fn deps(&self, id: ObjectId) -> &[Edge] {
-        &self.d.deps[id.index()]
+        self.d.deps.get(id.index())
+    }
+    /// Edges of every object.
+    pub(crate) fn edge_count(&self) -> usize {
+        self.d.deps.edge_count()
     }
     pub(crate) fn rdeps(&self, id: ObjectId) -> &[Edge] {
         &self.rdeps[id.index()]
@@ -397,7 +403,7 @@ impl Store {
                 self.d.meta[i] = Meta::default();
                 self.d.owner[i] = NO_OWNER;
                 self.d.values[i] = values;
-                self.d.deps[i] = Box::new([]);
+                debug_assert!(self.d.deps.get(i).is_empty());
                 debug_assert!(self.rdeps[i].is_empty());
                 id
             }
@@ -409,7 +415,7 @@ impl Store {
                 self.d.meta.push(Meta::default());
                 self.d.owner.push(NO_OWNER);
                 self.d.values.push(values);
-                self.d.deps.push(Box::new([]));
+                self.d.deps.push(&[]);
                 self.rdeps.push(Vec::new());
                 id
             }
@@ -421,10 +427,9 @@ impl Store {
 
     /// Replaces an object's dependencies, keeping referrer lists in step (pair assertion:
     /// every edge is present on both sides).
-    pub(crate) fn set_deps(&mut self, id: ObjectId, deps: Box<[Edge]>) {
+    pub(crate) fn set_deps(&mut self, id: ObjectId, deps: &[Edge]) {
         self.hash.mark(&self.d, id.index());
-        let old = std::mem::replace(&mut self.d.deps[id.index()], Box::new([]));
-        for &e in old.iter() {
+        for &e in self.d.deps.get(id.index()) {
             let list = &mut self.rdeps[graph::target(e).index()];
             let me = graph::retag(id.0, e);
             if let Some(pos) = list.iter().position(|&r| r == me) {
@@ -442,13 +447,13 @@ impl Store {
                 }
             }
         }
-        for &e in deps.iter() {
+        for &e in deps {
             self.rdeps[graph::target(e).index()].push(graph::retag(id.0, e));
             if graph::is_proxy(e) {
                 self.exts.entry(graph::target(e).0).or_default().push(id.0);
             }
         }
-        self.d.deps[id.index()] = deps;
+        self.d.deps.set(id.index(), deps);
     }
 
     /// A fresh declarative version.
@@ -502,7 +507,7 @@ impl Store {
             self.rdeps[id.index()].is_empty(),
             "removing a referenced object"
         );
-        self.set_deps(id, Box::new([]));
+        self.set_deps(id, &[]);
         self.clear_owner(id);
         // What it owned is owned by nothing now (their deletes were staged with it).
         for x in self.owned.remove(&id.0).unwrap_or_default() {
@@ -545,10 +550,10 @@ impl Store {
                 + size_of::<Meta>()
                 + size_of::<u32>()
                 + size_of::<Box<[Value]>>()
-                + size_of::<Box<[Edge]>>()
                 + size_of::<Vec<Edge>>());
+        bytes += d.deps.memory_bytes();
         for i in 0..d.keys.len() {
-            bytes += d.keys[i].len() + d.values[i].len() * size_of::<Value>() + d.deps[i].len() * 4;
+            bytes += d.keys[i].len() + d.values[i].len() * size_of::<Value>();
             bytes += self.rdeps[i].capacity() * 4;
         }
         // Hash index: key box, id, and a control byte per bucket (about 8/7 load).

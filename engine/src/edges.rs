@@ -1,0 +1,280 @@
+//! Every object's dependency list in one array (compressed sparse rows with room to
+//! rewrite): a span per slot into a shared edge array.
+//!
+//! A bulk load or a restore writes the lists back to back, in slot order, so planning reads
+//! them as one sequential stream instead of chasing a heap pointer per object. A rewrite
+//! that fits stays in place; a longer one moves to the end, leaving its old span as garbage,
+//! which a compaction reclaims once it outweighs the live edges (amortized O(1) per edge
+//! written, as a `Vec`'s growth is). Equality and encoding see only the lists, never the
+//! layout: a snapshot holds `Vec<Box<[Edge]>>`'s bytes, and two stores with the same lists
+//! compare equal however they got them.
+
+use bincode::de::Decoder;
+use bincode::enc::Encoder;
+use bincode::error::{DecodeError, EncodeError};
+use bincode::{Decode, Encode};
+
+use crate::graph::Edge;
+
+/// Most edges the array holds, live and garbage: spans are `u32`.
+pub(crate) const EDGES_MAX: usize = u32::MAX as usize;
+
+/// Most live edges a store holds: with garbage at most the live edges (plus one list), the
+/// array stays within [`EDGES_MAX`]. `apply` refuses a change set that would pass it.
+pub(crate) const EDGES_LIVE_MAX: usize = EDGES_MAX / 4;
+
+/// Where one slot's list lies in the edge array.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// The dependency lists of every slot.
+///
+/// ```ignore
+/// let mut lists = EdgeLists::default();
+/// lists.push(&[3, 5]);
+/// lists.push(&[]);
+/// lists.set(1, &[0]);
+/// assert_eq!(lists.get(0), &[3, 5]);
+/// assert_eq!(lists.get(1), &[0]);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EdgeLists {
+    spans: Vec<Span>,
+    edges: Vec<Edge>,
+    /// Entries of `edges` no span covers.
+    garbage: usize,
+}
+
+impl EdgeLists {
+    /// Slots.
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Edges of every list (garbage aside).
+    pub(crate) fn edge_count(&self) -> usize {
+        self.edges.len() - self.garbage
+    }
+
+    /// The list of slot `i`.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> &[Edge] {
+        let s = self.spans[i];
+        &self.edges[s.start as usize..(s.start + s.len) as usize]
+    }
+
+    /// Room for `slots` more slots and `edges` more edges.
+    pub(crate) fn reserve(&mut self, slots: usize, edges: usize) {
+        self.spans.reserve(slots);
+        self.edges.reserve(edges);
+    }
+
+    /// Appends a slot holding `list`. The caller keeps the total within [`EDGES_MAX`].
+    pub(crate) fn push(&mut self, list: &[Edge]) {
+        let start = self.edges.len();
+        self.edges.extend_from_slice(list);
+        self.spans.push(span(start, list.len()));
+    }
+
+    /// Replaces the list of slot `i`.
+    pub(crate) fn set(&mut self, i: usize, list: &[Edge]) {
+        let old = self.spans[i];
+        let (start, len) = (old.start as usize, old.len as usize);
+        if list.len() <= len {
+            self.edges[start..start + list.len()].copy_from_slice(list);
+            self.garbage += len - list.len();
+            self.spans[i] = span(start, list.len());
+            return;
+        }
+        if start + len == self.edges.len() {
+            // The last list grows where it is.
+            self.edges.truncate(start);
+        } else {
+            self.garbage += len;
+        }
+        if self.garbage > self.edge_count().max(1024) {
+            self.spans[i] = Span::default();
+            self.compact();
+        }
+        let start = self.edges.len();
+        self.edges.extend_from_slice(list);
+        self.spans[i] = span(start, list.len());
+    }
+
+    /// Rewrites the array without garbage, lists in slot order.
+    fn compact(&mut self) {
+        let mut edges = Vec::with_capacity(self.edge_count());
+        for s in &mut self.spans {
+            let from = s.start as usize..(s.start + s.len) as usize;
+            *s = span(edges.len(), s.len as usize);
+            edges.extend_from_slice(&self.edges[from]);
+        }
+        self.edges = edges;
+        self.garbage = 0;
+    }
+
+    /// Heap bytes held.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.spans.capacity() * std::mem::size_of::<Span>()
+            + self.edges.capacity() * std::mem::size_of::<Edge>()
+    }
+}
+
+/// An empty list starts at 0, so no truncation of the array leaves it out of range.
+fn span(start: usize, len: usize) -> Span {
+    debug_assert!(start + len <= EDGES_MAX);
+    Span {
+        start: if len == 0 { 0 } else { start as u32 },
+        len: len as u32,
+    }
+}
+
+impl PartialEq for EdgeLists {
+    fn eq(&self, other: &EdgeLists) -> bool {
+        self.len() == other.len() && (0..self.len()).all(|i| self.get(i) == other.get(i))
+    }
+}
+
+/// The bytes of a `Vec<Box<[Edge]>>` holding the same lists.
+impl Encode for EdgeLists {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        (self.len() as u64).encode(e)?;
+        (0..self.len()).try_for_each(|i| self.get(i).encode(e))
+    }
+}
+
+/// Reads a `Vec<Box<[Edge]>>`'s bytes into one array, claiming each list's bytes before
+/// reading it (a corrupt length is refused, not allocated).
+impl<Context> Decode<Context> for EdgeLists {
+    fn decode<D: Decoder<Context = Context>>(d: &mut D) -> Result<EdgeLists, DecodeError> {
+        let slots = decode_len(d)?;
+        d.claim_container_read::<Span>(slots)?;
+        let mut lists = EdgeLists {
+            spans: Vec::with_capacity(slots),
+            ..EdgeLists::default()
+        };
+        for _ in 0..slots {
+            d.unclaim_bytes_read(std::mem::size_of::<Span>());
+            let len = decode_len(d)?;
+            d.claim_container_read::<Edge>(len)?;
+            let start = lists.edges.len();
+            if len > EDGES_MAX - start {
+                return Err(DecodeError::Other("more edges than a store holds"));
+            }
+            lists.edges.reserve(len);
+            for _ in 0..len {
+                d.unclaim_bytes_read(std::mem::size_of::<Edge>());
+                lists.edges.push(Edge::decode(d)?);
+            }
+            lists.spans.push(span(start, len));
+        }
+        Ok(lists)
+    }
+}
+
+bincode::impl_borrow_decode!(EdgeLists);
+
+fn decode_len<D: Decoder>(d: &mut D) -> Result<usize, DecodeError> {
+    let v = u64::decode(d)?;
+    usize::try_from(v).map_err(|_| DecodeError::OutsideUsizeRange(v))
+}
+
+impl FromIterator<Box<[Edge]>> for EdgeLists {
+    fn from_iter<I: IntoIterator<Item = Box<[Edge]>>>(iter: I) -> EdgeLists {
+        let mut lists = EdgeLists::default();
+        for l in iter {
+            lists.push(&l);
+        }
+        lists
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bincode::config::standard;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Push(Vec<Edge>),
+        Set(usize, Vec<Edge>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let list = prop::collection::vec(0u32..50, 0..6);
+        prop_oneof![
+            list.clone().prop_map(Op::Push),
+            (any::<usize>(), list).prop_map(|(i, l)| Op::Set(i, l)),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of pushes and rewrites reads back as the same lists as a
+        /// `Vec<Box<[Edge]>>` given it, encodes to its bytes, and decodes back equal.
+        #[test]
+        fn lists_match_boxed_lists(ops in prop::collection::vec(op(), 0..200)) {
+            let mut lists = EdgeLists::default();
+            let mut model: Vec<Box<[Edge]>> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Push(l) => {
+                        lists.push(&l);
+                        model.push(l.into());
+                    }
+                    Op::Set(i, l) if !model.is_empty() => {
+                        let i = i % model.len();
+                        lists.set(i, &l);
+                        model[i] = l.into();
+                    }
+                    Op::Set(..) => {}
+                }
+                prop_assert!(lists.garbage <= lists.edge_count().max(1024) + 6);
+            }
+            prop_assert_eq!(lists.len(), model.len());
+            for (i, l) in model.iter().enumerate() {
+                prop_assert_eq!(lists.get(i), &**l);
+            }
+            let bytes = bincode::encode_to_vec(&lists, standard()).unwrap();
+            prop_assert_eq!(&bytes, &bincode::encode_to_vec(&model, standard()).unwrap());
+            let (back, used): (EdgeLists, usize) = bincode::decode_from_slice(&bytes, standard()).unwrap();
+            prop_assert_eq!(used, bytes.len());
+            prop_assert_eq!(back, lists);
+        }
+    }
+
+    #[test]
+    fn rewrites_reuse_space_and_compaction_reclaims_it() {
+        let mut lists = EdgeLists::default();
+        for i in 0..2000 {
+            lists.push(&[i, i + 1]);
+        }
+        lists.set(5, &[7]);
+        assert_eq!(
+            (lists.get(5), lists.garbage),
+            (&[7][..], 1),
+            "shrinks in place"
+        );
+        lists.set(1999, &[1, 2, 3]);
+        assert_eq!(lists.garbage, 1, "the last list grows where it is");
+        for i in 0..1500 {
+            lists.set(i, &[1, 2, 3]);
+        }
+        assert!(lists.garbage <= lists.edge_count(), "{}", lists.garbage);
+        assert_eq!(lists.get(0), &[1, 2, 3]);
+        assert_eq!(lists.get(1600), &[1600, 1601]);
+        assert_eq!(lists.edge_count(), 1501 * 3 + 499 * 2);
+    }
+
+    #[test]
+    fn a_corrupt_length_is_refused_not_allocated() {
+        let bytes = bincode::encode_to_vec((1u64, u64::MAX / 8), standard()).unwrap();
+        let limited = standard().with_limit::<1_000_000>();
+        assert!(bincode::decode_from_slice::<EdgeLists, _>(&bytes, limited).is_err());
+        assert!(bincode::decode_from_slice::<EdgeLists, _>(&bytes, standard()).is_err());
+    }
+}
