@@ -749,14 +749,12 @@ impl<'a> Stage<'a> {
         }
         self.touched_edges += touched_edges;
         if !roots.is_empty() {
-            let deleted: Vec<u32> = {
-                let mut d: Vec<u32> = (self.entries.values())
-                    .filter(|e| e.deleted)
-                    .filter_map(|e| e.existing.map(|i| i.0))
-                    .collect();
-                d.sort_unstable();
-                d
-            };
+            // Stored objects this set deletes: an extension among them orders nothing.
+            let mut deleted: Vec<u32> = (self.entries.values())
+                .filter(|e| e.deleted)
+                .filter_map(|e| e.existing.map(|i| i.0))
+                .collect();
+            deleted.sort_unstable();
             let overlay = Overlay::new(self.store, &deps, &deleted);
             if let Some(cycle) =
                 overlay.find_cycle(&roots, &mut self.touched_objects, &mut self.touched_edges)

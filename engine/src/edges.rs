@@ -30,16 +30,8 @@ struct Span {
     len: u32,
 }
 
-/// The dependency lists of every slot.
-///
-/// ```ignore
-/// let mut lists = EdgeLists::default();
-/// lists.push(&[3, 5]);
-/// lists.push(&[]);
-/// lists.set(1, &[0]);
-/// assert_eq!(lists.get(0), &[3, 5]);
-/// assert_eq!(lists.get(1), &[0]);
-/// ```
+/// The dependency lists of every slot (usage: the tests below; the type is crate-private,
+/// so a rustdoc example could not run).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct EdgeLists {
     spans: Vec<Span>,
@@ -180,16 +172,6 @@ bincode::impl_borrow_decode!(EdgeLists);
 fn decode_len<D: Decoder>(d: &mut D) -> Result<usize, DecodeError> {
     let v = u64::decode(d)?;
     usize::try_from(v).map_err(|_| DecodeError::OutsideUsizeRange(v))
-}
-
-impl FromIterator<Box<[Edge]>> for EdgeLists {
-    fn from_iter<I: IntoIterator<Item = Box<[Edge]>>>(iter: I) -> EdgeLists {
-        let mut lists = EdgeLists::default();
-        for l in iter {
-            lists.push(&l);
-        }
-        lists
-    }
 }
 
 #[cfg(test)]
