@@ -1,6 +1,9 @@
 //! Engine memory at 1M objects / 4M edges (g1m_shuf): heap bytes per object, measured with
 //! a counting allocator around loading the graph (field data included: each object holds
-//! its `deps` list value as well as the edges derived from it).
+//! its `deps` list value as well as the edges derived from it), and the peak resident set
+//! of a process that loads it, once through a `ChangeSet` (a field map per object) and once
+//! through `Rows` (values by column). Each input runs in a child process of its own, so
+//! each peak is that input's alone.
 //!
 //! Run: `cargo bench --bench memory`
 
@@ -28,20 +31,47 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// The environment variable that makes the process a child measuring one input.
+const INPUT: &str = "SYNCORE_MEMORY_INPUT";
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    match std::env::var(INPUT).as_deref() {
+        Ok("changeset") => measure(false),
+        Ok("rows") => measure(true),
+        _ => {
+            for input in ["changeset", "rows"] {
+                println!("== input: {input}");
+                let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+                    .env(INPUT, input)
+                    .output()
+                    .expect("child runs");
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                assert!(out.status.success(), "{input}: {}", out.status);
+            }
+        }
+    }
+}
+
+fn measure(by_rows: bool) {
     let dag = common::layered(1000, 1000, 4, 42, true, 1);
-    // Measured from before the change set is built: `apply` consumes (and frees) it, so
-    // what remains afterwards is the engine's.
+    // Measured from before the input is built: `apply` consumes (and frees) it, so what
+    // remains afterwards is the engine's.
     let before = LIVE.load(Ordering::Relaxed);
-    let set = common::change_set(&dag);
     let mut engine = syncore::Engine::new(
         syncore::Schema::from_json(common::NODE_SCHEMA).unwrap(),
         syncore::Config::default(),
     );
-    engine.apply(set).unwrap();
+    let report = if by_rows {
+        engine.apply_rows(common::rows(&dag)).unwrap()
+    } else {
+        engine.apply(common::change_set(&dag)).unwrap()
+    };
+    assert_eq!(report.changed.len(), dag.n as usize);
+    drop(report);
     let total = LIVE.load(Ordering::Relaxed) - before;
     let plan = engine.plan(syncore::Time(0));
     let with_scratch = LIVE.load(Ordering::Relaxed) - before - plan_bytes(&plan);

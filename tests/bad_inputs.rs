@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use syncore::{
     Change, ChangeError, ChangeSet, CompleteError, Config, Engine, ExternalReport, FieldType,
-    ModelId, ObjectId, Outcome, Schema, SchemaError, SnapshotError, Task, TaskKind, Time, Value,
-    FORMAT_VERSION, MAGIC,
+    ModelId, ObjectId, Outcome, Rows, Schema, SchemaError, SnapshotError, Task, TaskKind, Time,
+    Value, FORMAT_VERSION, MAGIC,
 };
 
 const SCHEMA: &str = r#"{"models": [
@@ -67,6 +67,8 @@ enum Input {
     ChangeJson(String),
     /// A change set built in code (`apply`).
     Changes(Vec<Change>),
+    /// Rows (`apply_rows`).
+    Rows(Rows),
     /// Snapshot bytes (`Engine::restore`).
     Snapshot(Vec<u8>),
     /// A completion (`complete`).
@@ -113,6 +115,15 @@ fn schema(s: &str) -> Input {
 
 fn upsert(key: &str, model: &str, fields: Vec<(&str, Value)>) -> Input {
     Input::Changes(vec![Change::upsert(key, model, fields)])
+}
+
+/// Rows of `model` with `columns`, one per `(key, values)`.
+fn rows(model: &str, columns: &[&str], entries: Vec<(&str, Vec<Value>)>) -> Input {
+    let mut rows = Rows::new(model, columns.iter().copied()).unwrap();
+    for (key, values) in entries {
+        rows.push(key, values).unwrap();
+    }
+    Input::Rows(rows)
 }
 
 fn parse_schema(line: usize, column: usize, message: &str) -> (Want, String) {
@@ -790,6 +801,52 @@ fn cases() -> Vec<Case> {
             TaskKind::Delete,
             "the object is not being deleted",
         ),
+        with(
+            change_err(ChangeError::DanglingReference {
+                key: "s2".into(),
+                field: "site".into(),
+                target: "mars".into(),
+            }),
+            "rows: a dangling reference in the second row",
+            rows(
+                "Slice",
+                &["site"],
+                vec![
+                    ("s1", vec![Value::Ref("site".into())]),
+                    ("s2", vec![Value::Ref("mars".into())]),
+                ],
+            ),
+        ),
+        with(
+            change_err(ChangeError::UnknownModel {
+                key: "a".into(),
+                model: "Planet".into(),
+            }),
+            "rows: unknown model",
+            rows("Planet", &[], vec![("b", vec![]), ("a", vec![])]),
+        ),
+        with(
+            change_err(ChangeError::FeedbackWrite {
+                key: "s1".into(),
+                model: "Slice".into(),
+                field: "state".into(),
+            }),
+            "rows: a feedback column (R9)",
+            rows(
+                "Slice",
+                &["state"],
+                vec![("s1", vec!["x".into()]), ("s2", vec!["y".into()])],
+            ),
+        ),
+        with(
+            change_err(ChangeError::ModelMismatch {
+                key: "site".into(),
+                existing: "Site".into(),
+                model: "Tag".into(),
+            }),
+            "rows: a stored key of another model",
+            rows("Tag", &[], vec![("t9", vec![]), ("site", vec![])]),
+        ),
         case(
             "report: not an external object",
             Input::External("site", ExternalReport::Synced { version: 1 }),
@@ -881,6 +938,7 @@ fn run(case: &Case) -> Result<(), String> {
             .apply(ChangeSet::from(changes.clone()))
             .err()
             .map(Want::Change),
+        Input::Rows(rows) => engine.apply_rows(rows.clone()).err().map(Want::Change),
         Input::Snapshot(bytes) => Engine::restore(bytes).err().map(Want::Snapshot),
         Input::Complete(task, outcome) => engine
             .complete(task, outcome.clone(), Time(5))

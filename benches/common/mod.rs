@@ -3,7 +3,7 @@
 //! graph into an engine whose objects each link to their predecessors.
 #![allow(dead_code)]
 
-use syncore::{Change, ChangeSet, Config, Engine, Schema, Value};
+use syncore::{Change, ChangeSet, Config, Engine, Rows, Schema, Value};
 
 /// A DAG: `edges` are `(src, dst)`, meaning "dst depends on src".
 pub struct Dag {
@@ -119,6 +119,21 @@ pub fn change_set(dag: &Dag) -> ChangeSet {
         .map(|(i, p)| Change::upsert(key(i as u32), "Node", [("deps", Value::Refs(p))]))
         .collect();
     ChangeSet { changes }
+}
+
+/// The same objects as [`change_set`], as [`Rows`] (one `deps` column, no map per object).
+pub fn rows(dag: &Dag) -> Rows {
+    let mut preds: Vec<Vec<String>> = vec![Vec::new(); dag.n as usize];
+    for &(s, d) in &dag.edges {
+        preds[d as usize].push(key(s));
+    }
+    let mut rows = Rows::new("Node", ["deps"]).expect("one column");
+    rows.reserve(preds.len(), preds.len() * 8);
+    for (i, p) in preds.into_iter().enumerate() {
+        rows.push(&key(i as u32), [Value::Refs(p)])
+            .expect("one value per row");
+    }
+    rows
 }
 
 /// An engine holding every node of `dag`, all pending.

@@ -22,59 +22,155 @@ use crate::change::{ApplyReport, Change, ChangeSet, Limits};
 use crate::graph::{self, Edge, PROXY};
 use crate::id::{ModelId, ObjectId};
 use crate::policy::{Policy, Watcher};
-use crate::schema::{FieldSlot, ModelKind, Schema};
+use crate::rows::Rows;
+use crate::schema::{FieldSlot, Model, ModelKind, Schema};
 use crate::store::Store;
 use crate::value::{FieldType, Value};
 
-/// Applies `set` if it is in the bulk path's scope; otherwise gives it back, its values
+/// What the bulk passes read: entries by position, each an upsert when in scope.
+pub(crate) trait Entries {
+    /// Number of entries.
+    fn count(&self) -> usize;
+    /// Entry `i`'s key and model, or `None` when it is not an upsert.
+    fn head(&self, i: usize) -> Option<(&str, &str)>;
+    /// Calls `f` with each (field name, value) of entry `i` until it returns `false`;
+    /// whether every call returned `true`.
+    fn all_fields(&self, i: usize, f: impl FnMut(&str, &Value) -> bool) -> bool;
+    /// The value entry `i` gives the field `name`.
+    fn field(&self, i: usize, name: &str) -> Option<&Value>;
+    /// Gives each value of a declarative field its field's type where it coerces.
+    fn coerce(&mut self, schema: &Schema);
+    /// Moves entry `i`'s values into their declarative slots of `values`; its key.
+    fn take(&mut self, i: usize, m: &Model, values: &mut [Value]) -> String;
+}
+
+impl Entries for ChangeSet {
+    fn count(&self) -> usize {
+        self.changes.len()
+    }
+    fn head(&self, i: usize) -> Option<(&str, &str)> {
+        match &self.changes[i] {
+            Change::Upsert { key, model, .. } => Some((key, model)),
+            Change::Delete { .. } => None,
+        }
+    }
+    fn all_fields(&self, i: usize, mut f: impl FnMut(&str, &Value) -> bool) -> bool {
+        match &self.changes[i] {
+            Change::Upsert { fields, .. } => fields.iter().all(|(n, v)| f(n, v)),
+            Change::Delete { .. } => false,
+        }
+    }
+    fn field(&self, i: usize, name: &str) -> Option<&Value> {
+        match &self.changes[i] {
+            Change::Upsert { fields, .. } => fields.get(name),
+            Change::Delete { .. } => None,
+        }
+    }
+    fn coerce(&mut self, schema: &Schema) {
+        for c in &mut self.changes {
+            let Change::Upsert { model, fields, .. } = c else {
+                continue;
+            };
+            let Some(mid) = schema.model_id(model) else {
+                continue;
+            };
+            let m = schema.model(mid);
+            for (name, value) in fields.iter_mut() {
+                coerce_in_place(m, name, value);
+            }
+        }
+    }
+    fn take(&mut self, i: usize, m: &Model, values: &mut [Value]) -> String {
+        let taken = std::mem::replace(&mut self.changes[i], Change::Delete { key: String::new() });
+        let Change::Upsert { key, fields, .. } = taken else {
+            return String::new();
+        };
+        for (name, value) in fields {
+            if let Some(FieldSlot::Declarative(s)) = m.slot(&name) {
+                values[s as usize] = value;
+            }
+        }
+        key
+    }
+}
+
+impl Entries for Rows {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn head(&self, i: usize) -> Option<(&str, &str)> {
+        Some((self.key(i), self.model()))
+    }
+    fn all_fields(&self, i: usize, mut f: impl FnMut(&str, &Value) -> bool) -> bool {
+        self.columns()
+            .iter()
+            .zip(self.values(i))
+            .all(|(n, v)| f(n, v))
+    }
+    fn field(&self, i: usize, name: &str) -> Option<&Value> {
+        let c = self.columns().iter().position(|c| c == name)?;
+        Some(&self.values(i)[c])
+    }
+    fn coerce(&mut self, schema: &Schema) {
+        let Some(mid) = schema.model_id(self.model()) else {
+            return;
+        };
+        let m = schema.model(mid);
+        let columns = self.columns().to_vec();
+        for i in 0..self.len() {
+            for (name, value) in columns.iter().zip(self.values_mut(i)) {
+                coerce_in_place(m, name, value);
+            }
+        }
+    }
+    fn take(&mut self, i: usize, m: &Model, values: &mut [Value]) -> String {
+        for c in 0..self.columns().len() {
+            if let Some(FieldSlot::Declarative(s)) = m.slot(&self.columns()[c]) {
+                values[s as usize] = std::mem::take(&mut self.values_mut(i)[c]);
+            }
+        }
+        self.key(i).to_string()
+    }
+}
+
+/// Applies `input` if it is in the bulk path's scope; otherwise gives it back, its values
 /// coerced to their fields' types where they could be (which changes no result).
-pub(crate) fn try_apply(
+pub(crate) fn try_apply<I: Entries>(
     schema: &Schema,
     store: &mut Store,
     limits: &Limits,
     policies: &[Option<Box<dyn Policy>>],
     watchers: &[Option<Box<dyn Watcher>>],
-    set: ChangeSet,
-) -> Result<ApplyReport, ChangeSet> {
-    if set.changes.len() < 2 || watchers.iter().any(Option::is_some) {
-        return Err(set);
+    input: I,
+) -> Result<ApplyReport, I> {
+    if input.count() < 2 || watchers.iter().any(Option::is_some) {
+        return Err(input);
     }
-    let mut set = set;
-    coerce_in_place(schema, &mut set);
-    match check(schema, store, limits, policies, &set) {
-        Some(checked) => Ok(commit(schema, store, set, checked)),
-        None => Err(set),
+    let mut input = input;
+    input.coerce(schema);
+    match check(schema, store, limits, policies, &input) {
+        Some(checked) => Ok(commit(schema, store, input, checked)),
+        None => Err(input),
     }
 }
 
-/// Gives each value of a declarative field its field's type where [`Value::coerce`] can
+/// Gives a value of a declarative field of `m` its field's type where [`Value::coerce`] can
 /// (the loose forms JSON input brings: a string for a `ref`, an array for `refs`, an integer
 /// for a `float`), so such change sets take this path too; a string becomes a reference
 /// without a copy. A value that does not coerce is left as it is, for the general path to
 /// name. Coercion is idempotent and the general path coerces every value before anything
 /// else reads it, so if the set goes there after all, it gives the same result.
-fn coerce_in_place(schema: &Schema, set: &mut ChangeSet) {
-    for c in &mut set.changes {
-        let Change::Upsert { model, fields, .. } = c else {
-            continue;
-        };
-        let Some(mid) = schema.model_id(model) else {
-            continue;
-        };
-        let m = schema.model(mid);
-        for (name, value) in fields.iter_mut() {
-            let Some(FieldSlot::Declarative(i)) = m.slot(name) else {
-                continue;
-            };
-            let ty = m.fields[i as usize].ty;
-            match value {
-                Value::Str(s) if ty == FieldType::Ref => *value = Value::Ref(std::mem::take(s)),
-                v if v.has_type(ty) => {}
-                v => {
-                    if let Ok(coerced) = v.clone().coerce(ty) {
-                        *v = coerced;
-                    }
-                }
+fn coerce_in_place(m: &Model, name: &str, value: &mut Value) {
+    let Some(FieldSlot::Declarative(i)) = m.slot(name) else {
+        return;
+    };
+    let ty = m.fields[i as usize].ty;
+    match value {
+        Value::Str(s) if ty == FieldType::Ref => *value = Value::Ref(std::mem::take(s)),
+        v if v.has_type(ty) => {}
+        v => {
+            if let Ok(coerced) = v.clone().coerce(ty) {
+                *v = coerced;
             }
         }
     }
@@ -91,14 +187,14 @@ struct Checked {
     edges: Vec<Edge>,
 }
 
-fn check(
+fn check<I: Entries>(
     schema: &Schema,
     store: &Store,
     limits: &Limits,
     policies: &[Option<Box<dyn Policy>>],
-    set: &ChangeSet,
+    input: &I,
 ) -> Option<Checked> {
-    let n = set.changes.len();
+    let n = input.count();
     if n > limits.changes_max
         || store.live_count + n > limits.objects_max
         || n >= graph::OBJECTS_MAX - store.capacity()
@@ -108,10 +204,8 @@ fn check(
     // Keys, models, fields: anything the general path would refuse or treat specially.
     let mut keys: Vec<&str> = Vec::with_capacity(n);
     let mut models: Vec<ModelId> = Vec::with_capacity(n);
-    for c in &set.changes {
-        let Change::Upsert { key, model, fields } = c else {
-            return None;
-        };
+    for i in 0..n {
+        let (key, model) = input.head(i)?;
         if key.is_empty() || key.len() > limits.key_len_max {
             return None;
         }
@@ -120,15 +214,13 @@ fn check(
             return None;
         }
         let m = schema.model(mid);
-        for (name, value) in fields {
-            let Some(FieldSlot::Declarative(i)) = m.slot(name) else {
-                return None;
-            };
-            if !value.has_type(m.fields[i as usize].ty)
-                || value.check_limits(&limits.value).is_err()
-            {
-                return None;
-            }
+        let fields_ok = input.all_fields(i, |name, value| {
+            matches!(m.slot(name), Some(FieldSlot::Declarative(s))
+                if value.has_type(m.fields[s as usize].ty)
+                    && value.check_limits(&limits.value).is_ok())
+        });
+        if !fields_ok {
+            return None;
         }
         keys.push(key);
         models.push(mid);
@@ -156,14 +248,11 @@ fn check(
     let mut proxies = false;
     off.push(0);
     for (pos, &i) in order.iter().enumerate() {
-        let Change::Upsert { fields, .. } = &set.changes[i as usize] else {
-            return None;
-        };
         let m = schema.model(models[pos]);
         let start = edges.len();
         for link in &m.links {
             let name = &m.fields[link.field as usize].name;
-            let Some(value) = fields.get(name) else {
+            let Some(value) = input.field(i as usize, name) else {
                 continue;
             };
             for target in value.refs() {
@@ -378,7 +467,12 @@ impl NewKeys {
 
 /// Writes the checked objects: all inserted in key order (so ids match those checking
 /// peeked), then linked and versioned in key order, as the general commit does.
-fn commit(schema: &Schema, store: &mut Store, set: ChangeSet, checked: Checked) -> ApplyReport {
+fn commit<I: Entries>(
+    schema: &Schema,
+    store: &mut Store,
+    mut input: I,
+    checked: Checked,
+) -> ApplyReport {
     let Checked {
         order,
         models,
@@ -386,28 +480,21 @@ fn commit(schema: &Schema, store: &mut Store, set: ChangeSet, checked: Checked) 
         edges,
     } = checked;
     let n = order.len();
-    let mut changes: Vec<Option<Change>> = set.changes.into_iter().map(Some).collect();
     let mut ids: Vec<ObjectId> = Vec::with_capacity(n);
     let mut changed: Vec<String> = Vec::with_capacity(n);
     let appended_from = store.capacity();
     for (pos, &i) in order.iter().enumerate() {
-        let Some(Change::Upsert { key, fields, .. }) = changes[i as usize].take() else {
-            unreachable!("checked: every entry is an upsert");
-        };
         let m = schema.model(models[pos]);
         let mut values = vec![Value::Null; m.fields.len() + m.feedback.len()];
-        for (name, value) in fields {
-            if let Some(FieldSlot::Declarative(s)) = m.slot(&name) {
-                values[s as usize] = value;
-            }
-        }
+        let key = input.take(i as usize, m, &mut values);
         let id = store.insert(&key, models[pos], values.into_boxed_slice());
         ids.push(id);
         changed.push(key);
     }
-    drop(changes);
+    drop(input);
     // Referrer lists of appended objects sized exactly (they start empty, and every
-    // referrer they will have is among the new edges): one allocation each, no slack.
+    // referrer they will have is among the new edges): laid out in slot order at the end
+    // of the referrer array, no slack.
     let mut referrers = vec![0u32; store.capacity() - appended_from];
     for &e in &edges {
         if let Some(c) = graph::target(e).index().checked_sub(appended_from) {
@@ -416,7 +503,7 @@ fn commit(schema: &Schema, store: &mut Store, set: ChangeSet, checked: Checked) 
     }
     for (k, &c) in referrers.iter().enumerate() {
         if c > 0 {
-            store.rdeps[appended_from + k].reserve_exact(c as usize);
+            store.rdeps.reserve(appended_from + k, c as usize);
         }
     }
     drop(referrers);
@@ -561,6 +648,97 @@ mod tests {
             prop_assert_eq!(bulk.snapshot(), general.snapshot());
             prop_assert_eq!(bulk.state_hash(), general.state_hash());
         }
+    }
+
+    /// Node rows with the columns `deps` and `site` (typed or loose), keys possibly
+    /// repeated, stored, dangling or mistyped references: anything a user may load.
+    fn node_rows() -> impl Strategy<Value = crate::Rows> {
+        let row = (
+            0u8..12,
+            proptest::collection::vec(0u8..14, 0..4),
+            0u8..5,
+            any::<bool>(),
+        );
+        proptest::collection::vec(row, 0..16).prop_map(|rows| {
+            let mut out = crate::Rows::new("Node", ["deps", "site"]).unwrap();
+            for (k, deps, site, loose) in rows {
+                let deps: Vec<String> = deps.iter().map(|d| format!("n{d}")).collect();
+                let site = format!("s{site}");
+                let values = if loose {
+                    [
+                        Value::Json(serde_json::to_string(&deps).unwrap()),
+                        Value::Str(site),
+                    ]
+                } else {
+                    [Value::Refs(deps), Value::Ref(site)]
+                };
+                out.push(&format!("n{k}"), values).unwrap();
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// `apply_rows` does what applying the same upserts as a change set does: the same
+        /// result (report or error) and the same snapshot bytes.
+        #[test]
+        fn rows_apply_as_their_change_set(
+            before in proptest::collection::vec(change(), 0..6),
+            rows in node_rows(),
+        ) {
+            let schema = Schema::from_json(SCHEMA).unwrap();
+            let mut by_rows = Engine::new(schema.clone(), Config::default());
+            let mut by_set = Engine::new(schema, Config::default());
+            for c in &before {
+                let a = by_rows.apply_general(ChangeSet::from(vec![c.clone()]));
+                let b = by_set.apply_general(ChangeSet::from(vec![c.clone()]));
+                prop_assert_eq!(a, b);
+            }
+            let set = ChangeSet::from(rows.clone());
+            let a = by_rows.apply_rows(rows);
+            let b = by_set.apply_general(set);
+            match (&a, &b) {
+                (Ok(x), Ok(y)) => {
+                    prop_assert_eq!(&x.changed, &y.changed);
+                    prop_assert_eq!(&x.versions, &y.versions);
+                }
+                _ => prop_assert_eq!(&a, &b),
+            }
+            prop_assert_eq!(by_rows.snapshot(), by_set.snapshot());
+            prop_assert_eq!(by_rows.state_hash(), by_set.state_hash());
+        }
+    }
+
+    /// Rows of new objects take the bulk path (one touch per object); an unknown column
+    /// goes the general way, which names the key and the field, and changes nothing.
+    #[test]
+    fn rows_take_the_bulk_path_and_bad_rows_are_named() {
+        let schema = Schema::from_json(SCHEMA).unwrap();
+        let mut e = Engine::new(schema, Config::default());
+        let mut rows = crate::Rows::new("Site", ["x"]).unwrap();
+        for k in ["s2", "s1", "s3"] {
+            rows.push(k, [Value::Int(7)]).unwrap();
+        }
+        let r = e.apply_rows(rows).unwrap();
+        assert_eq!(r.changed, ["s1", "s2", "s3"]);
+        assert_eq!(r.touched_objects, 3);
+        assert_eq!(e.view_key("s2").unwrap().field("x"), Some(&Value::Int(7)));
+        let before = e.snapshot();
+        let mut bad = crate::Rows::new("Site", ["x", "nope"]).unwrap();
+        bad.push("s4", [Value::Int(1), Value::Int(2)]).unwrap();
+        bad.push("s5", [Value::Int(1), Value::Int(2)]).unwrap();
+        let err = e.apply_rows(bad).unwrap_err();
+        assert_eq!(
+            err,
+            crate::ChangeError::UnknownField {
+                key: "s4".into(),
+                model: "Site".into(),
+                field: "nope".into()
+            }
+        );
+        assert_eq!(e.snapshot(), before);
     }
 
     /// A creation-only change set takes the bulk path: its report counts one touch per

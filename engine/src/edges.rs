@@ -174,6 +174,140 @@ fn decode_len<D: Decoder>(d: &mut D) -> Result<usize, DecodeError> {
     usize::try_from(v).map_err(|_| DecodeError::OutsideUsizeRange(v))
 }
 
+/// Where one slot's referrer list lies in [`RefLists`]' array, with room to grow in place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct RoomySpan {
+    start: u32,
+    len: u32,
+    cap: u32,
+}
+
+/// Every object's referrer list in one array (derived from the dependency lists, never
+/// encoded). Lists grow one referrer at a time, so each span has room: a referrer is added
+/// in place while the span has room, else the list moves to the end of the array with twice
+/// the room; a compaction reclaims the moved-out spans once they outweigh the rest. The
+/// order within a list is that of a `Vec` given the same pushes and swap-removes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RefLists {
+    spans: Vec<RoomySpan>,
+    edges: Vec<Edge>,
+    /// Entries of `edges` no span's room covers.
+    garbage: usize,
+}
+
+impl RefLists {
+    /// Slots with empty lists and exactly `rooms[i]` room each, laid out in slot order.
+    pub(crate) fn with_rooms(rooms: &[u32]) -> RefLists {
+        let mut spans = Vec::with_capacity(rooms.len());
+        let mut at = 0usize;
+        for &cap in rooms {
+            spans.push(RoomySpan {
+                start: if cap == 0 { 0 } else { at as u32 },
+                len: 0,
+                cap,
+            });
+            at += cap as usize;
+        }
+        RefLists {
+            spans,
+            edges: vec![0; at],
+            garbage: 0,
+        }
+    }
+
+    /// The list of slot `i`.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> &[Edge] {
+        let s = self.spans[i];
+        &self.edges[s.start as usize..(s.start + s.len) as usize]
+    }
+
+    /// Appends a slot with an empty list.
+    pub(crate) fn push_slot(&mut self) {
+        self.spans.push(RoomySpan::default());
+    }
+
+    /// Adds `e` at the end of slot `i`'s list.
+    pub(crate) fn push(&mut self, i: usize, e: Edge) {
+        let s = self.spans[i];
+        if s.len == s.cap {
+            self.reserve(i, (s.cap as usize).max(2));
+        }
+        let s = &mut self.spans[i];
+        self.edges[(s.start + s.len) as usize] = e;
+        s.len += 1;
+    }
+
+    /// Removes the first `e` from slot `i`'s list, the last entry taking its place;
+    /// whether it was there.
+    pub(crate) fn swap_remove(&mut self, i: usize, e: Edge) -> bool {
+        let s = self.spans[i];
+        let list = &mut self.edges[s.start as usize..(s.start + s.len) as usize];
+        let Some(pos) = list.iter().position(|&x| x == e) else {
+            return false;
+        };
+        list[pos] = list[list.len() - 1];
+        self.spans[i].len -= 1;
+        true
+    }
+
+    /// Room for `more` entries beyond slot `i`'s list.
+    pub(crate) fn reserve(&mut self, i: usize, more: usize) {
+        let s = self.spans[i];
+        let cap = s.len as usize + more;
+        if cap <= s.cap as usize {
+            return;
+        }
+        if s.cap > 0 && (s.start + s.cap) as usize == self.edges.len() {
+            // The last span grows where it is.
+            self.edges.resize(s.start as usize + cap, 0);
+            self.spans[i].cap = cap as u32;
+            return;
+        }
+        self.garbage += s.cap as usize;
+        if self.garbage > (self.edges.len() - self.garbage).max(1024)
+            || self.edges.len() + cap > EDGES_MAX
+        {
+            self.compact();
+            // The list is left where the compaction put it.
+            self.garbage += self.spans[i].cap as usize;
+        }
+        let s = self.spans[i];
+        let start = self.edges.len();
+        self.edges
+            .extend_from_within(s.start as usize..(s.start + s.len) as usize);
+        self.edges.resize(start + cap, 0);
+        self.spans[i] = RoomySpan {
+            start: start as u32,
+            len: s.len,
+            cap: cap as u32,
+        };
+    }
+
+    /// Rewrites the array without garbage or room, lists in slot order.
+    fn compact(&mut self) {
+        let live: usize = self.spans.iter().map(|s| s.len as usize).sum();
+        let mut edges = Vec::with_capacity(live);
+        for s in &mut self.spans {
+            let from = s.start as usize..(s.start + s.len) as usize;
+            *s = RoomySpan {
+                start: if s.len == 0 { 0 } else { edges.len() as u32 },
+                len: s.len,
+                cap: s.len,
+            };
+            edges.extend_from_slice(&self.edges[from]);
+        }
+        self.edges = edges;
+        self.garbage = 0;
+    }
+
+    /// Heap bytes held.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.spans.capacity() * std::mem::size_of::<RoomySpan>()
+            + self.edges.capacity() * std::mem::size_of::<Edge>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bincode::config::standard;
@@ -227,6 +361,120 @@ mod tests {
             prop_assert_eq!(used, bytes.len());
             prop_assert_eq!(back, lists);
         }
+    }
+
+    #[derive(Clone, Debug)]
+    enum RefOp {
+        Slot,
+        Push(usize, Edge),
+        Remove(usize, Edge),
+        Reserve(usize, u8),
+    }
+
+    fn ref_op() -> impl Strategy<Value = RefOp> {
+        prop_oneof![
+            1 => Just(RefOp::Slot),
+            6 => (any::<usize>(), 0u32..8).prop_map(|(i, e)| RefOp::Push(i, e)),
+            3 => (any::<usize>(), 0u32..8).prop_map(|(i, e)| RefOp::Remove(i, e)),
+            1 => (any::<usize>(), 0u8..5).prop_map(|(i, n)| RefOp::Reserve(i, n)),
+        ]
+    }
+
+    /// Every span lies inside the array and no two overlap; the garbage count is exact.
+    fn check_layout(lists: &RefLists) -> Result<(), TestCaseError> {
+        let mut used: Vec<(u32, u32)> = lists
+            .spans
+            .iter()
+            .filter(|s| s.cap > 0)
+            .map(|s| (s.start, s.start + s.cap))
+            .collect();
+        used.sort_unstable();
+        for w in used.windows(2) {
+            prop_assert!(w[0].1 <= w[1].0, "spans overlap: {:?}", w);
+        }
+        let covered: u32 = used.iter().map(|(a, b)| b - a).sum();
+        prop_assert!(used
+            .last()
+            .is_none_or(|l| l.1 as usize <= lists.edges.len()));
+        prop_assert_eq!(lists.edges.len() - covered as usize, lists.garbage);
+        for s in &lists.spans {
+            prop_assert!(s.len <= s.cap);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Any sequence of slot pushes, referrer pushes, swap-removes and reservations
+        /// reads back as the same lists as a `Vec<Vec<Edge>>` given it, with spans that
+        /// never overlap and garbage that stays bounded.
+        #[test]
+        fn ref_lists_match_vecs(
+            rooms in prop::collection::vec(0u32..3, 0..6),
+            ops in prop::collection::vec(ref_op(), 0..400),
+        ) {
+            let mut lists = RefLists::with_rooms(&rooms);
+            let mut model: Vec<Vec<Edge>> = vec![Vec::new(); rooms.len()];
+            for op in ops {
+                match op {
+                    RefOp::Slot => {
+                        lists.push_slot();
+                        model.push(Vec::new());
+                    }
+                    _ if model.is_empty() => {}
+                    RefOp::Push(i, e) => {
+                        let i = i % model.len();
+                        lists.push(i, e);
+                        model[i].push(e);
+                    }
+                    RefOp::Remove(i, e) => {
+                        let i = i % model.len();
+                        let pos = model[i].iter().position(|&x| x == e);
+                        if let Some(p) = pos {
+                            model[i].swap_remove(p);
+                        }
+                        prop_assert_eq!(lists.swap_remove(i, e), pos.is_some());
+                    }
+                    RefOp::Reserve(i, n) => {
+                        lists.reserve(i % model.len(), n as usize);
+                    }
+                }
+                check_layout(&lists)?;
+                let room: usize = lists.spans.iter().map(|s| s.cap as usize).sum();
+                prop_assert!(lists.garbage <= room.max(1024) + 8);
+            }
+            for (i, l) in model.iter().enumerate() {
+                prop_assert_eq!(lists.get(i), &l[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn referrers_grow_in_place_then_move_and_compaction_reclaims_them() {
+        let mut lists = RefLists::with_rooms(&[2, 0, 1]);
+        lists.push(0, 10);
+        lists.push(0, 11);
+        assert_eq!((lists.edges.len(), lists.garbage), (3, 0), "within room");
+        lists.push(2, 20);
+        lists.push(2, 21);
+        assert_eq!(lists.garbage, 0, "the last span grows where it is");
+        lists.push(0, 12);
+        assert_eq!(lists.get(0), [10, 11, 12]);
+        assert_eq!(lists.garbage, 2, "moved out of its room");
+        assert!(lists.swap_remove(0, 10));
+        assert_eq!(lists.get(0), [12, 11]);
+        assert!(!lists.swap_remove(1, 10));
+        for k in 0..5000 {
+            lists.push_slot();
+            lists.push(3 + k, k as Edge);
+            lists.push(k % 3, k as Edge);
+        }
+        let live: usize = (0..5003).map(|i| lists.get(i).len()).sum();
+        assert!(
+            lists.edges.len() <= 4 * live + 1024,
+            "{} for {live}",
+            lists.edges.len()
+        );
+        assert_eq!(lists.get(4000), [3997]);
     }
 
     #[test]

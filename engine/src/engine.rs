@@ -14,6 +14,7 @@ use crate::error::{ChangeError, CompleteError, SnapshotError};
 use crate::id::{ObjectId, Time};
 use crate::plan::{self, HoldReason, Plan, Scratch, Task};
 use crate::policy::{Policy, WatchEvent, WatchKind, Watcher};
+use crate::rows::Rows;
 use crate::schema::{FieldSlot, ModelKind, Schema};
 use crate::snapshot;
 use crate::store::Store;
@@ -328,6 +329,37 @@ impl Engine {
             Err(set) => set,
         };
         self.apply_general(set)
+    }
+
+    /// Applies `rows` as the change set of the same upserts (`ChangeSet::from(rows)`) would
+    /// be applied, with the same result, report and state, but without a field map per
+    /// object: rows of new objects take the bulk path with their values moved by column.
+    ///
+    /// # Errors
+    /// As [`Engine::apply`]: a [`ChangeError`] naming the offending key or field; the
+    /// engine is unchanged.
+    pub fn apply_rows(&mut self, rows: Rows) -> Result<ApplyReport, ChangeError> {
+        let limits = self.config.limits();
+        if rows.len() > limits.changes_max {
+            return Err(ChangeError::TooLarge {
+                what: "change set",
+                max: limits.changes_max,
+            });
+        }
+        match crate::bulk::try_apply(
+            &self.schema,
+            &mut self.store,
+            &limits,
+            &self.policies,
+            &self.watchers,
+            rows,
+        ) {
+            Ok(report) => {
+                self.store.flush_hash();
+                Ok(report)
+            }
+            Err(rows) => self.apply_general(ChangeSet::from(rows)),
+        }
     }
 
     /// `apply` through the bulk path only: the set back if it is out of that path's scope.

@@ -305,6 +305,29 @@ pub enum ChangeError {
     /// A key is the empty string.
     #[error("object key is empty")]
     EmptyKey,
+    /// A row of [`Rows`](crate::Rows) has more or fewer values than its columns.
+    #[error(
+        "object {key}: a {model} row of {columns} columns was given {values} {}",
+        if .values.eq(&1) { "value" } else { "values" }
+    )]
+    RowLength {
+        /// The row's key.
+        key: String,
+        /// The rows' model.
+        model: String,
+        /// Number of columns.
+        columns: usize,
+        /// Number of values given.
+        values: usize,
+    },
+    /// [`Rows`](crate::Rows) name a field twice.
+    #[error("{model} rows name field {field} twice")]
+    DuplicateColumn {
+        /// The rows' model.
+        model: String,
+        /// The field.
+        field: String,
+    },
 }
 
 /// How much of an overlong key [`ChangeError::KeyTooLong`] quotes, in bytes.

@@ -89,6 +89,7 @@ mod idset;
 mod migrate;
 mod plan;
 mod policy;
+mod rows;
 mod runner;
 #[cfg(feature = "runtime")]
 pub mod runtime;
@@ -120,6 +121,7 @@ pub use id::{ModelId, ObjectId, Time};
 pub use migrate::MigrateError;
 pub use plan::{Barrier, Hold, HoldReason, Plan, PlanStats, Task};
 pub use policy::{Policy, PolicyInput, StagedObject, StateView, WatchEvent, WatchKind, Watcher};
+pub use rows::Rows;
 pub use runner::{
     Disconnected, Input, RunSummary, Runner, RunnerConfig, RunnerError, RunnerSender, Step,
     StopReason,

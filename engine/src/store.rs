@@ -12,7 +12,7 @@ use bincode::enc::Encoder;
 use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
 
-use crate::edges::EdgeLists;
+use crate::edges::{EdgeLists, RefLists};
 use crate::graph::{self, Edge};
 use crate::id::{KeyIndex, ModelId, ObjectId, Time};
 use crate::idset::IdSet;
@@ -182,7 +182,7 @@ pub(crate) struct Store {
     pub d: StoreData,
     /// Referrers of each object (who links to it), tagged with [`graph::PROXY`] when the
     /// referrer's link is a proxy (it extends this object). Derived from `deps`.
-    pub rdeps: Vec<Vec<Edge>>,
+    pub rdeps: RefLists,
     /// Key -> id. Lookups only: never iterated, so its order cannot leak.
     pub index: KeyIndex,
     /// Base -> its extensions (objects with a proxy link to it, R16). Lookups only; the
@@ -238,10 +238,7 @@ impl Store {
                 rdeg[t] += 1;
             }
         }
-        let mut rdeps: Vec<Vec<Edge>> = rdeg
-            .iter()
-            .map(|&c| Vec::with_capacity(c as usize))
-            .collect();
+        let mut rdeps = RefLists::with_rooms(&rdeg);
         drop(rdeg);
         for id in 0..n {
             if d.model[id] == DEAD {
@@ -251,7 +248,7 @@ impl Store {
                 owned.entry(d.owner[id]).or_default().push(id as u32);
             }
             for &e in d.deps.get(id) {
-                rdeps[graph::target(e).index()].push(graph::retag(id as u32, e));
+                rdeps.push(graph::target(e).index(), graph::retag(id as u32, e));
                 if graph::is_proxy(e) {
                     exts.entry(graph::target(e).0).or_default().push(id as u32);
                 }
@@ -324,7 +321,7 @@ impl Store {
         self.d.deps.edge_count()
     }
     pub(crate) fn rdeps(&self, id: ObjectId) -> &[Edge] {
-        &self.rdeps[id.index()]
+        self.rdeps.get(id.index())
     }
     /// Extensions of `id` (objects with a proxy link to it), in no particular order.
     #[inline]
@@ -404,7 +401,7 @@ impl Store {
                 self.d.owner[i] = NO_OWNER;
                 self.d.values[i] = values;
                 debug_assert!(self.d.deps.get(i).is_empty());
-                debug_assert!(self.rdeps[i].is_empty());
+                debug_assert!(self.rdeps.get(i).is_empty());
                 id
             }
             None => {
@@ -416,7 +413,7 @@ impl Store {
                 self.d.owner.push(NO_OWNER);
                 self.d.values.push(values);
                 self.d.deps.push(&[]);
-                self.rdeps.push(Vec::new());
+                self.rdeps.push_slot();
                 id
             }
         };
@@ -430,13 +427,13 @@ impl Store {
     pub(crate) fn set_deps(&mut self, id: ObjectId, deps: &[Edge]) {
         self.hash.mark(&self.d, id.index());
         for &e in self.d.deps.get(id.index()) {
-            let list = &mut self.rdeps[graph::target(e).index()];
-            let me = graph::retag(id.0, e);
-            if let Some(pos) = list.iter().position(|&r| r == me) {
-                list.swap_remove(pos);
-            } else {
-                debug_assert!(false, "edge {id:?} -> {e:#x} missing on the referrer side");
-            }
+            let removed = self
+                .rdeps
+                .swap_remove(graph::target(e).index(), graph::retag(id.0, e));
+            debug_assert!(
+                removed,
+                "edge {id:?} -> {e:#x} missing on the referrer side"
+            );
             if graph::is_proxy(e) {
                 let base = graph::target(e).0;
                 if let Some(list) = self.exts.get_mut(&base) {
@@ -448,7 +445,8 @@ impl Store {
             }
         }
         for &e in deps {
-            self.rdeps[graph::target(e).index()].push(graph::retag(id.0, e));
+            self.rdeps
+                .push(graph::target(e).index(), graph::retag(id.0, e));
             if graph::is_proxy(e) {
                 self.exts.entry(graph::target(e).0).or_default().push(id.0);
             }
@@ -504,7 +502,7 @@ impl Store {
     /// Removes an object: unlinks it and frees its slot. Its referrers must be gone.
     pub(crate) fn remove(&mut self, id: ObjectId) {
         debug_assert!(
-            self.rdeps[id.index()].is_empty(),
+            self.rdeps.get(id.index()).is_empty(),
             "removing a referenced object"
         );
         self.set_deps(id, &[]);
@@ -549,12 +547,10 @@ impl Store {
                 + size_of::<ModelId>()
                 + size_of::<Meta>()
                 + size_of::<u32>()
-                + size_of::<Box<[Value]>>()
-                + size_of::<Vec<Edge>>());
-        bytes += d.deps.memory_bytes();
+                + size_of::<Box<[Value]>>());
+        bytes += d.deps.memory_bytes() + self.rdeps.memory_bytes();
         for i in 0..d.keys.len() {
             bytes += d.keys[i].len() + d.values[i].len() * size_of::<Value>();
-            bytes += self.rdeps[i].capacity() * 4;
         }
         // Hash index: key box, id, and a control byte per bucket (about 8/7 load).
         bytes += self.index.capacity() * (4 + 1);

@@ -59,3 +59,24 @@ fn r15_apply_and_plan_cost_does_not_grow_with_the_store() {
         "bounded by one component: {large:?}"
     );
 }
+
+/// A bench graph loaded as `Rows` gives the state a `ChangeSet` of the same upserts gives
+/// (same snapshot bytes, report and plan), and a second load of the same rows, now all
+/// stored keys, updates nothing but versions, as the change set does.
+#[test]
+fn rows_load_a_graph_as_its_change_set_does() {
+    let dag = common::layered(100, 20, 3, 5, true, 1);
+    let schema = || syncore::Schema::from_json(common::NODE_SCHEMA).unwrap();
+    let mut by_rows = syncore::Engine::new(schema(), syncore::Config::default());
+    let mut by_set = syncore::Engine::new(schema(), syncore::Config::default());
+    let a = by_rows.apply_rows(common::rows(&dag)).unwrap();
+    let b = by_set.apply(common::change_set(&dag)).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(by_rows.snapshot(), by_set.snapshot());
+    assert_eq!(by_rows.plan(Time(0)).tasks, by_set.plan(Time(0)).tasks);
+    assert_eq!(by_rows.plan(Time(0)).wave_count(), 20);
+    let a = by_rows.apply_rows(common::rows(&dag)).unwrap();
+    let b = by_set.apply(common::change_set(&dag)).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(by_rows.snapshot(), by_set.snapshot());
+}
