@@ -2,6 +2,8 @@
 //!
 //! * `ingest/<graph>/apply`: `Engine::apply` of the whole graph as one change set (every
 //!   object a `Node` whose `deps` field lists its predecessors' keys), into an empty engine.
+//! * `ingest/<graph>/apply_rows`: `Engine::apply_rows` of the same objects as `Rows` (one
+//!   `deps` column: no field map per object).
 //! * `ingest/<graph>/floor`: the floor any key-addressed store pays for the same input: a
 //!   `HashMap<String, u32>` key index (each key moved in), then a CSR of the references,
 //!   every reference resolved by key.
@@ -95,6 +97,21 @@ fn ingest(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        group.bench_function(BenchmarkId::new(name, "apply_rows"), |b| {
+            b.iter_batched(
+                || {
+                    (
+                        Engine::new(schema.clone(), syncore::Config::default()),
+                        common::rows(&dag),
+                    )
+                },
+                |(mut engine, rows)| {
+                    engine.apply_rows(rows).expect("applies");
+                    engine
+                },
+                BatchSize::PerIteration,
+            )
+        });
         group.bench_function(BenchmarkId::new(name, "floor"), |b| {
             b.iter_batched(
                 || common::pred_keys(&dag),
@@ -116,6 +133,18 @@ fn ingest(c: &mut Criterion) {
         })
         .collect();
     common::print_ratios("apply of the whole graph vs the ingest floor", &rows);
+    let rows: Vec<_> = GRAPHS
+        .iter()
+        .map(|(name, w, l, _)| {
+            (
+                *name,
+                format!("ingest/{name}/apply_rows"),
+                format!("ingest/{name}/floor"),
+                u64::from(w * l),
+            )
+        })
+        .collect();
+    common::print_ratios("apply_rows of the whole graph vs the ingest floor", &rows);
 }
 
 fn snapshot(c: &mut Criterion) {

@@ -185,6 +185,8 @@ struct Checked {
     /// Edges of the i-th entry in key order: `edges[off[i]..off[i + 1]]`, sorted, deduplicated.
     off: Vec<u32>,
     edges: Vec<Edge>,
+    /// Bytes of the new keys.
+    key_bytes: usize,
 }
 
 fn check<I: Entries>(
@@ -234,6 +236,11 @@ fn check<I: Entries>(
         return None;
     }
     if store.live_count > 0 && keys.iter().any(|k| store.id_of(k).is_some()) {
+        return None;
+    }
+    let key_bytes: usize = keys.iter().map(|k| k.len()).sum();
+    if store.d.keys.live_bytes() + key_bytes > crate::keys::KEY_BYTES_LIVE_MAX {
+        // The general path refuses it, naming the limit.
         return None;
     }
     // New ids, in key order; one index over the new keys (by position in key order).
@@ -301,6 +308,7 @@ fn check<I: Entries>(
         models,
         off,
         edges,
+        key_bytes,
     })
 }
 
@@ -478,10 +486,12 @@ fn commit<I: Entries>(
         models,
         off,
         edges,
+        key_bytes,
     } = checked;
     let n = order.len();
     let mut ids: Vec<ObjectId> = Vec::with_capacity(n);
     let mut changed: Vec<String> = Vec::with_capacity(n);
+    store.d.keys.reserve(n, key_bytes);
     let appended_from = store.capacity();
     for (pos, &i) in order.iter().enumerate() {
         let m = schema.model(models[pos]);

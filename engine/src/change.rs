@@ -655,6 +655,7 @@ impl<'a> Stage<'a> {
         // hand out. One hash index over the staged keys serves every reference lookup.
         let mut ids: Vec<u32> = Vec::with_capacity(self.entries.len());
         let mut new_count = 0;
+        let mut new_key_bytes = 0;
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.entries.len());
         for (i, (key, e)) in self.entries.iter().enumerate() {
             index.insert(key.as_str(), i);
@@ -662,6 +663,7 @@ impl<'a> Stage<'a> {
                 Some(id) => id.0,
                 None => {
                     new_count += 1;
+                    new_key_bytes += key.len();
                     self.store.peek_new_id(new_count - 1)
                 }
             });
@@ -670,6 +672,12 @@ impl<'a> Stage<'a> {
             return Err(ChangeError::TooLarge {
                 what: "object count",
                 max: self.limits.objects_max,
+            });
+        }
+        if self.store.d.keys.live_bytes() + new_key_bytes > crate::keys::KEY_BYTES_LIVE_MAX {
+            return Err(ChangeError::TooLarge {
+                what: "key bytes",
+                max: crate::keys::KEY_BYTES_LIVE_MAX,
             });
         }
         let staged: Vec<&Staged> = self.entries.values().collect();

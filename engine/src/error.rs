@@ -269,8 +269,10 @@ pub enum ChangeError {
         /// The limit.
         rounds: u32,
     },
-    /// A limit of the engine's configuration was exceeded: `"change set"` (entries, policy
-    /// output included: `changes_max`) or `"object count"` (`objects_max`).
+    /// A limit was exceeded: `"change set"` (entries, policy output included:
+    /// `changes_max`) or `"object count"` (`objects_max`) of the engine's configuration, or
+    /// what one store holds: `"edge count"` (live dependency edges) or `"key bytes"` (the
+    /// bytes of every live key).
     #[error("{what} exceeds the limit of {max}")]
     TooLarge {
         /// What is too large.

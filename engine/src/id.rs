@@ -4,6 +4,8 @@ use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
 
+use crate::keys::Keys;
+
 /// The dense internal id of an object: an index into the store's arrays.
 ///
 /// Ids are assigned deterministically (new keys of a change set in key order, reusing freed
@@ -109,30 +111,28 @@ pub(crate) struct KeyIndex {
 impl KeyIndex {
     /// The id of `key`, given the key array the ids index.
     #[inline]
-    pub(crate) fn get(&self, key: &str, keys: &[Box<str>]) -> Option<u32> {
+    pub(crate) fn get(&self, key: &str, keys: &Keys) -> Option<u32> {
         let h = self.hasher.hash_one(key);
-        self.table
-            .find(h, |&id| &*keys[id as usize] == key)
-            .copied()
+        self.table.find(h, |&id| &keys[id as usize] == key).copied()
     }
 
     /// Adds `id`, whose key is already in `keys[id]`.
-    pub(crate) fn insert(&mut self, id: u32, keys: &[Box<str>]) {
+    pub(crate) fn insert(&mut self, id: u32, keys: &Keys) {
         let hasher = &self.hasher;
-        let h = hasher.hash_one(&*keys[id as usize]);
+        let h = hasher.hash_one(&keys[id as usize]);
         self.table
-            .insert_unique(h, id, |&i| hasher.hash_one(&*keys[i as usize]));
+            .insert_unique(h, id, |&i| hasher.hash_one(&keys[i as usize]));
     }
 
     /// Adds `id` unless its key is already present (then returns false, adding nothing).
-    pub(crate) fn insert_new(&mut self, id: u32, keys: &[Box<str>]) -> bool {
+    pub(crate) fn insert_new(&mut self, id: u32, keys: &Keys) -> bool {
         let hasher = &self.hasher;
-        let key = &*keys[id as usize];
+        let key = &keys[id as usize];
         let h = hasher.hash_one(key);
         match self.table.entry(
             h,
-            |&i| &*keys[i as usize] == key,
-            |&i| hasher.hash_one(&*keys[i as usize]),
+            |&i| &keys[i as usize] == key,
+            |&i| hasher.hash_one(&keys[i as usize]),
         ) {
             hashbrown::hash_table::Entry::Occupied(_) => false,
             hashbrown::hash_table::Entry::Vacant(v) => {
@@ -143,18 +143,18 @@ impl KeyIndex {
     }
 
     /// Removes `key`, while `keys` still holds it.
-    pub(crate) fn remove(&mut self, key: &str, keys: &[Box<str>]) {
+    pub(crate) fn remove(&mut self, key: &str, keys: &Keys) {
         let h = self.hasher.hash_one(key);
-        if let Ok(entry) = self.table.find_entry(h, |&id| &*keys[id as usize] == key) {
+        if let Ok(entry) = self.table.find_entry(h, |&id| &keys[id as usize] == key) {
             entry.remove();
         }
     }
 
     /// Reserves room for `n` more keys.
-    pub(crate) fn reserve(&mut self, n: usize, keys: &[Box<str>]) {
+    pub(crate) fn reserve(&mut self, n: usize, keys: &Keys) {
         let hasher = &self.hasher;
         self.table
-            .reserve(n, |&i| hasher.hash_one(&*keys[i as usize]));
+            .reserve(n, |&i| hasher.hash_one(&keys[i as usize]));
     }
 
     /// Buckets allocated.

@@ -86,6 +86,7 @@ pub mod exec;
 mod graph;
 mod id;
 mod idset;
+mod keys;
 mod migrate;
 mod plan;
 mod policy;

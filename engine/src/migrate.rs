@@ -259,7 +259,7 @@ impl Engine {
         // Move the values into the new slots; the edges follow from them.
         let index: std::collections::HashMap<&str, usize> = (0..n)
             .filter(|&i| d.model[i] != DEAD)
-            .map(|i| (&*d.keys[i], i))
+            .map(|i| (&d.keys[i], i))
             .collect();
         let old_model = d.model.clone();
         let mut deps = crate::edges::EdgeLists::default();
@@ -348,7 +348,7 @@ fn check_limits(d: &crate::store::StoreData, config: &Config) -> Result<(), Migr
             return Err(MigrateError::Limit {
                 setting: "key_len_max",
                 max: config.key_len_max.into(),
-                found: format!("key {} of {} bytes", d.keys[id], d.keys[id].len()),
+                found: format!("key {} of {} bytes", &d.keys[id], d.keys[id].len()),
             });
         }
         for v in d.values[id].iter() {
@@ -356,7 +356,7 @@ fn check_limits(d: &crate::store::StoreData, config: &Config) -> Result<(), Migr
                 return Err(MigrateError::Limit {
                     setting: setting_of(e.what),
                     max: e.max as u64,
-                    found: format!("object {}: {}", d.keys[id], e.what),
+                    found: format!("object {}: {}", &d.keys[id], e.what),
                 });
             }
         }

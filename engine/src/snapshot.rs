@@ -175,9 +175,7 @@ fn edges_match_by_key(d: &StoreData, model: &crate::schema::Model, id: usize) ->
         for t in d.values[id][l.field as usize].refs() {
             let hit = edges.iter().position(|&e| {
                 let target = graph::target(e).index();
-                e & PROXY == flag
-                    && d.model.get(target) == Some(&l.target)
-                    && *d.keys[target] == **t
+                e & PROXY == flag && d.model.get(target) == Some(&l.target) && d.keys[target] == **t
             });
             match hit {
                 Some(i) => named |= 1 << i,
@@ -241,7 +239,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
             return Err(format!("object {id}: empty or duplicate key"));
         }
         if d.values[id].len() != model.fields.len() + model.feedback.len() {
-            return Err(format!("object {}: wrong number of values", d.keys[id]));
+            return Err(format!("object {}: wrong number of values", &d.keys[id]));
         }
         if meta.version == 0
             || meta.version >= d.next_version
@@ -249,20 +247,20 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
             || meta.born == 0
             || meta.born > meta.version
         {
-            return Err(format!("object {}: bad version", d.keys[id]));
+            return Err(format!("object {}: bad version", &d.keys[id]));
         }
         let o = d.owner[id];
         if o != crate::store::NO_OWNER
             && (o as usize >= n || o as usize == id || d.model[o as usize] == DEAD)
         {
-            return Err(format!("object {}: bad owner", d.keys[id]));
+            return Err(format!("object {}: bad owner", &d.keys[id]));
         }
         let fields = model.fields.iter().chain(model.feedback.iter());
         for (f, v) in fields.zip(d.values[id].iter()) {
             if !v.has_type(f.ty) {
                 return Err(format!(
                     "object {}: field {} has a {} value",
-                    d.keys[id],
+                    &d.keys[id],
                     f.name,
                     v.kind_name()
                 ));
@@ -301,12 +299,12 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
         for l in &model.links {
             for t in d.values[id][l.field as usize].refs() {
                 let Some(tid) = store.id_of(t) else {
-                    return Err(format!("object {}: dangling reference {t}", d.keys[id]));
+                    return Err(format!("object {}: dangling reference {t}", &d.keys[id]));
                 };
                 if d.model[tid.index()] != l.target {
                     return Err(format!(
                         "object {}: reference {t} has the wrong model",
-                        d.keys[id]
+                        &d.keys[id]
                     ));
                 }
                 want.push(tid.0 | if l.proxy { PROXY } else { 0 });
@@ -317,7 +315,7 @@ fn validate(schema: &Schema, d: StoreData) -> Result<Store, String> {
         if d.deps.get(id) != want.as_slice() {
             return Err(format!(
                 "object {}: edges do not match its fields",
-                d.keys[id]
+                &d.keys[id]
             ));
         }
     }
@@ -422,7 +420,7 @@ mod tests {
     }
 
     fn id(d: &StoreData, key: &str) -> usize {
-        d.keys.iter().position(|k| &**k == key).unwrap()
+        d.keys.iter().position(|k| k == key).unwrap()
     }
 
     /// Restores `d` with object `key`'s edge list replaced by what `edit` makes of it.

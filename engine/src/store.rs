@@ -16,6 +16,7 @@ use crate::edges::{EdgeLists, RefLists};
 use crate::graph::{self, Edge};
 use crate::id::{KeyIndex, ModelId, ObjectId, Time};
 use crate::idset::IdSet;
+use crate::keys::Keys;
 use crate::state_hash::SlotHashes;
 use crate::value::Value;
 
@@ -81,7 +82,7 @@ pub(crate) struct Meta {
 /// per field (see [`StoreData`]'s `Encode`), whatever the layout in memory.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct StoreData {
-    pub keys: Vec<Box<str>>,
+    pub keys: Keys,
     /// [`DEAD`] for a free slot.
     pub model: Vec<ModelId>,
     /// Versions and backoff, per slot.
@@ -136,7 +137,7 @@ impl Encode for StoreData {
 
 impl<Context> Decode<Context> for StoreData {
     fn decode<D: Decoder<Context = Context>>(d: &mut D) -> Result<StoreData, DecodeError> {
-        let keys = Vec::<Box<str>>::decode(d)?;
+        let keys = Keys::decode(d)?;
         let model = Vec::<ModelId>::decode(d)?;
         let version = Vec::<u64>::decode(d)?;
         let born = Vec::<u64>::decode(d)?;
@@ -395,7 +396,7 @@ impl Store {
                 let i = id as usize;
                 self.hash.free_popped(self.d.free.len(), id);
                 self.hash.mark(&self.d, i);
-                self.d.keys[i] = key.into();
+                self.d.keys.set(i, key);
                 self.d.model[i] = model;
                 self.d.meta[i] = Meta::default();
                 self.d.owner[i] = NO_OWNER;
@@ -407,7 +408,7 @@ impl Store {
             None => {
                 let id = self.d.keys.len() as u32;
                 self.hash.mark(&self.d, id as usize);
-                self.d.keys.push(key.into());
+                self.d.keys.push(key);
                 self.d.model.push(model);
                 self.d.meta.push(Meta::default());
                 self.d.owner.push(NO_OWNER);
@@ -513,10 +514,8 @@ impl Store {
             self.d.owner[x as usize] = NO_OWNER;
         }
         let i = id.index();
-        let key = std::mem::take(&mut self.d.keys[i]);
-        self.d.keys[i] = key;
         self.index.remove(&self.d.keys[i], &self.d.keys);
-        self.d.keys[i] = Box::default();
+        self.d.keys.set(i, "");
         self.d.model[i] = DEAD;
         self.d.meta[i] = Meta::default();
         self.d.values[i] = Box::new([]);
@@ -541,16 +540,15 @@ impl Store {
     pub(crate) fn memory_bytes(&self) -> usize {
         use std::mem::size_of;
         let d = &self.d;
-        let n = d.keys.capacity();
+        let n = d.model.capacity();
         let mut bytes = n
-            * (size_of::<Box<str>>()
-                + size_of::<ModelId>()
+            * (size_of::<ModelId>()
                 + size_of::<Meta>()
                 + size_of::<u32>()
                 + size_of::<Box<[Value]>>());
-        bytes += d.deps.memory_bytes() + self.rdeps.memory_bytes();
+        bytes += d.keys.memory_bytes() + d.deps.memory_bytes() + self.rdeps.memory_bytes();
         for i in 0..d.keys.len() {
-            bytes += d.keys[i].len() + d.values[i].len() * size_of::<Value>();
+            bytes += d.values[i].len() * size_of::<Value>();
         }
         // Hash index: key box, id, and a control byte per bucket (about 8/7 load).
         bytes += self.index.capacity() * (4 + 1);
