@@ -14,12 +14,15 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The most `LIVE` has been since it was last reset.
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts bytes.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        let live = LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed) + layout.size() as isize;
+        PEAK.fetch_max(live, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -83,7 +86,10 @@ fn measure(by_rows: bool) {
     drop(report);
     let peak_loading = vm_hwm_kib();
     let total = LIVE.load(Ordering::Relaxed) - before;
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+    let live_before_plan = LIVE.load(Ordering::Relaxed);
     let plan = engine.plan(syncore::Time(0));
+    let plan_peak = PEAK.load(Ordering::Relaxed) - live_before_plan;
     let with_scratch = LIVE.load(Ordering::Relaxed) - before - plan_bytes(&plan);
     let (n, e) = (f64::from(dag.n), dag.edges.len() as f64);
     // Field data: each object's `deps` value holds its predecessors' keys as Strings.
@@ -128,6 +134,11 @@ fn measure(by_rows: bool) {
     println!(
         "engine heap incl. plan scratch: {:.1} B/object",
         with_scratch as f64 / n
+    );
+    println!(
+        "first plan: {:.1} B/object at its peak (plan and scratch), {:.1} B/object held after",
+        plan_peak as f64 / n,
+        (LIVE.load(Ordering::Relaxed) - live_before_plan) as f64 / n
     );
     println!(
         "engine.memory_bytes() estimate: {:.1} B/object",
