@@ -187,6 +187,8 @@ struct Checked {
     edges: Vec<Edge>,
     /// Bytes of the new keys.
     key_bytes: usize,
+    /// Values of the new objects (one per field).
+    value_count: usize,
 }
 
 fn check<I: Entries>(
@@ -239,7 +241,13 @@ fn check<I: Entries>(
         return None;
     }
     let key_bytes: usize = keys.iter().map(|k| k.len()).sum();
-    if store.d.keys.live_bytes() + key_bytes > crate::keys::KEY_BYTES_LIVE_MAX {
+    let value_count: usize = models
+        .iter()
+        .map(|&m| schema.model(m).fields.len() + schema.model(m).feedback.len())
+        .sum();
+    if store.d.keys.live_bytes() + key_bytes > crate::keys::KEY_BYTES_LIVE_MAX
+        || store.d.values.live_count() + value_count > crate::value_lists::VALUES_LIVE_MAX
+    {
         // The general path refuses it, naming the limit.
         return None;
     }
@@ -309,6 +317,7 @@ fn check<I: Entries>(
         off,
         edges,
         key_bytes,
+        value_count,
     })
 }
 
@@ -487,17 +496,22 @@ fn commit<I: Entries>(
         off,
         edges,
         key_bytes,
+        value_count,
     } = checked;
     let n = order.len();
     let mut ids: Vec<ObjectId> = Vec::with_capacity(n);
     let mut changed: Vec<String> = Vec::with_capacity(n);
     store.d.keys.reserve(n, key_bytes);
+    store.d.values.reserve(n, value_count);
+    // One buffer for every object's values on their way into the store.
+    let mut values: Vec<Value> = Vec::new();
     let appended_from = store.capacity();
     for (pos, &i) in order.iter().enumerate() {
         let m = schema.model(models[pos]);
-        let mut values = vec![Value::Null; m.fields.len() + m.feedback.len()];
+        values.clear();
+        values.resize(m.fields.len() + m.feedback.len(), Value::Null);
         let key = input.take(i as usize, m, &mut values);
-        let id = store.insert(&key, models[pos], values.into_boxed_slice());
+        let id = store.insert(&key, models[pos], values.drain(..));
         ids.push(id);
         changed.push(key);
     }

@@ -656,6 +656,7 @@ impl<'a> Stage<'a> {
         let mut ids: Vec<u32> = Vec::with_capacity(self.entries.len());
         let mut new_count = 0;
         let mut new_key_bytes = 0;
+        let mut new_values = 0;
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(self.entries.len());
         for (i, (key, e)) in self.entries.iter().enumerate() {
             index.insert(key.as_str(), i);
@@ -664,6 +665,8 @@ impl<'a> Stage<'a> {
                 None => {
                     new_count += 1;
                     new_key_bytes += key.len();
+                    let m = self.schema.model(e.model);
+                    new_values += m.fields.len() + m.feedback.len();
                     self.store.peek_new_id(new_count - 1)
                 }
             });
@@ -678,6 +681,12 @@ impl<'a> Stage<'a> {
             return Err(ChangeError::TooLarge {
                 what: "key bytes",
                 max: crate::keys::KEY_BYTES_LIVE_MAX,
+            });
+        }
+        if self.store.d.values.live_count() + new_values > crate::value_lists::VALUES_LIVE_MAX {
+            return Err(ChangeError::TooLarge {
+                what: "value count",
+                max: crate::value_lists::VALUES_LIVE_MAX,
             });
         }
         let staged: Vec<&Staged> = self.entries.values().collect();
@@ -1042,7 +1051,7 @@ pub(crate) fn commit(
         let m = schema.model(e.model);
         let mut values = e.values.clone();
         values.resize(m.fields.len() + m.feedback.len(), Value::Null);
-        let id = store.insert(key, e.model, values.into_boxed_slice());
+        let id = store.insert(key, e.model, values);
         debug_assert_eq!(id.0, want, "staged id matches the allocated one");
     }
     // Owners (R10): every new object exists now, so owner keys resolve.

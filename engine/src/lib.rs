@@ -102,6 +102,7 @@ mod state_hash;
 mod store;
 pub mod trace;
 mod value;
+mod value_lists;
 
 #[cfg(feature = "wasm")]
 pub mod wasm;

@@ -124,6 +124,15 @@ pub enum MigrateError {
         /// What exceeds it.
         found: String,
     },
+    /// The migrated state would pass what one store holds: `"value count"` (a value per
+    /// field of every live object).
+    #[error("the migrated state's {what} would exceed the limit of {max}")]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
     /// The migrated state failed the consistency check of a restore (a bug if reached).
     #[error("migrated state is inconsistent: {0}")]
     Inconsistent(String),
@@ -256,6 +265,20 @@ impl Engine {
             }
             value_maps.push(map);
         }
+        // A value per field of every live object, on the new schema.
+        let value_count: usize = (0..n)
+            .filter(|&i| d.model[i] != DEAD)
+            .map(|i| {
+                let m = schema.model(model_map[d.model[i].index()]);
+                m.fields.len() + m.feedback.len()
+            })
+            .sum();
+        if value_count > crate::value_lists::VALUES_LIVE_MAX {
+            return Err(MigrateError::TooLarge {
+                what: "value count",
+                max: crate::value_lists::VALUES_LIVE_MAX,
+            });
+        }
         // Move the values into the new slots; the edges follow from them.
         let index: std::collections::HashMap<&str, usize> = (0..n)
             .filter(|&i| d.model[i] != DEAD)
@@ -312,7 +335,7 @@ impl Engine {
             edges.sort_unstable();
             edges.dedup();
             deps.push(&edges);
-            d.values[id] = values.into_boxed_slice();
+            d.values.set(id, values);
             d.model[id] = nid;
         }
         d.deps = deps;

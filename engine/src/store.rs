@@ -19,6 +19,7 @@ use crate::idset::IdSet;
 use crate::keys::Keys;
 use crate::state_hash::SlotHashes;
 use crate::value::Value;
+use crate::value_lists::ValueLists;
 
 /// The model id of a free slot.
 pub(crate) const DEAD: ModelId = ModelId(u16::MAX);
@@ -90,7 +91,7 @@ pub(crate) struct StoreData {
     /// The object whose policy created this one and which owns it (R10), or [`NO_OWNER`].
     pub owner: Vec<u32>,
     /// Declarative values then feedback values, as many as the model has.
-    pub values: Vec<Box<[Value]>>,
+    pub values: ValueLists,
     /// Dependencies (link targets), sorted, deduplicated, tagged with [`graph::PROXY`]:
     /// one list per slot, all in one array.
     pub deps: EdgeLists,
@@ -143,7 +144,7 @@ impl<Context> Decode<Context> for StoreData {
         let born = Vec::<u64>::decode(d)?;
         let owner = Vec::<u32>::decode(d)?;
         let enacted = Vec::<u64>::decode(d)?;
-        let values = Vec::<Box<[Value]>>::decode(d)?;
+        let values = ValueLists::decode(d)?;
         let backoff = Vec::<Backoff>::decode(d)?;
         let n = version.len();
         if [born.len(), enacted.len(), backoff.len()]
@@ -390,7 +391,11 @@ impl Store {
     }
 
     /// Allocates a slot for a new object; matches [`Store::peek_new_id`]`(0)`.
-    pub(crate) fn insert(&mut self, key: &str, model: ModelId, values: Box<[Value]>) -> ObjectId {
+    pub(crate) fn insert<I>(&mut self, key: &str, model: ModelId, values: I) -> ObjectId
+    where
+        I: IntoIterator<Item = Value>,
+        I::IntoIter: ExactSizeIterator,
+    {
         let id = match self.d.free.pop() {
             Some(id) => {
                 let i = id as usize;
@@ -400,7 +405,7 @@ impl Store {
                 self.d.model[i] = model;
                 self.d.meta[i] = Meta::default();
                 self.d.owner[i] = NO_OWNER;
-                self.d.values[i] = values;
+                self.d.values.set(i, values);
                 debug_assert!(self.d.deps.get(i).is_empty());
                 debug_assert!(self.rdeps.get(i).is_empty());
                 id
@@ -518,7 +523,7 @@ impl Store {
         self.d.keys.set(i, "");
         self.d.model[i] = DEAD;
         self.d.meta[i] = Meta::default();
-        self.d.values[i] = Box::new([]);
+        self.d.values.clear(i);
         self.d.messages.remove(&id.0);
         self.d.unsettled.remove(id.0);
         self.hash.free_pushed(self.d.free.len(), id.0);
@@ -541,15 +546,11 @@ impl Store {
         use std::mem::size_of;
         let d = &self.d;
         let n = d.model.capacity();
-        let mut bytes = n
-            * (size_of::<ModelId>()
-                + size_of::<Meta>()
-                + size_of::<u32>()
-                + size_of::<Box<[Value]>>());
-        bytes += d.keys.memory_bytes() + d.deps.memory_bytes() + self.rdeps.memory_bytes();
-        for i in 0..d.keys.len() {
-            bytes += d.values[i].len() * size_of::<Value>();
-        }
+        let mut bytes = n * (size_of::<ModelId>() + size_of::<Meta>() + size_of::<u32>());
+        bytes += d.keys.memory_bytes()
+            + d.values.memory_bytes()
+            + d.deps.memory_bytes()
+            + self.rdeps.memory_bytes();
         // Hash index: key box, id, and a control byte per bucket (about 8/7 load).
         bytes += self.index.capacity() * (4 + 1);
         // Unsettled set: a B-tree of u32, about 12 bytes per entry with node overhead.
@@ -567,9 +568,9 @@ mod tests {
     /// A store with live, free and failing slots (every `Meta` field varies).
     fn data() -> StoreData {
         let mut s = Store::new(vec![1]);
-        let a = s.insert("a", ModelId(0), vec![Value::Int(1)].into());
-        let b = s.insert("b", ModelId(0), vec![Value::Int(2)].into());
-        let c = s.insert("c", ModelId(0), vec![Value::Int(3)].into());
+        let a = s.insert("a", ModelId(0), vec![Value::Int(1)]);
+        let b = s.insert("b", ModelId(0), vec![Value::Int(2)]);
+        let c = s.insert("c", ModelId(0), vec![Value::Int(3)]);
         for id in [a, b, c] {
             s.bump_version(id);
         }
