@@ -36,6 +36,12 @@
 //! The rules the engine honours (R1-R18) are listed in the repository's `DESIGN.md`; each
 //! has a test named after it.
 //!
+//! ## Loading a large graph
+//! A [`ChangeSet`] holds a map of field names per upsert: simple for small changes. For
+//! many objects of one model, [`Rows`] names the fields once and holds the values by column;
+//! [`Engine::apply_rows`] gives the same result as the equivalent change set without a map
+//! per object (a million objects load in about half the memory).
+//!
 //! ## Scheduling: one state machine, two clocks
 //! [`sched::Scheduler`] is the pure scheduling state machine over an engine: leases (one
 //! actuation per object in flight), completion-driven release of dependents, global and
@@ -64,7 +70,8 @@
 //! included), key length, live objects, string, bytes and JSON sizes, JSON depth and
 //! references per field, each with a documented default; [`MODELS_MAX`] and [`FIELDS_MAX`]
 //! cap a schema. A change over a limit is refused with [`ChangeError::ValueTooLarge`]
-//! (naming key and field), [`ChangeError::KeyTooLong`] or [`ChangeError::TooLarge`], and
+//! (naming key and field), [`ChangeError::KeyTooLong`] or [`ChangeError::TooLarge`] (also
+//! for what one store holds: about a billion live edges, values, or bytes of keys), and
 //! nothing is applied. Snapshot bytes are decoded within a bound proportional to their
 //! length (R14). The fuzz targets in the repository's `fuzz/` exercise these boundaries.
 
