@@ -99,17 +99,17 @@ impl Entries for Rows {
         self.len()
     }
     fn head(&self, i: usize) -> Option<(&str, &str)> {
-        Some((self.key(i), self.model()))
+        Some((self.key_at(i), self.model()))
     }
     fn all_fields(&self, i: usize, mut f: impl FnMut(&str, &Value) -> bool) -> bool {
         self.columns()
             .iter()
-            .zip(self.values(i))
+            .zip(self.values_at(i))
             .all(|(n, v)| f(n, v))
     }
     fn field(&self, i: usize, name: &str) -> Option<&Value> {
         let c = self.columns().iter().position(|c| c == name)?;
-        Some(&self.values(i)[c])
+        Some(&self.values_at(i)[c])
     }
     fn coerce(&mut self, schema: &Schema) {
         let Some(mid) = schema.model_id(self.model()) else {
@@ -129,7 +129,7 @@ impl Entries for Rows {
                 values[s as usize] = std::mem::take(&mut self.values_mut(i)[c]);
             }
         }
-        self.key(i).to_string()
+        self.key_at(i).to_string()
     }
 }
 

@@ -122,19 +122,29 @@ impl Rows {
         self.key_ends.is_empty()
     }
 
-    /// Row `i`'s key.
-    pub fn key(&self, i: usize) -> &str {
+    /// Row `i`'s key, or `None` past the last row.
+    pub fn key(&self, i: usize) -> Option<&str> {
+        (i < self.len()).then(|| self.key_at(i))
+    }
+
+    /// Row `i`'s values in column order, or `None` past the last row.
+    pub fn values(&self, i: usize) -> Option<&[Value]> {
+        (i < self.len()).then(|| self.values_at(i))
+    }
+
+    /// Row `i`'s key (`i` is a row).
+    pub(crate) fn key_at(&self, i: usize) -> &str {
         let start = if i == 0 { 0 } else { self.key_ends[i - 1] };
         &self.keys[start..self.key_ends[i]]
     }
 
-    /// Row `i`'s values, in column order.
-    pub fn values(&self, i: usize) -> &[Value] {
+    /// Row `i`'s values (`i` is a row).
+    pub(crate) fn values_at(&self, i: usize) -> &[Value] {
         let w = self.columns.len();
         &self.values[i * w..(i + 1) * w]
     }
 
-    /// Row `i`'s values, to coerce or move out (crate-private: the bulk path).
+    /// Row `i`'s values, to coerce or move out (`i` is a row; the bulk path).
     pub(crate) fn values_mut(&mut self, i: usize) -> &mut [Value] {
         let w = self.columns.len();
         &mut self.values[i * w..(i + 1) * w]
@@ -188,8 +198,9 @@ mod tests {
         );
         assert_eq!(rows, before);
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows.key(0), "k1");
-        assert_eq!(rows.values(0), [Value::Int(1), Value::Int(2)]);
+        assert_eq!(rows.key(0), Some("k1"));
+        assert_eq!(rows.values(0), Some(&[Value::Int(1), Value::Int(2)][..]));
+        assert_eq!((rows.key(1), rows.values(1)), (None, None));
     }
 
     #[test]
