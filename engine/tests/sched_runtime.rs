@@ -315,6 +315,144 @@ fn new_user_files_backend_rename_mid_run_slow_and_failing_actuators() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// A deployment loaded as `Rows` (one per model, no field map per object) runs on the
+/// real-time runtime against the files backend, with a slow site and instances that fail
+/// first: the backend ends holding exactly the declarative state, one file per instance
+/// with its version, and nothing else.
+#[test]
+fn a_deployment_loaded_as_rows_converges_on_the_files_backend() {
+    let root = temp_root("rows");
+    let log = Arc::new(Mutex::new(Log::default()));
+    let mut engine = Engine::new(
+        Schema::from_json(SCHEMA).unwrap(),
+        Config {
+            backoff: BackoffPolicy {
+                base_ms: 20,
+                factor: 2,
+                cap_ms: 200,
+                jitter_permille: 0,
+                ..BackoffPolicy::default()
+            },
+            ..Config::default()
+        },
+    );
+    let mut sites = syncore::Rows::new("Site", ["name", "slow"]).unwrap();
+    for s in 0..3 {
+        sites
+            .push(
+                &format!("s{s}"),
+                [Value::from(format!("site{s}")), Value::Bool(s == 0)],
+            )
+            .unwrap();
+    }
+    let mut slices = syncore::Rows::new("Slice", ["site", "name"]).unwrap();
+    for l in 0..30 {
+        slices
+            .push(
+                &format!("l{l:02}"),
+                [
+                    Value::Ref(format!("s{}", l % 3)),
+                    Value::from(format!("slice{l}")),
+                ],
+            )
+            .unwrap();
+    }
+    let mut instances = syncore::Rows::new("Instance", ["slice", "name", "fail_first"]).unwrap();
+    for i in 0..300 {
+        instances
+            .push(
+                &format!("i{i:03}"),
+                [
+                    Value::Ref(format!("l{:02}", i % 30)),
+                    Value::from(format!("inst{i}")),
+                    Value::Int(i64::from(i % 7 == 0)),
+                ],
+            )
+            .unwrap();
+    }
+    for rows in [sites, slices, instances] {
+        let n = rows.len();
+        assert_eq!(engine.apply_rows(rows).unwrap().changed.len(), n);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stopped = rt.block_on(async {
+        let sched = Scheduler::new(engine, SchedConfig::default()).unwrap();
+        let registry = Registry::new()
+            .with_async(
+                "Site",
+                Sites {
+                    root: root.clone(),
+                    log: log.clone(),
+                },
+            )
+            .with_async("Slice", Slices { log: log.clone() })
+            .with_async("Instance", Instances { log: log.clone() });
+        let runtime = Runtime::start(sched, registry, RuntimeConfig::default()).unwrap();
+        let h = runtime.handle().clone();
+        tokio::time::timeout(Duration::from_secs(30), h.converged())
+            .await
+            .expect("converges");
+        runtime.shutdown(Duration::from_secs(1)).await
+    });
+    let log = log.lock().unwrap();
+    assert!(
+        log.problems.is_empty(),
+        "stale feedback: {:?}",
+        log.problems
+    );
+    let failed_first = log
+        .runs
+        .iter()
+        .filter(|r| r.0.starts_with('i') && r.1 == 2)
+        .count();
+    assert_eq!(
+        failed_first,
+        300 / 7 + 1,
+        "every fail_first instance retried once"
+    );
+    // Exactly the declarative state: a directory per site, per slice under its site, a
+    // file per instance under its slice holding its key and version.
+    let engine = stopped.scheduler.engine();
+    let mut want: Vec<PathBuf> = Vec::new();
+    for i in 0..300u32 {
+        let (l, s) = (i % 30, i % 30 % 3);
+        let path = root.join(format!("site{s}/slice{l}/inst{i}.txt"));
+        let key = format!("i{i:03}");
+        let version = engine.object(&key).unwrap().version;
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}")),
+            format!("{key} v{version}")
+        );
+        want.push(path);
+    }
+    let mut found: Vec<PathBuf> = Vec::new();
+    for site in std::fs::read_dir(&root).unwrap() {
+        for slice in std::fs::read_dir(site.unwrap().path()).unwrap() {
+            for file in std::fs::read_dir(slice.unwrap().path()).unwrap() {
+                found.push(file.unwrap().path());
+            }
+        }
+    }
+    want.sort();
+    found.sort();
+    assert_eq!(
+        found, want,
+        "the backend holds the declarative state and nothing else"
+    );
+    for key in engine.keys() {
+        assert_eq!(
+            engine.status(key, Time(u64::MAX / 2)),
+            Some(Status::Synced),
+            "{key}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 /// An actuator that sleeps a random few milliseconds (real thread timing), fails now and
 /// then, and writes a file.
 struct Jittery {
