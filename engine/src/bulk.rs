@@ -1,9 +1,10 @@
-//! The bulk path of `apply`: a change set that only creates objects, checked and written
-//! in a few flat passes instead of through the general staging machinery.
+//! The bulk path of `apply` and `apply_rows`: a change set (or [`Rows`]) that only creates
+//! objects, checked and written in a few flat passes instead of through the general
+//! staging machinery. Both inputs are read through [`Entries`].
 //!
 //! It applies when every entry is an upsert of a new key (not in the store, not given
-//! twice), of a model with no registered policy, with typed values (no loose JSON forms
-//! to coerce), and no watcher is registered. Then nothing can refer back to the new
+//! twice), of a model with no registered policy, with values of their fields' types once
+//! the loose JSON forms are coerced in place, and no watcher is registered. Then nothing can refer back to the new
 //! objects from the store, so a cycle (R11) can only run through new objects, unless a
 //! new object extends a stored one (a proxy link to it, R16): that case goes the general
 //! way too. The passes:
@@ -13,8 +14,8 @@
 //! 3. a Kahn pass over the new objects' effective dependencies;
 //! 4. the store written in key order, values moved, not copied.
 //!
-//! Whenever anything is wrong or out of scope, it writes nothing and returns the change set
-//! to the general path, which finds the same error (or applies the same change) the
+//! Whenever anything is wrong or out of scope, it writes nothing and returns the input
+//! to the general path (rows as their change set), which finds the same error (or applies the same change) the
 //! ordinary way: the result is the general path's in every case (property-tested: same
 //! snapshot bytes and report for any input).
 
