@@ -121,30 +121,23 @@ fn ingest(c: &mut Criterion) {
         });
     }
     group.finish();
-    let rows: Vec<_> = GRAPHS
-        .iter()
-        .map(|(name, w, l, _)| {
-            (
-                *name,
-                format!("ingest/{name}/apply"),
-                format!("ingest/{name}/floor"),
-                u64::from(w * l),
-            )
-        })
-        .collect();
-    common::print_ratios("apply of the whole graph vs the ingest floor", &rows);
-    let rows: Vec<_> = GRAPHS
-        .iter()
-        .map(|(name, w, l, _)| {
-            (
-                *name,
-                format!("ingest/{name}/apply_rows"),
-                format!("ingest/{name}/floor"),
-                u64::from(w * l),
-            )
-        })
-        .collect();
-    common::print_ratios("apply_rows of the whole graph vs the ingest floor", &rows);
+    for bench in ["apply", "apply_rows"] {
+        let rows: Vec<_> = GRAPHS
+            .iter()
+            .map(|(name, w, l, _)| {
+                (
+                    *name,
+                    format!("ingest/{name}/{bench}"),
+                    format!("ingest/{name}/floor"),
+                    u64::from(w * l),
+                )
+            })
+            .collect();
+        common::print_ratios(
+            &format!("{bench} of the whole graph vs the ingest floor"),
+            &rows,
+        );
+    }
 }
 
 fn snapshot(c: &mut Criterion) {

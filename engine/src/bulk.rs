@@ -654,11 +654,7 @@ mod tests {
                 prop_assert_eq!(a, b);
             }
             let mut shuffled = set.clone();
-            let mut s = seed;
-            for i in (1..shuffled.len()).rev() {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                shuffled.swap(i, (s >> 33) as usize % (i + 1));
-            }
+            shuffle(&mut shuffled, seed);
             let a = bulk.apply(ChangeSet::from(shuffled));
             let b = general.apply_general(ChangeSet::from(set));
             match (&a, &b) {
@@ -675,6 +671,17 @@ mod tests {
         }
     }
 
+    /// A Fisher-Yates shuffle of `v` driven by an LCG seeded with `seed`.
+    fn shuffle<T>(v: &mut [T], seed: u64) {
+        let mut s = seed;
+        for i in (1..v.len()).rev() {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            v.swap(i, (s >> 33) as usize % (i + 1));
+        }
+    }
+
     /// Node rows with the columns `deps` and `site` (typed or loose), keys possibly
     /// repeated, stored, dangling or mistyped references: anything a user may load.
     fn node_rows() -> impl Strategy<Value = crate::Rows> {
@@ -686,13 +693,7 @@ mod tests {
         );
         (proptest::collection::vec(row, 0..16), any::<u64>()).prop_map(|(mut rows, seed)| {
             // In any order: the result may not depend on it (R12).
-            let mut s = seed;
-            for i in (1..rows.len()).rev() {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                rows.swap(i, (s >> 33) as usize % (i + 1));
-            }
+            shuffle(&mut rows, seed);
             let mut out = crate::Rows::new("Node", ["deps", "site"]).unwrap();
             for (k, deps, site, loose) in rows {
                 let deps: Vec<String> = deps.iter().map(|d| format!("n{d}")).collect();

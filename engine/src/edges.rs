@@ -15,20 +15,13 @@ use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
 
 use crate::graph::Edge;
+use crate::span::{decode_len, Span};
 
-/// Most edges the array holds, live and garbage: spans are `u32`.
-pub(crate) const EDGES_MAX: usize = u32::MAX as usize;
+/// Most edges the array holds, live and garbage.
+pub(crate) const EDGES_MAX: usize = crate::span::ARRAY_MAX;
 
-/// Most live edges a store holds: with garbage at most the live edges (plus one list), the
-/// array stays within [`EDGES_MAX`]. `apply` refuses a change set that would pass it.
-pub(crate) const EDGES_LIVE_MAX: usize = EDGES_MAX / 4;
-
-/// Where one slot's list lies in the edge array.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Span {
-    start: u32,
-    len: u32,
-}
+/// Most live edges a store holds (see [`crate::span::LIVE_MAX`]).
+pub(crate) const EDGES_LIVE_MAX: usize = crate::span::LIVE_MAX;
 
 /// The dependency lists of every slot (usage: the tests below; the type is crate-private,
 /// so a rustdoc example could not run).
@@ -55,7 +48,7 @@ impl EdgeLists {
     #[inline]
     pub(crate) fn get(&self, i: usize) -> &[Edge] {
         let s = self.spans[i];
-        &self.edges[s.start as usize..(s.start + s.len) as usize]
+        &self.edges[s.range()]
     }
 
     /// Room for `slots` more slots and `edges` more edges.
@@ -68,7 +61,7 @@ impl EdgeLists {
     pub(crate) fn push(&mut self, list: &[Edge]) {
         let start = self.edges.len();
         self.edges.extend_from_slice(list);
-        self.spans.push(span(start, list.len()));
+        self.spans.push(Span::new(start, list.len()));
     }
 
     /// Replaces the list of slot `i`.
@@ -78,7 +71,7 @@ impl EdgeLists {
         if list.len() <= len {
             self.edges[start..start + list.len()].copy_from_slice(list);
             self.garbage += len - list.len();
-            self.spans[i] = span(start, list.len());
+            self.spans[i] = Span::new(start, list.len());
             return;
         }
         if start + len == self.edges.len() {
@@ -93,15 +86,15 @@ impl EdgeLists {
         }
         let start = self.edges.len();
         self.edges.extend_from_slice(list);
-        self.spans[i] = span(start, list.len());
+        self.spans[i] = Span::new(start, list.len());
     }
 
     /// Rewrites the array without garbage, lists in slot order.
     fn compact(&mut self) {
         let mut edges = Vec::with_capacity(self.edge_count());
         for s in &mut self.spans {
-            let from = s.start as usize..(s.start + s.len) as usize;
-            *s = span(edges.len(), s.len as usize);
+            let from = s.range();
+            *s = Span::new(edges.len(), s.len as usize);
             edges.extend_from_slice(&self.edges[from]);
         }
         self.edges = edges;
@@ -112,15 +105,6 @@ impl EdgeLists {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.spans.capacity() * std::mem::size_of::<Span>()
             + self.edges.capacity() * std::mem::size_of::<Edge>()
-    }
-}
-
-/// An empty list starts at 0, so no truncation of the array leaves it out of range.
-fn span(start: usize, len: usize) -> Span {
-    debug_assert!(start + len <= EDGES_MAX);
-    Span {
-        start: if len == 0 { 0 } else { start as u32 },
-        len: len as u32,
     }
 }
 
@@ -161,7 +145,7 @@ impl<Context> Decode<Context> for EdgeLists {
                 d.unclaim_bytes_read(std::mem::size_of::<Edge>());
                 lists.edges.push(Edge::decode(d)?);
             }
-            lists.spans.push(span(start, len));
+            lists.spans.push(Span::new(start, len));
         }
         Ok(lists)
     }
@@ -169,17 +153,20 @@ impl<Context> Decode<Context> for EdgeLists {
 
 bincode::impl_borrow_decode!(EdgeLists);
 
-fn decode_len<D: Decoder>(d: &mut D) -> Result<usize, DecodeError> {
-    let v = u64::decode(d)?;
-    usize::try_from(v).map_err(|_| DecodeError::OutsideUsizeRange(v))
-}
-
 /// Where one slot's referrer list lies in [`RefLists`]' array, with room to grow in place.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct RoomySpan {
     start: u32,
     len: u32,
     cap: u32,
+}
+
+impl RoomySpan {
+    /// The list's entries' indices (its room aside).
+    #[inline]
+    fn range(self) -> std::ops::Range<usize> {
+        Span::new(self.start as usize, self.len as usize).range()
+    }
 }
 
 /// Every object's referrer list in one array (derived from the dependency lists, never
@@ -219,7 +206,7 @@ impl RefLists {
     #[inline]
     pub(crate) fn get(&self, i: usize) -> &[Edge] {
         let s = self.spans[i];
-        &self.edges[s.start as usize..(s.start + s.len) as usize]
+        &self.edges[s.range()]
     }
 
     /// Appends a slot with an empty list.
@@ -242,7 +229,7 @@ impl RefLists {
     /// whether it was there.
     pub(crate) fn swap_remove(&mut self, i: usize, e: Edge) -> bool {
         let s = self.spans[i];
-        let list = &mut self.edges[s.start as usize..(s.start + s.len) as usize];
+        let list = &mut self.edges[s.range()];
         let Some(pos) = list.iter().position(|&x| x == e) else {
             return false;
         };
@@ -274,8 +261,7 @@ impl RefLists {
         }
         let s = self.spans[i];
         let start = self.edges.len();
-        self.edges
-            .extend_from_within(s.start as usize..(s.start + s.len) as usize);
+        self.edges.extend_from_within(s.range());
         self.edges.resize(start + cap, 0);
         self.spans[i] = RoomySpan {
             start: start as u32,
@@ -289,7 +275,7 @@ impl RefLists {
         let live: usize = self.spans.iter().map(|s| s.len as usize).sum();
         let mut edges = Vec::with_capacity(live);
         for s in &mut self.spans {
-            let from = s.start as usize..(s.start + s.len) as usize;
+            let from = s.range();
             *s = RoomySpan {
                 start: if s.len == 0 { 0 } else { edges.len() as u32 },
                 len: s.len,

@@ -14,19 +14,10 @@ use bincode::enc::Encoder;
 use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
 
-/// Most bytes the buffer holds, live and garbage: spans are `u32`.
-const BYTES_MAX: usize = u32::MAX as usize;
+use crate::span::{decode_len, Span, ARRAY_MAX as BYTES_MAX};
 
-/// Most live key bytes a store holds: with garbage at most the live bytes (plus one key),
-/// the buffer stays within [`BYTES_MAX`]. `apply` refuses a change set that would pass it.
-pub(crate) const KEY_BYTES_LIVE_MAX: usize = BYTES_MAX / 4;
-
-/// Where one slot's key lies in the buffer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Span {
-    start: u32,
-    len: u32,
-}
+/// Most live key bytes a store holds (see [`crate::span::LIVE_MAX`]).
+pub(crate) const KEY_BYTES_LIVE_MAX: usize = crate::span::LIVE_MAX;
 
 /// The keys of every slot (a free slot's is empty).
 #[derive(Clone, Debug, Default)]
@@ -52,7 +43,7 @@ impl Keys {
     #[inline]
     pub(crate) fn get(&self, i: usize) -> &str {
         let s = self.spans[i];
-        &self.bytes[s.start as usize..(s.start + s.len) as usize]
+        &self.bytes[s.range()]
     }
 
     /// Every slot's key, in slot order.
@@ -70,7 +61,7 @@ impl Keys {
     pub(crate) fn push(&mut self, key: &str) {
         let start = self.bytes.len();
         self.bytes.push_str(key);
-        self.spans.push(span(start, key.len()));
+        self.spans.push(Span::new(start, key.len()));
     }
 
     /// Replaces slot `i`'s key.
@@ -83,7 +74,7 @@ impl Keys {
             // character behind, so it moves like a longer one.)
             self.bytes.replace_range(start..start + key.len(), key);
             self.garbage += len - key.len();
-            self.spans[i] = span(start, key.len());
+            self.spans[i] = Span::new(start, key.len());
             return;
         }
         if start + len == self.bytes.len() {
@@ -98,15 +89,15 @@ impl Keys {
         }
         let start = self.bytes.len();
         self.bytes.push_str(key);
-        self.spans[i] = span(start, key.len());
+        self.spans[i] = Span::new(start, key.len());
     }
 
     /// Rewrites the buffer without garbage, keys in slot order.
     fn compact(&mut self) {
         let mut bytes = String::with_capacity(self.live_bytes());
         for s in &mut self.spans {
-            let from = s.start as usize..(s.start + s.len) as usize;
-            *s = span(bytes.len(), s.len as usize);
+            let from = s.range();
+            *s = Span::new(bytes.len(), s.len as usize);
             bytes.push_str(&self.bytes[from]);
         }
         self.bytes = bytes;
@@ -116,15 +107,6 @@ impl Keys {
     /// Heap bytes held.
     pub(crate) fn memory_bytes(&self) -> usize {
         self.spans.capacity() * std::mem::size_of::<Span>() + self.bytes.capacity()
-    }
-}
-
-/// An empty key starts at 0, so no truncation of the buffer leaves it out of range.
-fn span(start: usize, len: usize) -> Span {
-    debug_assert!(start + len <= BYTES_MAX);
-    Span {
-        start: if len == 0 { 0 } else { start as u32 },
-        len: len as u32,
     }
 }
 
@@ -175,18 +157,13 @@ impl<Context> Decode<Context> for Keys {
             d.reader().read(&mut buf)?;
             let key = std::str::from_utf8(&buf).map_err(|inner| DecodeError::Utf8 { inner })?;
             keys.bytes.push_str(key);
-            keys.spans.push(span(start, len));
+            keys.spans.push(Span::new(start, len));
         }
         Ok(keys)
     }
 }
 
 bincode::impl_borrow_decode!(Keys);
-
-fn decode_len<D: Decoder>(d: &mut D) -> Result<usize, DecodeError> {
-    let v = u64::decode(d)?;
-    usize::try_from(v).map_err(|_| DecodeError::OutsideUsizeRange(v))
-}
 
 #[cfg(test)]
 mod tests {

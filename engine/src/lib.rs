@@ -105,6 +105,7 @@ pub mod sched;
 mod schema;
 pub mod sim;
 mod snapshot;
+mod span;
 mod state_hash;
 mod store;
 pub mod trace;

@@ -16,19 +16,10 @@ use bincode::{Decode, Encode};
 
 use crate::value::Value;
 
-/// Most values the array holds, live and garbage: spans are `u32`.
-const VALUES_MAX: usize = u32::MAX as usize;
+use crate::span::{decode_len, Span, ARRAY_MAX as VALUES_MAX};
 
-/// Most live values a store holds: with garbage at most the live values (plus one list),
-/// the array stays within [`VALUES_MAX`]. `apply` refuses a change set that would pass it.
-pub(crate) const VALUES_LIVE_MAX: usize = VALUES_MAX / 4;
-
-/// Where one slot's values lie in the array.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Span {
-    start: u32,
-    len: u32,
-}
+/// Most live values a store holds (see [`crate::span::LIVE_MAX`]).
+pub(crate) const VALUES_LIVE_MAX: usize = crate::span::LIVE_MAX;
 
 /// The value lists of every slot (a free slot's is empty).
 #[derive(Clone, Debug, Default)]
@@ -60,7 +51,7 @@ impl ValueLists {
     pub(crate) fn push(&mut self, values: impl IntoIterator<Item = Value>) {
         let start = self.values.len();
         self.values.extend(values);
-        self.spans.push(span(start, self.values.len() - start));
+        self.spans.push(Span::new(start, self.values.len() - start));
     }
 
     /// Replaces slot `i`'s list: in place when the length is the same, else at the end.
@@ -88,7 +79,7 @@ impl ValueLists {
         }
         let at = self.values.len();
         self.values.extend(values);
-        self.spans[i] = span(at, self.values.len() - at);
+        self.spans[i] = Span::new(at, self.values.len() - at);
     }
 
     /// Empties slot `i`'s list (its values dropped).
@@ -100,8 +91,8 @@ impl ValueLists {
     fn compact(&mut self) {
         let mut values = Vec::with_capacity(self.live_count());
         for s in &mut self.spans {
-            let from = s.start as usize..(s.start + s.len) as usize;
-            *s = span(values.len(), s.len as usize);
+            let from = s.range();
+            *s = Span::new(values.len(), s.len as usize);
             values.extend(self.values[from].iter_mut().map(std::mem::take));
         }
         self.values = values;
@@ -115,21 +106,12 @@ impl ValueLists {
     }
 }
 
-/// An empty list starts at 0, so no truncation of the array leaves it out of range.
-fn span(start: usize, len: usize) -> Span {
-    debug_assert!(start + len <= VALUES_MAX);
-    Span {
-        start: if len == 0 { 0 } else { start as u32 },
-        len: len as u32,
-    }
-}
-
 impl Index<usize> for ValueLists {
     type Output = [Value];
     #[inline]
     fn index(&self, i: usize) -> &[Value] {
         let s = self.spans[i];
-        &self.values[s.start as usize..(s.start + s.len) as usize]
+        &self.values[s.range()]
     }
 }
 
@@ -137,7 +119,7 @@ impl IndexMut<usize> for ValueLists {
     #[inline]
     fn index_mut(&mut self, i: usize) -> &mut [Value] {
         let s = self.spans[i];
-        &mut self.values[s.start as usize..(s.start + s.len) as usize]
+        &mut self.values[s.range()]
     }
 }
 
@@ -178,18 +160,13 @@ impl<Context> Decode<Context> for ValueLists {
                 d.unclaim_bytes_read(std::mem::size_of::<Value>());
                 lists.values.push(Value::decode(d)?);
             }
-            lists.spans.push(span(start, len));
+            lists.spans.push(Span::new(start, len));
         }
         Ok(lists)
     }
 }
 
 bincode::impl_borrow_decode!(ValueLists);
-
-fn decode_len<D: Decoder>(d: &mut D) -> Result<usize, DecodeError> {
-    let v = u64::decode(d)?;
-    usize::try_from(v).map_err(|_| DecodeError::OutsideUsizeRange(v))
-}
 
 #[cfg(test)]
 mod tests {

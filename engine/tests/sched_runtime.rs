@@ -151,6 +151,20 @@ impl AsyncActuator for Instances {
     }
 }
 
+/// The files backend's actuators (Site -> Slice -> Instance) under `root`, logging to `log`.
+fn files_backend(root: &Path, log: &Arc<Mutex<Log>>) -> Registry {
+    Registry::new()
+        .with_async(
+            "Site",
+            Sites {
+                root: root.to_path_buf(),
+                log: log.clone(),
+            },
+        )
+        .with_async("Slice", Slices { log: log.clone() })
+        .with_async("Instance", Instances { log: log.clone() })
+}
+
 fn temp_root(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -213,16 +227,7 @@ fn new_user_files_backend_rename_mid_run_slow_and_failing_actuators() {
         };
         let engine = Engine::new(Schema::from_json(SCHEMA).unwrap(), config);
         let sched = Scheduler::new(engine, SchedConfig::default()).unwrap();
-        let registry = Registry::new()
-            .with_async(
-                "Site",
-                Sites {
-                    root: root.clone(),
-                    log: log.clone(),
-                },
-            )
-            .with_async("Slice", Slices { log: log.clone() })
-            .with_async("Instance", Instances { log: log.clone() });
+        let registry = files_backend(&root, &log);
         let runtime = Runtime::start(
             sched,
             registry,
@@ -381,16 +386,7 @@ fn a_deployment_loaded_as_rows_converges_on_the_files_backend() {
         .unwrap();
     let stopped = rt.block_on(async {
         let sched = Scheduler::new(engine, SchedConfig::default()).unwrap();
-        let registry = Registry::new()
-            .with_async(
-                "Site",
-                Sites {
-                    root: root.clone(),
-                    log: log.clone(),
-                },
-            )
-            .with_async("Slice", Slices { log: log.clone() })
-            .with_async("Instance", Instances { log: log.clone() });
+        let registry = files_backend(&root, &log);
         let runtime = Runtime::start(sched, registry, RuntimeConfig::default()).unwrap();
         let h = runtime.handle().clone();
         tokio::time::timeout(Duration::from_secs(30), h.converged())
