@@ -317,6 +317,66 @@ fn keep_alive_connections_are_reused_through_slow_failing_and_hung_requests() {
     assert_eq!(cord.http_stats().connections_opened, opened + 1);
 }
 
+/// Goal: a synchronous call's outbound HTTP runs on its calling thread, which keeps its own
+/// keep-alive connections: calls from two threads, interleaved, open one connection per
+/// thread and reuse it for every later call of that thread; a call from inside a task of a
+/// multi-threaded tokio runtime (`block_in_place`) still works, on the shared connections.
+/// Every network ends in the backend with the id it reported.
+///
+/// Method: two threads each sync 10 networks through the executor's trait (`Actuator`),
+/// alternating through a barrier; the inventory counts accepted TCP connections and the
+/// plugin's pool counts opened and reused ones.
+#[test]
+fn synchronous_calls_keep_one_connection_per_calling_thread() {
+    let inventory = Inventory::start().unwrap();
+    let host = host_for(&inventory, |g| g);
+    let cord = cord(&host);
+    let barrier = std::sync::Barrier::new(2);
+    let ids = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for t in 0..2 {
+            let (cord, barrier, ids) = (&cord, &barrier, &ids);
+            scope.spawn(move || {
+                for i in 0..10 {
+                    barrier.wait();
+                    let key = format!("net-{t}-{i}");
+                    let outcome = syncore::Actuator::sync(cord, &network_view(&key).as_view());
+                    let syncore::Outcome::Ok { feedback, .. } = outcome else {
+                        panic!("{key}: {outcome:?}");
+                    };
+                    ids.lock().unwrap().push((key, feedback["id"].clone()));
+                }
+            });
+        }
+    });
+    let stats = cord.http_stats();
+    assert_eq!(inventory.connections_accepted(), 2, "{stats:?}");
+    assert_eq!(
+        (stats.connections_opened, stats.requests_reused),
+        (2, 18),
+        "{stats:?}"
+    );
+    assert_eq!((stats.requests_retried, stats.requests_unpooled), (0, 0));
+    let records = inventory.records();
+    let ids = ids.into_inner().unwrap();
+    assert_eq!(ids.len(), 20);
+    for (key, id) in ids {
+        let record = records
+            .get("networks", &key)
+            .unwrap_or_else(|| panic!("{key}"));
+        assert_eq!(id, Value::from(record.id.clone()), "{key}");
+    }
+
+    let rt = two_threads();
+    let outcome = rt.block_on(async {
+        tokio::task::block_in_place(|| {
+            syncore::Actuator::sync(&cord, &network_view("net-in-task").as_view())
+        })
+    });
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert!(inventory.records().get("networks", "net-in-task").is_some());
+}
+
 /// Goal: a 500 from the backend is a failure with backoff (R5), then a success once the
 /// backend recovers, and only that object (and its dependents) waits.
 #[test]

@@ -223,16 +223,32 @@ fn send(
         .set_path_with_query(Some(path))
         .map_err(|_| bad("path"))?;
     let outgoing = request.body().map_err(|_| bad("body"))?;
-    let future = outgoing_handler::handle(request, None).map_err(|e| fail(format!("{e:?}")))?;
-    {
-        let stream = outgoing.write().map_err(|_| bad("body stream"))?;
-        for chunk in body.unwrap_or_default().chunks(4096) {
+    let body = body.unwrap_or_default();
+    let stream = outgoing.write().map_err(|_| bad("body stream"))?;
+    // A body the host takes at once is written before the request goes out, so the head
+    // and the body leave in one write (one wake-up of the server, not two); a larger one
+    // is streamed once the request is out (the host reads it as it sends).
+    let whole = !body.is_empty()
+        && stream
+            .check_write()
+            .is_ok_and(|n| n >= body.len() as u64)
+        && stream.write(&body).is_ok();
+    let future = if whole || body.is_empty() {
+        drop(stream);
+        OutgoingBody::finish(outgoing, None).map_err(|e| fail(format!("{e:?}")))?;
+        outgoing_handler::handle(request, None).map_err(|e| fail(format!("{e:?}")))?
+    } else {
+        let future =
+            outgoing_handler::handle(request, None).map_err(|e| fail(format!("{e:?}")))?;
+        for chunk in body.chunks(4096) {
             stream
                 .blocking_write_and_flush(chunk)
                 .map_err(|e| fail(format!("writing the body: {e:?}")))?;
         }
-    }
-    OutgoingBody::finish(outgoing, None).map_err(|e| fail(format!("{e:?}")))?;
+        drop(stream);
+        OutgoingBody::finish(outgoing, None).map_err(|e| fail(format!("{e:?}")))?;
+        future
+    };
     let incoming = loop {
         match future.get() {
             Some(Ok(Ok(response))) => break response,

@@ -79,6 +79,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "wasm")]
+pub(crate) use pool::on_run_thread;
 pub use registry::Actuators;
 
 use crate::actuator::{Actuator, Outcome};

@@ -15,6 +15,18 @@ use crate::clock::Clock;
 use crate::engine::Engine;
 use crate::plan::Plan;
 
+thread_local! {
+    /// Set on the threads a multi-threaded run spawns (lane 0 runs on the caller's).
+    static RUN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is one a run spawned for itself: it ends with the run, so
+/// nothing worth keeping across calls (a plugin's connections) should live on it.
+#[cfg_attr(not(feature = "wasm"), allow(dead_code))]
+pub(crate) fn on_run_thread() -> bool {
+    RUN_THREAD.get()
+}
+
 /// The top bit of a pending counter: some dependency did not succeed.
 const POISON: u32 = 1 << 31;
 /// The rest of a pending counter: dependencies not yet settled.
@@ -290,7 +302,12 @@ pub(super) fn run(
         let (_, mine) = workers.next().expect("at least two workers");
         let pool = &pool;
         let handles: Vec<_> = workers
-            .map(|(lane, local)| scope.spawn(move || pool.work(lane as u16, &local)))
+            .map(|(lane, local)| {
+                scope.spawn(move || {
+                    RUN_THREAD.set(true);
+                    pool.work(lane as u16, &local)
+                })
+            })
             .collect();
         let mut all = vec![pool.work(0, &mine)];
         for h in handles {

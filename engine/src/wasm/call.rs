@@ -123,6 +123,9 @@ pub(crate) struct Plugin<W: World> {
     idle: Mutex<Vec<Slot<W>>>,
     /// Keep-alive connections for its outbound HTTP (`HostConfig::http_keep_alive`).
     pub(crate) http_pool: Option<HttpPool>,
+    /// Whether its synchronous calls run on the caller's own runtime (`local_io.rs`): it
+    /// is granted outbound HTTP to the network (no in-process handler).
+    pub(crate) io_on_caller: bool,
 }
 
 impl<W: World> Plugin<W> {
@@ -134,8 +137,10 @@ impl<W: World> Plugin<W> {
         limits: Limits,
     ) -> Plugin<W> {
         let http_pool = host.config.http_keep_alive.then(HttpPool::new);
+        let io_on_caller = !granted.origins.is_empty() && host.config.http_handler.is_none();
         Plugin {
             name: name.into(),
+            io_on_caller,
             http_pool,
             host,
             pre,

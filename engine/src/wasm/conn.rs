@@ -33,18 +33,24 @@
 //!   engine's backoff, decides what happens next (a PUT by key is idempotent, so the next
 //!   attempt is harmless).
 //!
+//! ## Which runtime drives a connection
+//! A connection's driver task lives on the runtime that opened it. Requests made from a
+//! multi-threaded tokio runtime share the pool's idle connections (their drivers run on
+//! worker threads, whoever asks). A synchronous call with outbound HTTP runs on its calling
+//! thread's own current-thread runtime (`local_io.rs`), which runs its tasks only while that
+//! thread blocks on it: its connections are kept apart, in that thread's share of the pool
+//! (same counters, its own idle list), so a connection is only ever used by the thread that
+//! drives it.
+//!
 //! ## Not pooled
-//! `https` requests (TLS) and requests made from a current-thread tokio runtime go through
-//! wasmtime-wasi-http's `default_send_request`, a new connection per request: a connection's
-//! driver task lives on the runtime that opened it, and a current-thread runtime runs its
-//! tasks only while something blocks on it, so a connection opened there could stall a
-//! request made from elsewhere. Calls from the executor (no runtime of their own) use
-//! wasmtime-wasi's multi-threaded runtime, asynchronous calls the embedder's.
+//! `https` requests (TLS) and requests made from any other current-thread tokio runtime go
+//! through wasmtime-wasi-http's `default_send_request`, a new connection per request.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -56,6 +62,7 @@ use parking_lot::Mutex;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
+use super::local_io;
 use crate::clock::{Clock, RealClock};
 
 /// Most idle connections one pool keeps per origin.
@@ -114,6 +121,14 @@ pub struct HttpPool {
     inner: Arc<Inner>,
 }
 
+/// Numbers pools apart (a thread's share of a pool is found by it).
+static POOL_IDS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's shares of pools, each with the pool it belongs to.
+    static SHARES: RefCell<Vec<(Weak<Inner>, HttpPool)>> = const { RefCell::new(Vec::new()) };
+}
+
 impl std::fmt::Debug for HttpPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpPool")
@@ -122,16 +137,34 @@ impl std::fmt::Debug for HttpPool {
     }
 }
 
-#[derive(Default)]
 struct Inner {
+    /// This pool's number; a thread's share of the pool has the same.
+    id: u64,
     /// Idle connections by origin, oldest first.
     idle: Mutex<HashMap<String, Vec<Idle>>>,
+    /// Shared with the threads' shares of the pool.
+    counters: Arc<Counters>,
+    /// Idle ages are read from the engine's real clock (the only reader of time).
+    clock: RealClock,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            id: POOL_IDS.fetch_add(1, Ordering::Relaxed),
+            idle: Mutex::default(),
+            counters: Arc::default(),
+            clock: RealClock::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
     opened: AtomicU64,
     reused: AtomicU64,
     retried: AtomicU64,
     unpooled: AtomicU64,
-    /// Idle ages are read from the engine's real clock (the only reader of time).
-    clock: RealClock,
 }
 
 struct Idle {
@@ -162,15 +195,40 @@ impl HttpPool {
     }
 
     /// The counters.
+    /// The counters. `idle` counts the connections of the shared list, not those kept by a
+    /// thread for its synchronous calls (module docs of `conn.rs`).
     pub fn stats(&self) -> HttpPoolStats {
         let inner = &self.inner;
+        let counters = &inner.counters;
         HttpPoolStats {
-            connections_opened: inner.opened.load(Ordering::Relaxed),
-            requests_reused: inner.reused.load(Ordering::Relaxed),
-            requests_retried: inner.retried.load(Ordering::Relaxed),
-            requests_unpooled: inner.unpooled.load(Ordering::Relaxed),
+            connections_opened: counters.opened.load(Ordering::Relaxed),
+            requests_reused: counters.reused.load(Ordering::Relaxed),
+            requests_retried: counters.retried.load(Ordering::Relaxed),
+            requests_unpooled: counters.unpooled.load(Ordering::Relaxed),
             idle: inner.idle.lock().values().map(Vec::len).sum(),
         }
+    }
+
+    /// The calling thread's share of this pool (made on first use): the same counters, its
+    /// own idle list, for the connections its own runtime drives. Shares of pools that
+    /// are gone are dropped on the way.
+    pub(crate) fn thread_share(&self) -> HttpPool {
+        SHARES.with_borrow_mut(|shares| {
+            shares.retain(|(parent, _)| parent.strong_count() > 0);
+            if let Some((_, share)) = shares.iter().find(|(_, s)| s.inner.id == self.inner.id) {
+                return share.clone();
+            }
+            let share = HttpPool {
+                inner: Arc::new(Inner {
+                    id: self.inner.id,
+                    idle: Mutex::default(),
+                    counters: self.inner.counters.clone(),
+                    clock: RealClock::default(),
+                }),
+            };
+            shares.push((Arc::downgrade(&self.inner), share.clone()));
+            share
+        })
     }
 
     /// Sends `request` (an absolute URI: scheme and authority) on an idle connection to its
@@ -197,17 +255,39 @@ impl HttpPool {
     /// and a note on failures the error code alone would misreport.
     pub(crate) async fn send_request(
         &self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<Sent, SendFailure> {
+        let http = request.uri().scheme() == Some(&http::uri::Scheme::HTTP);
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        let pool = match flavor {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) if http => Some(self.clone()),
+            // The calling thread's own runtime (a synchronous call): its share of the pool.
+            // Its connections' drivers ran only while the thread last blocked on it; one
+            // turn of the runtime first lets them see a close that came meanwhile.
+            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) if http && local_io::active() => {
+                tokio::task::yield_now().await;
+                Some(self.thread_share())
+            }
+            _ => None,
+        };
+        match pool {
+            Some(pool) => pool.send_pooled(request, options).await,
+            None => {
+                self.inner.counters.unpooled.fetch_add(1, Ordering::Relaxed);
+                send_unpooled(request, options).await
+            }
+        }
+    }
+
+    /// As [`HttpPool::send_request`], on this pool's connections (the caller checked that
+    /// the current runtime drives them).
+    async fn send_pooled(
+        &self,
         mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<Sent, SendFailure> {
         let uri = request.uri();
-        let pooled = uri.scheme() == Some(&http::uri::Scheme::HTTP)
-            && tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if !pooled {
-            self.inner.unpooled.fetch_add(1, Ordering::Relaxed);
-            return send_unpooled(request, options).await;
-        }
         let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
         let address = match authority.port_u16() {
             Some(_) => authority.to_string(),
@@ -231,11 +311,11 @@ impl HttpPool {
             }
             match attempt(&mut sender, request, first_byte_timeout).await {
                 Attempt::Answered(response) => {
-                    self.inner.reused.fetch_add(1, Ordering::Relaxed);
+                    self.inner.counters.reused.fetch_add(1, Ordering::Relaxed);
                     return Ok(self.answer(key, sender, response, between_bytes_timeout));
                 }
                 Attempt::Unsent(back) => {
-                    self.inner.retried.fetch_add(1, Ordering::Relaxed);
+                    self.inner.counters.retried.fetch_add(1, Ordering::Relaxed);
                     request = back;
                     break;
                 }
@@ -285,7 +365,7 @@ impl HttpPool {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        self.inner.opened.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.opened.fetch_add(1, Ordering::Relaxed);
         Ok(sender)
     }
 

@@ -79,6 +79,7 @@ mod error;
 mod grant;
 mod host;
 mod http;
+mod local_io;
 mod plugins;
 mod pool;
 mod sandbox;

@@ -10,7 +10,8 @@ use super::call::{ActuatorWorld, Plugin, PolicyWorld, WatcherWorld, World};
 use super::conn::{HttpPool, HttpPoolStats};
 use super::convert::{self, Budget};
 use super::grant::Granted;
-use super::pool::{AsyncPool, Op, PoolStats};
+use super::local_io;
+use super::pool::{AsyncPool, CallTime, Op, PoolStats};
 use super::sandbox::HostState;
 use crate::actuation::{ActuationContext, AsyncActuator, BoxFuture, OwnedView};
 use crate::actuator::{Actuator, ObjectView, Outcome};
@@ -112,7 +113,10 @@ fn value_secret<'a>(granted: &'a Granted, value: &Value) -> Option<&'a str> {
 ///
 /// Two ways to call it, with the same grant, limits, failure causes and messages:
 /// - [`Actuator`] (the executor, `Registry::with_actuator`): the call runs on the calling
-///   thread; a request to the backend blocks it until the answer comes.
+///   thread; a request to the backend blocks it until the answer comes. A plugin granted
+///   outbound HTTP has its requests served on that thread as well, by the thread's own
+///   runtime, with keep-alive connections of the thread's own (no hand-off to another
+///   thread per request).
 /// - [`AsyncActuator`] (the runtime, `Registry::with_async`): the call runs on a fiber
 ///   from the plugin's pool of instances, at most [`Limits::calls_in_flight_max`] at once;
 ///   while the guest waits on outbound HTTP its thread runs other calls, so hundreds of
@@ -168,6 +172,14 @@ impl WasmActuator {
     }
 
     fn act(&self, object: &ObjectView<'_>, op: Op) -> Outcome {
+        if self.plugin.io_on_caller && local_io::available() {
+            // Outbound HTTP served on this thread (`local_io.rs`), wall-time limit as below.
+            let call = self
+                .pool
+                .call(object.key(), op, object, None, CallTime::Wall);
+            let result = local_io::block_on(call).and_then(|r| r);
+            return settle(&self.plugin, object, op, result);
+        }
         let result = self.plugin.call_noted(object.key(), |b, store| {
             let input = refill(store.data_mut(), object);
             let actuator = b.syncore_plugin_actuator();
@@ -185,7 +197,13 @@ impl WasmActuator {
         let pool = self.pool.clone();
         Box::pin(async move {
             let result = pool
-                .call(object.key(), op, &object.as_view(), &cx.cancel)
+                .call(
+                    object.key(),
+                    op,
+                    &object.as_view(),
+                    Some(&cx.cancel),
+                    CallTime::Running,
+                )
                 .await;
             settle(&pool.plugin, &object.as_view(), op, result)
         })

@@ -82,6 +82,15 @@ pub struct PoolStats {
     pub idle: usize,
 }
 
+/// What a call's epoch limit counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallTime {
+    /// The time the guest runs (asynchronous calls: module docs, "Time").
+    Running,
+    /// Wall time, waits included (a synchronous call run on a fiber, P2).
+    Wall,
+}
+
 /// An instance of the async-linked component, with its store.
 struct Slot {
     store: Store<HostState>,
@@ -161,7 +170,8 @@ impl AsyncPool {
         key: &str,
         op: Op,
         object: &ObjectView<'_>,
-        cancel: &CancelToken,
+        cancel: Option<&CancelToken>,
+        time: CallTime,
     ) -> Result<(wit::Outcome, Option<String>), String> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let Ok(_permit) = self.permits.acquire().await else {
@@ -175,7 +185,10 @@ impl AsyncPool {
         };
         slot.store.data_mut().begin(key);
         let stderr_mark = slot.store.data().stderr_mark;
-        self.arm(&mut slot.store)?;
+        match time {
+            CallTime::Running => self.arm(&mut slot.store)?,
+            CallTime::Wall => arm_wall_time(&self.plugin.limits, &mut slot.store)?,
+        }
         let input = refill(slot.store.data_mut(), object);
         let result = {
             let actuator = slot.bindings.syncore_plugin_actuator();
@@ -190,7 +203,7 @@ impl AsyncPool {
             tokio::select! {
                 biased;
                 result = run => result,
-                () = cancelled(cancel) => {
+                () = cancelled(cancel), if cancel.is_some() => {
                     // The instance may be mid-call: it is dropped, never reused.
                     return Err("cancelled while running (the actuation is overdue or the runtime is stopping)".into());
                 }
@@ -280,9 +293,27 @@ fn arm_running_time(limits: &Limits, store: &mut Store<HostState>) -> Result<(),
     }
 }
 
-/// Resolves once `cancel` is set (looked at every [`CANCEL_POLL`]); never outside a tokio
-/// runtime (there is no timer to poll with).
-async fn cancelled(cancel: &CancelToken) {
+/// Arms `store` for a synchronous call run on the fiber (`local_io.rs`): the whole epoch
+/// limit at once, as a synchronous call's, so it counts wall time, waits included; no
+/// yields (nothing else runs on the calling thread's runtime). Fuel as always.
+fn arm_wall_time(limits: &Limits, store: &mut Store<HostState>) -> Result<(), String> {
+    match limits.time {
+        TimeLimit::Epoch { timeout, tick } => {
+            let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
+            store.data_mut().ticks_left = 0;
+            store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+            Ok(())
+        }
+        TimeLimit::Fuel(_) => arm_running_time(limits, store),
+    }
+}
+
+/// Resolves once `cancel` is set (looked at every [`CANCEL_POLL`]); never without a token
+/// or outside a tokio runtime (there is no timer to poll with).
+async fn cancelled(cancel: Option<&CancelToken>) {
+    let Some(cancel) = cancel else {
+        return std::future::pending().await;
+    };
     if tokio::runtime::Handle::try_current().is_err() {
         return std::future::pending().await;
     }
