@@ -400,68 +400,83 @@ enum Res {
     WaitRefs,
 }
 
-fn min_by_key(store: &Store, a: Option<u32>, b: u32) -> Option<u32> {
-    match a {
-        Some(a) if store.key(ObjectId(a)) <= store.key(ObjectId(b)) => Some(a),
-        _ => Some(b),
-    }
-}
+/// No object (in [`Fold`]'s `root` and `wait_ext`).
+const NO_OBJECT: u32 = u32::MAX;
 
-fn min_opt(store: &Store, a: Option<u32>, b: Option<u32>) -> Option<u32> {
-    match b {
-        Some(b) => min_by_key(store, a, b),
-        None => a,
-    }
-}
-
-/// What a node's prerequisites add up to: folded over objects, and over barriers (whose
-/// own fold over their members is merged as is, so a barrier changes no result).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Acc {
-    /// The smallest-key root cause among failing prerequisites (R4).
-    root: Option<u32>,
-    /// The smallest-key external object waited for (R17).
-    wait_ext: Option<u32>,
-    /// A prerequisite delete waits for referrers (R7).
-    wait_refs: bool,
+/// What a node's resolved prerequisites add up to. A resolved object adds what its result
+/// means to the objects waiting for it ([`Fold::of`]); a barrier passes on what its
+/// members add up to, so a barrier changes no result. The fold is order-free (a max, an
+/// or, and minimums by key, keys being unique), so the order prerequisites resolve in
+/// does not matter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fold {
     /// 1 + the largest wave of a prerequisite task (0 if none).
     wave: u32,
+    /// The smallest-key root cause among failing prerequisites (R4), or [`NO_OBJECT`].
+    root: u32,
+    /// The smallest-key external object waited for (R17), or [`NO_OBJECT`].
+    wait_ext: u32,
+    /// A prerequisite delete waits for referrers (R7).
+    wait_refs: bool,
 }
 
-impl Acc {
-    /// Folds the resolved prerequisites `pre` (node indices: objects `< n`, barriers after).
-    fn gather(
-        mut self,
-        store: &Store,
-        unsettled: &[u32],
-        pre: &[u32],
-        res: &[Res],
-        barriers: &[Acc],
-    ) -> Acc {
-        let n = res.len();
-        for &p in pre {
-            let p = p as usize;
-            if p >= n {
-                let b = barriers[p - n];
-                self.root = min_opt(store, self.root, b.root);
-                self.wait_ext = min_opt(store, self.wait_ext, b.wait_ext);
-                self.wait_refs |= b.wait_refs;
-                self.wave = self.wave.max(b.wave);
-                continue;
-            }
-            // The object's id is read only for the rare results that name it.
-            match res[p] {
-                Res::Task { wave: w } => self.wave = self.wave.max(w + 1),
-                Res::Blocked { root: r } => self.root = min_by_key(store, self.root, r),
-                Res::Own | Res::ExtFailed => self.root = min_by_key(store, self.root, unsettled[p]),
-                Res::ExtWait => self.wait_ext = min_by_key(store, self.wait_ext, unsettled[p]),
-                Res::WaitExt { key } => self.wait_ext = min_by_key(store, self.wait_ext, key),
-                Res::WaitRefs => self.wait_refs = true,
-                Res::Unresolved => unreachable!("prerequisites resolve first"),
-            }
+impl Fold {
+    const EMPTY: Fold = Fold {
+        wave: 0,
+        root: NO_OBJECT,
+        wait_ext: NO_OBJECT,
+        wait_refs: false,
+    };
+
+    /// What object `id`, resolved as `r`, adds to the objects waiting for it.
+    fn of(r: Res, id: u32) -> Fold {
+        let mut f = Fold::EMPTY;
+        match r {
+            Res::Task { wave } => f.wave = wave + 1,
+            Res::Blocked { root } => f.root = root,
+            Res::Own | Res::ExtFailed => f.root = id,
+            Res::ExtWait => f.wait_ext = id,
+            Res::WaitExt { key } => f.wait_ext = key,
+            Res::WaitRefs => f.wait_refs = true,
+            Res::Unresolved => unreachable!("only resolved objects are folded"),
         }
-        self
+        f
     }
+
+    /// Adds `other` (the keys decide the minimums).
+    #[inline]
+    fn merge(&mut self, store: &Store, other: Fold) {
+        self.wave = self.wave.max(other.wave);
+        if other.root != NO_OBJECT {
+            self.root = min_key(store, self.root, other.root);
+        }
+        if other.wait_ext != NO_OBJECT {
+            self.wait_ext = min_key(store, self.wait_ext, other.wait_ext);
+        }
+        self.wait_refs |= other.wait_refs;
+    }
+}
+
+/// Of two objects (`a` may be [`NO_OBJECT`]), the one with the smaller key.
+fn min_key(store: &Store, a: u32, b: u32) -> u32 {
+    if a != NO_OBJECT && store.key(ObjectId(a)) <= store.key(ObjectId(b)) {
+        a
+    } else {
+        b
+    }
+}
+
+/// One node in the resolution (step 2 of [`plan`]): its prerequisites not yet resolved and
+/// what the resolved ones add up to, with what [`resolve`] reads of an object. A resolved
+/// node adds its share to each dependent's record as it counts it down, so resolving a
+/// node reads this one record (24 bytes), not its prerequisites' results.
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    left: u32,
+    fold: Fold,
+    /// [`SlotInfo`]'s flags (objects; 0 for barriers).
+    flags: u8,
+    kind: ModelKind,
 }
 
 /// The barrier node of (`model`, `deleting`), made on first use: node `n + b`.
@@ -554,7 +569,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     };
     let mut pre_off: Vec<u32> = Vec::with_capacity(n + 1);
     let mut pre: Vec<u32> = Vec::with_capacity(n * 2);
-    let mut direct_block: Vec<u32> = vec![u32::MAX; n];
+    let mut direct_block: Vec<u32> = vec![NO_OBJECT; n];
     let mut stack: Vec<ObjectId> = Vec::new();
     pre_off.push(0);
     for (i, &u) in unsettled.iter().enumerate() {
@@ -590,8 +605,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                     match scratch.slot_of(d) {
                         Some(s) if s & SLOT_DELETING != 0 => {
                             // R7: a live object waiting on a deleting one is blocked by it.
-                            let have = (direct_block[i] != u32::MAX).then_some(direct_block[i]);
-                            direct_block[i] = min_by_key(store, have, d.0).unwrap_or(d.0);
+                            direct_block[i] = min_key(store, direct_block[i], d.0);
                         }
                         Some(s) => pre.push(s),
                         None => {
@@ -639,7 +653,6 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     let total = n + nb;
 
     // 2. Resolution in topological order of prerequisites (Kahn), barriers included.
-    let mut indeg: Vec<u32> = (0..total).map(|i| pre_off[i + 1] - pre_off[i]).collect();
     let mut rev_off: Vec<u32> = vec![0; total + 1];
     for &p in &pre {
         rev_off[p as usize + 1] += 1;
@@ -656,39 +669,48 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         }
     }
     drop(fill);
+    let mut nodes: Vec<Node> = (0..total)
+        .map(|i| {
+            let mut fold = Fold::EMPTY;
+            let (mut flags, mut kind) = (0, ModelKind::Passive);
+            if let Some(info) = info.get(i) {
+                fold.root = direct_block[i];
+                (flags, kind) = (info.flags, info.kind);
+            }
+            Node {
+                left: pre_off[i + 1] - pre_off[i],
+                fold,
+                flags,
+                kind,
+            }
+        })
+        .collect();
+    drop(direct_block);
     let mut res: Vec<Res> = vec![Res::Unresolved; n];
-    let mut barrier_acc: Vec<Acc> = vec![Acc::default(); nb];
     let mut queue: Vec<u32> = (0..total as u32)
-        .filter(|&i| indeg[i as usize] == 0)
+        .filter(|&i| nodes[i as usize].left == 0)
         .collect();
     let mut head = 0;
     let mut max_wave = 0u32;
     while head < queue.len() {
         let i = queue[head] as usize;
         head += 1;
-        let acc = Acc {
-            root: (i < n && direct_block[i] != u32::MAX).then(|| direct_block[i]),
-            ..Acc::default()
-        }
-        .gather(
-            store,
-            &unsettled,
-            &pre[pre_off[i] as usize..pre_off[i + 1] as usize],
-            &res,
-            &barrier_acc,
-        );
-        if i >= n {
-            barrier_acc[i - n] = acc;
+        let node = nodes[i];
+        let share = if i >= n {
+            node.fold
         } else {
-            let r = resolve(store, ObjectId(unsettled[i]), &info[i], acc);
+            let r = resolve(store, ObjectId(unsettled[i]), &node);
             if let Res::Task { wave } = r {
                 max_wave = max_wave.max(wave);
             }
             res[i] = r;
-        }
+            Fold::of(r, unsettled[i])
+        };
         for &d in &rev[rev_off[i] as usize..rev_off[i + 1] as usize] {
-            indeg[d as usize] -= 1;
-            if indeg[d as usize] == 0 {
+            let dependent = &mut nodes[d as usize];
+            dependent.fold.merge(store, share);
+            dependent.left -= 1;
+            if dependent.left == 0 {
                 queue.push(d);
             }
         }
@@ -699,7 +721,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     );
     // The resolution's scratch goes before the output is built, which lowers the plan's
     // peak memory by about a fifth (28 of 144 B/object at 1M, benches/memory.rs).
-    drop((queue, rev, rev_off, indeg, direct_block));
+    drop((queue, rev, rev_off, nodes));
 
     // 3. Output: tasks by (wave, id), with edges; the barriers tasks wait for; holds by id.
     let task_count = res.iter().filter(|r| matches!(r, Res::Task { .. })).count();
@@ -774,6 +796,11 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
             },
         });
         let start = dep_targets.len();
+        // Prerequisites come in slot order, and tasks are numbered by (wave, slot): the
+        // targets are already ascending when the prerequisites share a wave (the usual
+        // case), and are sorted only when not.
+        let mut ascending = true;
+        let mut last = 0u32;
         for &p in &pre[pre_off[i as usize] as usize..pre_off[i as usize + 1] as usize] {
             let target = if (p as usize) < n {
                 task_of_slot[p as usize]
@@ -781,9 +808,13 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                 task_count as u32 + barrier_out[p as usize - n]
             };
             debug_assert!(target != u32::MAX, "a task's prerequisites are tasks");
+            ascending &= target >= last;
+            last = target;
             dep_targets.push(target);
         }
-        dep_targets[start..].sort_unstable();
+        if !ascending {
+            dep_targets[start..].sort_unstable();
+        }
         dep_offsets.push(dep_targets.len() as u32);
     }
     for &node in &barrier_src {
@@ -871,17 +902,21 @@ pub(crate) fn referrers_waited_for(store: &Store, id: ObjectId) -> Vec<ObjectId>
     out
 }
 
-/// How object `id` (read as `info`) resolves, given what its prerequisites add up to.
-fn resolve(store: &Store, id: ObjectId, info: &SlotInfo, acc: Acc) -> Res {
-    let Acc {
+/// How object `id` resolves, given its record (what its prerequisites add up to, its flags
+/// and kind).
+fn resolve(store: &Store, id: ObjectId, node: &Node) -> Res {
+    let Fold {
         root,
         wait_ext,
         wait_refs,
         wave,
-    } = acc;
-    let kind = info.kind;
-    let backing_off = info.has(SlotInfo::BACKING_OFF);
-    if info.has(SlotInfo::DELETING) {
+    } = node.fold;
+    let root = (root != NO_OBJECT).then_some(root);
+    let wait_ext = (wait_ext != NO_OBJECT).then_some(wait_ext);
+    let kind = node.kind;
+    let has = |flag: u8| node.flags & flag != 0;
+    let backing_off = has(SlotInfo::BACKING_OFF);
+    if has(SlotInfo::DELETING) {
         let mut live_referrer = false;
         graph::for_each_effective_referrer(store, id, |r| live_referrer |= !store.deleting(r));
         if live_referrer {
@@ -905,7 +940,7 @@ fn resolve(store: &Store, id: ObjectId, info: &SlotInfo, acc: Acc) -> Res {
         return Res::WaitExt { key: k };
     }
     match kind {
-        ModelKind::External if info.has(SlotInfo::EXTERNAL_FAILED) => Res::ExtFailed,
+        ModelKind::External if has(SlotInfo::EXTERNAL_FAILED) => Res::ExtFailed,
         ModelKind::External => Res::ExtWait,
         _ if backing_off => Res::Own,
         _ => Res::Task { wave },
