@@ -796,11 +796,6 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
             },
         });
         let start = dep_targets.len();
-        // Prerequisites come in slot order, and tasks are numbered by (wave, slot): the
-        // targets are already ascending when the prerequisites share a wave (the usual
-        // case), and are sorted only when not.
-        let mut ascending = true;
-        let mut last = 0u32;
         for &p in &pre[pre_off[i as usize] as usize..pre_off[i as usize + 1] as usize] {
             let target = if (p as usize) < n {
                 task_of_slot[p as usize]
@@ -808,13 +803,9 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                 task_count as u32 + barrier_out[p as usize - n]
             };
             debug_assert!(target != u32::MAX, "a task's prerequisites are tasks");
-            ascending &= target >= last;
-            last = target;
             dep_targets.push(target);
         }
-        if !ascending {
-            dep_targets[start..].sort_unstable();
-        }
+        dep_targets[start..].sort_unstable();
         dep_offsets.push(dep_targets.len() as u32);
     }
     for &node in &barrier_src {
