@@ -754,10 +754,13 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     // (model, sync before delete). Every member of such a barrier is a task: a waiter whose
     // barrier has a member that is not is held (R3).
     let mut barrier_out: Vec<u32> = vec![u32::MAX; nb];
-    for &i in &order {
-        for &p in &pre[pre_off[i as usize] as usize..pre_off[i as usize + 1] as usize] {
-            if p as usize >= n {
-                barrier_out[p as usize - n] = 0;
+    if nb > 0 {
+        // A pass over every task's prerequisites: only when there are barriers at all.
+        for &i in &order {
+            for &p in &pre[pre_off[i as usize] as usize..pre_off[i as usize + 1] as usize] {
+                if p as usize >= n {
+                    barrier_out[p as usize - n] = 0;
+                }
             }
         }
     }

@@ -541,3 +541,29 @@ impl Drop for PooledBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_keeps_one_share_per_live_pool() {
+        let pool = HttpPool::new();
+        let share = pool.thread_share();
+        assert!(Arc::ptr_eq(&share.inner, &pool.thread_share().inner));
+        assert!(!Arc::ptr_eq(&share.inner, &pool.inner));
+        // One set of counters.
+        share.inner.counters.opened.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(pool.stats().connections_opened, 1);
+        // Another thread gets a share of its own.
+        let other = std::thread::scope(|s| s.spawn(|| pool.thread_share()).join().unwrap());
+        assert!(!Arc::ptr_eq(&other.inner, &share.inner));
+        // The share of a pool that is gone is dropped at the next look.
+        let gone = HttpPool::new();
+        let _ = gone.thread_share();
+        SHARES.with_borrow(|shares| assert_eq!(shares.len(), 2));
+        drop(gone);
+        let _ = pool.thread_share();
+        SHARES.with_borrow(|shares| assert_eq!(shares.len(), 1));
+    }
+}
