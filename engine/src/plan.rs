@@ -466,17 +466,55 @@ fn min_key(store: &Store, a: u32, b: u32) -> u32 {
     }
 }
 
-/// One node in the resolution (step 2 of [`plan`]): its prerequisites not yet resolved and
-/// what the resolved ones add up to, with what [`resolve`] reads of an object. A resolved
-/// node adds its share to each dependent's record as it counts it down, so resolving a
-/// node reads this one record (24 bytes), not its prerequisites' results.
+/// One node's countdown in the resolution (step 2 of [`plan`]): its prerequisites not yet
+/// resolved, and 1 + the largest wave among the resolved ones. A resolved node pushes its
+/// share into each dependent as it counts it down; nearly every push changes only these
+/// 8 bytes, so the pushes' random writes stay within one small array.
 #[derive(Clone, Copy, Debug)]
-struct Node {
+struct Countdown {
     left: u32,
-    fold: Fold,
+    wave: u32,
+}
+
+/// The rest of a node's record: what only failing or waiting prerequisites add (the other
+/// parts of its [`Fold`]), and what [`resolve`] reads of an object. Resolving a node reads
+/// its countdown and this, never its prerequisites' results.
+#[derive(Clone, Copy, Debug)]
+struct Rest {
+    root: u32,
+    wait_ext: u32,
+    wait_refs: bool,
     /// [`SlotInfo`]'s flags (objects; 0 for barriers).
     flags: u8,
     kind: ModelKind,
+}
+
+impl Rest {
+    /// A barrier's: nothing added yet.
+    const BARRIER: Rest = Rest {
+        root: NO_OBJECT,
+        wait_ext: NO_OBJECT,
+        wait_refs: false,
+        flags: 0,
+        kind: ModelKind::Passive,
+    };
+
+    /// The node's fold, given its countdown's wave.
+    fn fold(&self, wave: u32) -> Fold {
+        Fold {
+            wave,
+            root: self.root,
+            wait_ext: self.wait_ext,
+            wait_refs: self.wait_refs,
+        }
+    }
+
+    /// Adds what `share` has beyond its wave.
+    fn add(&mut self, store: &Store, share: &Fold) {
+        let mut fold = self.fold(0);
+        fold.merge(store, *share);
+        (self.root, self.wait_ext, self.wait_refs) = (fold.root, fold.wait_ext, fold.wait_refs);
+    }
 }
 
 /// The barrier node of (`model`, `deleting`), made on first use: node `n + b`.
@@ -669,48 +707,55 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         }
     }
     drop(fill);
-    let mut nodes: Vec<Node> = (0..total)
-        .map(|i| {
-            let mut fold = Fold::EMPTY;
-            let (mut flags, mut kind) = (0, ModelKind::Passive);
-            if let Some(info) = info.get(i) {
-                fold.root = direct_block[i];
-                (flags, kind) = (info.flags, info.kind);
-            }
-            Node {
-                left: pre_off[i + 1] - pre_off[i],
-                fold,
-                flags,
-                kind,
-            }
+    let mut counts: Vec<Countdown> = (0..total)
+        .map(|i| Countdown {
+            left: pre_off[i + 1] - pre_off[i],
+            wave: 0,
+        })
+        .collect();
+    let mut rests: Vec<Rest> = (0..total)
+        .map(|i| match info.get(i) {
+            Some(info) => Rest {
+                root: direct_block[i],
+                flags: info.flags,
+                kind: info.kind,
+                ..Rest::BARRIER
+            },
+            None => Rest::BARRIER,
         })
         .collect();
     drop(direct_block);
     let mut res: Vec<Res> = vec![Res::Unresolved; n];
     let mut queue: Vec<u32> = (0..total as u32)
-        .filter(|&i| nodes[i as usize].left == 0)
+        .filter(|&i| counts[i as usize].left == 0)
         .collect();
     let mut head = 0;
     let mut max_wave = 0u32;
     while head < queue.len() {
         let i = queue[head] as usize;
         head += 1;
-        let node = nodes[i];
+        let rest = rests[i];
+        let fold = rest.fold(counts[i].wave);
         let share = if i >= n {
-            node.fold
+            fold
         } else {
-            let r = resolve(store, ObjectId(unsettled[i]), &node);
+            let r = resolve(store, ObjectId(unsettled[i]), fold, rest.flags, rest.kind);
             if let Res::Task { wave } = r {
                 max_wave = max_wave.max(wave);
             }
             res[i] = r;
             Fold::of(r, unsettled[i])
         };
+        let rare = share.root != NO_OBJECT || share.wait_ext != NO_OBJECT || share.wait_refs;
         for &d in &rev[rev_off[i] as usize..rev_off[i + 1] as usize] {
-            let dependent = &mut nodes[d as usize];
-            dependent.fold.merge(store, share);
-            dependent.left -= 1;
-            if dependent.left == 0 {
+            let count = &mut counts[d as usize];
+            count.wave = count.wave.max(share.wave);
+            count.left -= 1;
+            let ready = count.left == 0;
+            if rare {
+                rests[d as usize].add(store, &share);
+            }
+            if ready {
                 queue.push(d);
             }
         }
@@ -721,7 +766,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     );
     // The resolution's scratch goes before the output is built, which lowers the plan's
     // peak memory by about a fifth (28 of 144 B/object at 1M, benches/memory.rs).
-    drop((queue, rev, rev_off, nodes));
+    drop((queue, rev, rev_off, counts, rests));
 
     // 3. Output: tasks by (wave, id), with edges; the barriers tasks wait for; holds by id.
     let task_count = res.iter().filter(|r| matches!(r, Res::Task { .. })).count();
@@ -896,19 +941,18 @@ pub(crate) fn referrers_waited_for(store: &Store, id: ObjectId) -> Vec<ObjectId>
     out
 }
 
-/// How object `id` resolves, given its record (what its prerequisites add up to, its flags
-/// and kind).
-fn resolve(store: &Store, id: ObjectId, node: &Node) -> Res {
+/// How object `id` (of `kind`, with [`SlotInfo`]'s `flags`) resolves, given what its
+/// prerequisites add up to.
+fn resolve(store: &Store, id: ObjectId, fold: Fold, flags: u8, kind: ModelKind) -> Res {
     let Fold {
         root,
         wait_ext,
         wait_refs,
         wave,
-    } = node.fold;
+    } = fold;
     let root = (root != NO_OBJECT).then_some(root);
     let wait_ext = (wait_ext != NO_OBJECT).then_some(wait_ext);
-    let kind = node.kind;
-    let has = |flag: u8| node.flags & flag != 0;
+    let has = |flag: u8| flags & flag != 0;
     let backing_off = has(SlotInfo::BACKING_OFF);
     if has(SlotInfo::DELETING) {
         let mut live_referrer = false;
