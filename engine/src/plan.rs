@@ -873,7 +873,9 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     // The deleting objects of each model in key order, sorted once for every delete held
     // behind that model's deletes (R7).
     let mut deletes_in_key_order: Vec<Option<Vec<ObjectId>>> = vec![None; deleting_by_model.len()];
-    for (i, r) in res.iter().enumerate() {
+    // With every unsettled object a task there are no holds, and no pass to find them.
+    let held = if task_count < n { &res[..] } else { &[] };
+    for (i, r) in held.iter().enumerate() {
         let id = ObjectId(unsettled[i]);
         let reason = match *r {
             Res::Task { .. } => continue,
