@@ -607,7 +607,16 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     };
     let mut pre_off: Vec<u32> = Vec::with_capacity(n + 1);
     let mut pre: Vec<u32> = Vec::with_capacity(n * 2);
-    let mut direct_block: Vec<u32> = vec![NO_OBJECT; n];
+    // Each object's part of the resolution record (step 2), made here for the root cause
+    // found on the way: a live object waiting on a deleting one is blocked by it (R7).
+    let mut rests: Vec<Rest> = info
+        .iter()
+        .map(|info| Rest {
+            flags: info.flags,
+            kind: info.kind,
+            ..Rest::BARRIER
+        })
+        .collect();
     let mut stack: Vec<ObjectId> = Vec::new();
     pre_off.push(0);
     for (i, &u) in unsettled.iter().enumerate() {
@@ -643,7 +652,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                     match scratch.slot_of(d) {
                         Some(s) if s & SLOT_DELETING != 0 => {
                             // R7: a live object waiting on a deleting one is blocked by it.
-                            direct_block[i] = min_key(store, direct_block[i], d.0);
+                            rests[i].root = min_key(store, rests[i].root, d.0);
                         }
                         Some(s) => pre.push(s),
                         None => {
@@ -713,18 +722,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
             wave: 0,
         })
         .collect();
-    let mut rests: Vec<Rest> = (0..total)
-        .map(|i| match info.get(i) {
-            Some(info) => Rest {
-                root: direct_block[i],
-                flags: info.flags,
-                kind: info.kind,
-                ..Rest::BARRIER
-            },
-            None => Rest::BARRIER,
-        })
-        .collect();
-    drop(direct_block);
+    rests.resize(total, Rest::BARRIER);
     let mut res: Vec<Res> = vec![Res::Unresolved; n];
     let mut queue: Vec<u32> = (0..total as u32)
         .filter(|&i| counts[i as usize].left == 0)
