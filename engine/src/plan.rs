@@ -25,6 +25,10 @@
 //!    barrier folds its members once (largest wave, smallest root cause, whether one waits
 //!    for an external object or for referrers) and hands the result to each of its waiters,
 //!    which is exactly what the waiter would have folded from the members itself.
+//!    Results are pushed, not pulled: a resolved node adds its share to each dependent as
+//!    it counts it down (an 8-byte countdown in the common case, the rest of the record
+//!    only for failing or waiting prerequisites), so no node reads its prerequisites'
+//!    results; the fold is order-free (a max, an or, minimums by unique key).
 //! 3. **Output**: tasks sorted by (wave, id) with their dependency edges (sorted), the
 //!    barriers some task waits for with their member tasks, holds in id order, and the next
 //!    wake time (the earliest backoff expiry among unblocked holds).
