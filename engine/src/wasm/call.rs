@@ -28,7 +28,7 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{actuator, policy, watcher};
-use super::config::{Instances, Limits, TimeLimit};
+use super::config::{epoch_ticks, Instances, Limits, TimeLimit};
 use super::conn::HttpPool;
 use super::grant::Granted;
 use super::host::HostInner;
@@ -244,10 +244,7 @@ impl<W: World> Plugin<W> {
     fn arm(&self, store: &mut Store<HostState>) -> Result<(), String> {
         match self.limits.time {
             TimeLimit::Epoch { timeout, tick } => {
-                // The epoch may advance right after this line, so one tick more than the
-                // timeout's whole ticks guarantees at least `timeout`.
-                let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
-                store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+                store.set_epoch_deadline(epoch_ticks(timeout, tick));
                 Ok(())
             }
             TimeLimit::Fuel(fuel) => store

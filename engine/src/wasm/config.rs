@@ -37,6 +37,14 @@ pub enum TimeLimit {
     Fuel(u64),
 }
 
+/// The epoch ticks a call under `TimeLimit::Epoch { timeout, tick }` may run: the whole
+/// ticks of the timeout, plus one (the epoch may advance right after the deadline is set,
+/// so one more guarantees at least `timeout`).
+pub(crate) fn epoch_ticks(timeout: std::time::Duration, tick: std::time::Duration) -> u64 {
+    let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
 impl TimeLimit {
     /// A short text for messages: "1000 ms" or "10000000 fuel".
     pub fn describe(&self) -> String {

@@ -156,8 +156,10 @@ impl WasmActuator {
         &self.plugin.name
     }
 
-    /// Counters of the asynchronous calls ([`AsyncActuator`]): calls, instances created,
-    /// calls in flight now and at most so far, idle instances.
+    /// Counters of the calls on the plugin's pool of instances (the asynchronous calls,
+    /// [`AsyncActuator`], and the synchronous calls of a plugin granted outbound HTTP, which
+    /// run there too): calls, instances created, calls in flight now and at most so far,
+    /// idle instances.
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
     }

@@ -38,7 +38,7 @@ use wasmtime::{Store, UpdateDeadline};
 use super::bindings::actuator_async::{ActuatorPlugin, ActuatorPluginPre};
 use super::bindings::wit;
 use super::call::{ActuatorWorld, Plugin};
-use super::config::{Limits, TimeLimit};
+use super::config::{epoch_ticks, Limits, TimeLimit};
 use super::plugins::refill;
 use super::sandbox::HostState;
 use crate::actuation::CancelToken;
@@ -281,9 +281,7 @@ impl AsyncPool {
 fn arm_running_time(limits: &Limits, store: &mut Store<HostState>) -> Result<(), String> {
     match limits.time {
         TimeLimit::Epoch { timeout, tick } => {
-            // As for synchronous calls: the whole ticks of the timeout, plus one.
-            let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
-            store.data_mut().ticks_left = u64::try_from(ticks).unwrap_or(u64::MAX);
+            store.data_mut().ticks_left = epoch_ticks(timeout, tick);
             store.set_epoch_deadline(1);
             Ok(())
         }
@@ -299,9 +297,8 @@ fn arm_running_time(limits: &Limits, store: &mut Store<HostState>) -> Result<(),
 fn arm_wall_time(limits: &Limits, store: &mut Store<HostState>) -> Result<(), String> {
     match limits.time {
         TimeLimit::Epoch { timeout, tick } => {
-            let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
             store.data_mut().ticks_left = 0;
-            store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+            store.set_epoch_deadline(epoch_ticks(timeout, tick));
             Ok(())
         }
         TimeLimit::Fuel(_) => arm_running_time(limits, store),
