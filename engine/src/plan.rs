@@ -416,6 +416,13 @@ const NO_OBJECT: u32 = u32::MAX;
 struct Fold {
     /// 1 + the largest wave of a prerequisite task (0 if none).
     wave: u32,
+    /// What failing or waiting prerequisites add.
+    waits: Waits,
+}
+
+/// The part of a [`Fold`] only failing or waiting prerequisites change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Waits {
     /// The smallest-key root cause among failing prerequisites (R4), or [`NO_OBJECT`].
     root: u32,
     /// The smallest-key external object waited for (R17), or [`NO_OBJECT`].
@@ -424,33 +431,19 @@ struct Fold {
     wait_refs: bool,
 }
 
-impl Fold {
-    const EMPTY: Fold = Fold {
-        wave: 0,
+impl Waits {
+    const NONE: Waits = Waits {
         root: NO_OBJECT,
         wait_ext: NO_OBJECT,
         wait_refs: false,
     };
 
-    /// What object `id`, resolved as `r`, adds to the objects waiting for it.
-    fn of(r: Res, id: u32) -> Fold {
-        let mut f = Fold::EMPTY;
-        match r {
-            Res::Task { wave } => f.wave = wave + 1,
-            Res::Blocked { root } => f.root = root,
-            Res::Own | Res::ExtFailed => f.root = id,
-            Res::ExtWait => f.wait_ext = id,
-            Res::WaitExt { key } => f.wait_ext = key,
-            Res::WaitRefs => f.wait_refs = true,
-            Res::Unresolved => unreachable!("only resolved objects are folded"),
-        }
-        f
+    fn is_none(&self) -> bool {
+        *self == Waits::NONE
     }
 
     /// Adds `other` (the keys decide the minimums).
-    #[inline]
-    fn merge(&mut self, store: &Store, other: Fold) {
-        self.wave = self.wave.max(other.wave);
+    fn merge(&mut self, store: &Store, other: &Waits) {
         if other.root != NO_OBJECT {
             self.root = min_key(store, self.root, other.root);
         }
@@ -458,6 +451,26 @@ impl Fold {
             self.wait_ext = min_key(store, self.wait_ext, other.wait_ext);
         }
         self.wait_refs |= other.wait_refs;
+    }
+}
+
+impl Fold {
+    /// What object `id`, resolved as `r`, adds to the objects waiting for it.
+    fn of(r: Res, id: u32) -> Fold {
+        let mut f = Fold {
+            wave: 0,
+            waits: Waits::NONE,
+        };
+        match r {
+            Res::Task { wave } => f.wave = wave + 1,
+            Res::Blocked { root } => f.waits.root = root,
+            Res::Own | Res::ExtFailed => f.waits.root = id,
+            Res::ExtWait => f.waits.wait_ext = id,
+            Res::WaitExt { key } => f.waits.wait_ext = key,
+            Res::WaitRefs => f.waits.wait_refs = true,
+            Res::Unresolved => unreachable!("only resolved objects are folded"),
+        }
+        f
     }
 }
 
@@ -480,14 +493,12 @@ struct Countdown {
     wave: u32,
 }
 
-/// The rest of a node's record: what only failing or waiting prerequisites add (the other
-/// parts of its [`Fold`]), and what [`resolve`] reads of an object. Resolving a node reads
-/// its countdown and this, never its prerequisites' results.
+/// The rest of a node's record: its [`Waits`] (changed only by failing or waiting
+/// prerequisites) and what [`resolve`] reads of an object. Resolving a node reads its
+/// countdown and this, never its prerequisites' results.
 #[derive(Clone, Copy, Debug)]
 struct Rest {
-    root: u32,
-    wait_ext: u32,
-    wait_refs: bool,
+    waits: Waits,
     /// [`SlotInfo`]'s flags (objects; 0 for barriers).
     flags: u8,
     kind: ModelKind,
@@ -496,29 +507,10 @@ struct Rest {
 impl Rest {
     /// A barrier's: nothing added yet.
     const BARRIER: Rest = Rest {
-        root: NO_OBJECT,
-        wait_ext: NO_OBJECT,
-        wait_refs: false,
+        waits: Waits::NONE,
         flags: 0,
         kind: ModelKind::Passive,
     };
-
-    /// The node's fold, given its countdown's wave.
-    fn fold(&self, wave: u32) -> Fold {
-        Fold {
-            wave,
-            root: self.root,
-            wait_ext: self.wait_ext,
-            wait_refs: self.wait_refs,
-        }
-    }
-
-    /// Adds what `share` has beyond its wave.
-    fn add(&mut self, store: &Store, share: &Fold) {
-        let mut fold = self.fold(0);
-        fold.merge(store, *share);
-        (self.root, self.wait_ext, self.wait_refs) = (fold.root, fold.wait_ext, fold.wait_refs);
-    }
 }
 
 /// The barrier node of (`model`, `deleting`), made on first use: node `n + b`.
@@ -656,7 +648,8 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                     match scratch.slot_of(d) {
                         Some(s) if s & SLOT_DELETING != 0 => {
                             // R7: a live object waiting on a deleting one is blocked by it.
-                            rests[i].root = min_key(store, rests[i].root, d.0);
+                            let root = &mut rests[i].waits.root;
+                            *root = min_key(store, *root, d.0);
                         }
                         Some(s) => pre.push(s),
                         None => {
@@ -737,7 +730,10 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         let i = queue[head] as usize;
         head += 1;
         let rest = rests[i];
-        let fold = rest.fold(counts[i].wave);
+        let fold = Fold {
+            wave: counts[i].wave,
+            waits: rest.waits,
+        };
         let share = if i >= n {
             fold
         } else {
@@ -748,14 +744,14 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
             res[i] = r;
             Fold::of(r, unsettled[i])
         };
-        let rare = share.root != NO_OBJECT || share.wait_ext != NO_OBJECT || share.wait_refs;
+        let rare = !share.waits.is_none();
         for &d in &rev[rev_off[i] as usize..rev_off[i + 1] as usize] {
             let count = &mut counts[d as usize];
             count.wave = count.wave.max(share.wave);
             count.left -= 1;
             let ready = count.left == 0;
             if rare {
-                rests[d as usize].add(store, &share);
+                rests[d as usize].waits.merge(store, &share.waits);
             }
             if ready {
                 queue.push(d);
@@ -949,10 +945,12 @@ pub(crate) fn referrers_waited_for(store: &Store, id: ObjectId) -> Vec<ObjectId>
 /// prerequisites add up to.
 fn resolve(store: &Store, id: ObjectId, fold: Fold, flags: u8, kind: ModelKind) -> Res {
     let Fold {
-        root,
-        wait_ext,
-        wait_refs,
         wave,
+        waits: Waits {
+            root,
+            wait_ext,
+            wait_refs,
+        },
     } = fold;
     let root = (root != NO_OBJECT).then_some(root);
     let wait_ext = (wait_ext != NO_OBJECT).then_some(wait_ext);
