@@ -4,6 +4,9 @@
 //!   to convergence by `step`: the plan, then one dispatch and one delivery (an `Ok` from a
 //!   no-op actuator, applied by the engine) per task, each delivery releasing dependents.
 //!   Everything a real driver asks of the scheduler, minus the actuator calls.
+//! * `sched/<graph>/deliveries`: the same run with the first plan and its first dispatches
+//!   made in the setup: only the per-task dispatch and delivery are timed (the part of
+//!   `continuous` that a run's length, not the graph's one plan, pays for).
 //! * `sched/<graph>/executor_loop_t1`: the same work the old way: `plan`, a single-thread
 //!   `Executor::run` with a no-op actuator, `complete_run`.
 //! * `sched/<graph>/executor_run_t1`: `Executor::run` alone (the 47.5 ns/task baseline of
@@ -20,7 +23,7 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use syncore::sched::{Input, SchedConfig, Scheduler};
+use syncore::sched::{Dispatch, Input, SchedConfig, Scheduler};
 use syncore::{Actuator, Actuators, Engine, ExecConfig, Executor, ObjectView, Outcome, Time};
 
 struct Noop;
@@ -31,13 +34,27 @@ impl Actuator for Noop {
     }
 }
 
-/// Drives `engine` to convergence through the scheduler; returns the deliveries made and
-/// the scheduler (so that freeing it is not timed).
-fn continuous(engine: Engine) -> (u64, Scheduler) {
+/// A scheduler over `engine` after its first input: the plan made, the first tasks
+/// dispatched.
+fn started(engine: Engine) -> (Scheduler, Vec<Dispatch>) {
     let mut s =
         Scheduler::new(engine, SchedConfig::default().concurrency(u32::MAX)).expect("scheduler");
     let mut ready = Vec::new();
     s.step(Input::Tick { now: Time(0) }, &mut ready);
+    (s, ready)
+}
+
+/// Drives `engine` to convergence through the scheduler; returns the deliveries made and
+/// the scheduler (so that freeing it is not timed).
+fn continuous(engine: Engine) -> (u64, Scheduler) {
+    let (s, ready) = started(engine);
+    deliver_all(s, ready)
+}
+
+/// Delivers an `Ok` for every dispatch, and for every dispatch those release, until none
+/// is left.
+#[inline(never)]
+fn deliver_all(mut s: Scheduler, mut ready: Vec<Dispatch>) -> (u64, Scheduler) {
     let mut out = Vec::new();
     let mut n = 0;
     while let Some(d) = ready.pop() {
@@ -72,6 +89,17 @@ fn bench_sched(c: &mut Criterion) {
                 || Engine::restore(&snapshot).expect("restore"),
                 |engine| {
                     let (n, s) = continuous(engine);
+                    assert_eq!(n, u64::from(dag.n));
+                    s
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function("deliveries", |b| {
+            b.iter_batched(
+                || started(Engine::restore(&snapshot).expect("restore")),
+                |(s, ready)| {
+                    let (n, s) = deliver_all(s, ready);
                     assert_eq!(n, u64::from(dag.n));
                     s
                 },

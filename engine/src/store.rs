@@ -496,6 +496,23 @@ impl Store {
         }
     }
 
+    /// A sync of `version` succeeded: it is enacted, the last outcome's failures, deferral
+    /// and external failure are cleared with its message, and the object leaves the
+    /// unsettled set. The state hash is updated in place (the completion's hot path).
+    pub(crate) fn mark_synced(&mut self, id: ObjectId, version: u64) {
+        let i = id.index();
+        self.hash.rewrite_status(&mut self.d, i, |d| {
+            let m = &mut d.meta[i];
+            m.enacted = version;
+            m.backoff.failures = 0;
+            m.backoff.flags &= !(DEFERRED | EXTERNAL_FAILED);
+            if !d.messages.is_empty() {
+                d.messages.remove(&id.0);
+            }
+        });
+        self.refresh_unsettled(id);
+    }
+
     /// Recomputes membership of the unsettled set after a write.
     pub(crate) fn refresh_unsettled(&mut self, id: ObjectId) {
         if self.alive(id) && self.is_unsettled(id) {

@@ -44,6 +44,7 @@ mod config;
 mod fold;
 mod input;
 mod lanes;
+mod leases;
 mod queue;
 mod snapshot;
 #[cfg(test)]
@@ -67,6 +68,7 @@ pub use input::{Effect, Input, InputDecodeError};
 pub use lanes::{LaneRun, LaneSpan, LaneStop, Lanes};
 pub use snapshot::{SchedMigrateError, SchedSnapshotError, SCHED_FORMAT_VERSION, SCHED_MAGIC};
 
+use leases::Leases;
 use queue::Ready;
 
 /// Identifies one dispatch (lease) for its delivery: a sequence number, handed out in
@@ -305,9 +307,8 @@ pub struct Scheduler {
     config: SchedConfig,
     /// Per model, resolved from the config.
     models: Vec<ModelSched>,
-    /// Per object id: its lease.
-    leases: Vec<Option<Lease>>,
-    lease_count: usize,
+    /// The actuations in flight.
+    leases: Leases,
     in_flight: Vec<u32>,
     next_lease: u64,
     cur: Current,
@@ -347,7 +348,7 @@ pub struct Scheduler {
 impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scheduler")
-            .field("in_flight", &self.lease_count)
+            .field("in_flight", &self.leases.len())
             .field("queued", &self.ready.len())
             .field("stats", &self.stats)
             .finish()
@@ -377,8 +378,7 @@ impl Scheduler {
             engine,
             config,
             models,
-            leases: Vec::new(),
-            lease_count: 0,
+            leases: Leases::default(),
             in_flight: vec![0; n],
             next_lease: 1,
             cur: Current::default(),
@@ -428,17 +428,17 @@ impl Scheduler {
 
     /// The actuations in flight, in object id order.
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
-        self.leases.iter().flatten()
+        self.leases.by_object().into_iter()
     }
 
     /// The lease of `id`, if an actuation of it is in flight.
     pub fn lease(&self, id: ObjectId) -> Option<&Lease> {
-        self.leases.get(id.index()).and_then(Option::as_ref)
+        self.leases.get(id)
     }
 
     /// Actuations in flight.
     pub fn in_flight(&self) -> usize {
-        self.lease_count
+        self.leases.len()
     }
 
     /// Tasks dispatchable now but waiting for a slot.
@@ -467,7 +467,7 @@ impl Scheduler {
         }
         Metrics {
             queue_depth: self.ready.len(),
-            in_flight: self.lease_count,
+            in_flight: self.leases.len(),
             models,
             stats: self.stats,
         }
@@ -577,8 +577,9 @@ impl Scheduler {
             if d > now {
                 break;
             }
-            let l = self.leases[id as usize].expect("a deadline belongs to a lease");
-            self.take_lease(ObjectId(id));
+            let l = self
+                .take_lease(ObjectId(id))
+                .expect("a deadline belongs to a lease");
             let ms = d.0.saturating_sub(l.started.0);
             self.stats.timed_out += 1;
             self.finish(l, Outcome::failed(format!("timed out after {ms} ms")), now);
@@ -608,7 +609,7 @@ impl Scheduler {
     /// lease. Returns `None` when nothing may start now (see [`Scheduler::next_wake`]).
     pub fn poll_dispatch(&mut self, now: Time) -> Option<Dispatch> {
         let now = self.clock(now);
-        if self.draining || self.lease_count as u64 >= u64::from(self.config.concurrency) {
+        if self.draining || self.leases.len() as u64 >= u64::from(self.config.concurrency) {
             return None;
         }
         if self.dirty {
@@ -665,16 +666,7 @@ impl Scheduler {
     }
 
     fn put_lease(&mut self, l: Lease) {
-        let i = l.task.object.index();
-        if self.leases.len() <= i {
-            // Sized for every id at once: growing one id at a time would copy the table
-            // again and again as ids arrive in any order.
-            let len = self.engine.id_capacity().max(i + 1);
-            self.leases.resize(len, None);
-        }
-        debug_assert!(self.leases[i].is_none(), "one lease per object");
-        self.leases[i] = Some(l);
-        self.lease_count += 1;
+        self.leases.insert(l, self.engine.id_capacity());
         self.in_flight[l.task.model.index()] += 1;
         if let Some(d) = l.deadline {
             self.deadlines.insert((d, l.task.object.0));
@@ -682,8 +674,7 @@ impl Scheduler {
     }
 
     fn take_lease(&mut self, id: ObjectId) -> Option<Lease> {
-        let l = self.leases.get_mut(id.index())?.take()?;
-        self.lease_count -= 1;
+        let l = self.leases.remove(id)?;
         self.in_flight[l.task.model.index()] -= 1;
         if let Some(d) = l.deadline {
             self.deadlines.remove(&(d, id.0));
@@ -766,7 +757,7 @@ impl Scheduler {
         self.ready.clear();
         for i in 0..n {
             let t = self.cur.tasks[i];
-            if let Some(l) = self.leases.get(t.object.index()).and_then(Option::as_ref) {
+            if let Some(l) = self.leases.get(t.object) {
                 self.cur.slot[i] = if l.task == t {
                     Slot::Running
                 } else {
@@ -878,7 +869,9 @@ impl Scheduler {
                 }
             }
         }
-        self.rerun.remove(&l.task.object.0);
+        if !self.rerun.is_empty() {
+            self.rerun.remove(&l.task.object.0);
+        }
         Delivery::Applied {
             completion,
             released,
@@ -946,7 +939,8 @@ impl Scheduler {
             }),
         };
         self.forget_timers(task.object);
-        if self.rerun.remove(&id) && self.engine.mark_resync(task.object) {
+        if !self.rerun.is_empty() && self.rerun.remove(&id) && self.engine.mark_resync(task.object)
+        {
             self.stats.watch_resyncs += 1;
             self.dirty = true;
         }
@@ -958,6 +952,9 @@ impl Scheduler {
     }
 
     fn forget_timers(&mut self, id: ObjectId) {
+        if self.resync_due.is_empty() {
+            return;
+        }
         if let Some(due) = self.resync_due.remove(&id.0) {
             self.timers.remove(&(due, id.0));
         }

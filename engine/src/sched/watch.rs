@@ -71,7 +71,8 @@ impl Scheduler {
 
     /// The feedback of `task`'s object before its completion, if anything watches it.
     pub(super) fn watched_feedback_before(&self, task: Task) -> Option<Vec<Value>> {
-        if task.kind != TaskKind::Sync
+        if !self.any_watch
+            || task.kind != TaskKind::Sync
             || !self.engine.alive(task.object)
             || !self.watched(task.model)
         {
