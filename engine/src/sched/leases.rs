@@ -4,7 +4,8 @@
 //! freed entries are reused), found by object id through a dense `u32` index: a lookup
 //! reads 4 bytes of an object-sized array instead of a whole lease per object id, and a
 //! replan that checks every task of a large plan for a running lease reads 4 bytes per
-//! task.
+//! task. Each lease also remembers the plan task it was dispatched from, so that its
+//! delivery finds that task again without a lookup by object id.
 
 use crate::id::ObjectId;
 
@@ -13,13 +14,27 @@ use super::Lease;
 /// No lease for this object.
 const NONE: u32 = u32::MAX;
 
+/// The plan task a lease was dispatched from: task `node` of plan number `plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PlanSlot {
+    pub(super) plan: u64,
+    pub(super) node: u32,
+}
+
+/// A lease and where it came from (`None`: restored from a snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Held {
+    pub(super) lease: Lease,
+    pub(super) from: Option<PlanSlot>,
+}
+
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(super) struct Leases {
     /// Per object id: the slab entry of its lease, or [`NONE`].
     of: Vec<u32>,
     /// The leases; `None` entries are free, listed in `free`.
-    slab: Vec<Option<Lease>>,
+    slab: Vec<Option<Held>>,
     free: Vec<u32>,
     len: usize,
 }
@@ -37,25 +52,25 @@ impl Leases {
         if k == NONE {
             return None;
         }
-        self.slab[k as usize].as_ref()
+        self.slab[k as usize].as_ref().map(|h| &h.lease)
     }
 
     /// Records `lease`; its object must hold none. `ids` is the engine's id capacity: the
     /// index is sized for every id at once (growing it one id at a time would copy it
     /// again and again as ids arrive in any order).
-    pub(super) fn insert(&mut self, lease: Lease, ids: usize) {
-        let i = lease.task.object.index();
+    pub(super) fn insert(&mut self, held: Held, ids: usize) {
+        let i = held.lease.task.object.index();
         if self.of.len() <= i {
             self.of.resize(ids.max(i + 1), NONE);
         }
         debug_assert_eq!(self.of[i], NONE, "one lease per object");
         let k = match self.free.pop() {
             Some(k) => {
-                self.slab[k as usize] = Some(lease);
+                self.slab[k as usize] = Some(held);
                 k
             }
             None => {
-                self.slab.push(Some(lease));
+                self.slab.push(Some(held));
                 (self.slab.len() - 1) as u32
             }
         };
@@ -65,21 +80,21 @@ impl Leases {
 
     /// Ends the lease of `id`, if any.
     #[inline]
-    pub(super) fn remove(&mut self, id: ObjectId) -> Option<Lease> {
+    pub(super) fn remove(&mut self, id: ObjectId) -> Option<Held> {
         let slot = self.of.get_mut(id.index())?;
         let k = std::mem::replace(slot, NONE);
         if k == NONE {
             return None;
         }
-        let lease = self.slab[k as usize].take();
+        let held = self.slab[k as usize].take();
         self.free.push(k);
         self.len -= 1;
-        lease
+        held
     }
 
     /// The leases in object id order.
     pub(super) fn by_object(&self) -> Vec<&Lease> {
-        let mut v: Vec<&Lease> = self.slab.iter().flatten().collect();
+        let mut v: Vec<&Lease> = self.slab.iter().flatten().map(|h| &h.lease).collect();
         v.sort_unstable_by_key(|l| l.task.object);
         v
     }
@@ -124,10 +139,10 @@ mod tests {
                 let id = ObjectId(object);
                 if put && !model.contains_key(&object) {
                     let l = lease(object, seq as u64);
-                    t.insert(l, 8);
+                    t.insert(Held { lease: l, from: None }, 8);
                     model.insert(object, l);
                 } else if !put {
-                    prop_assert_eq!(t.remove(id), model.remove(&object));
+                    prop_assert_eq!(t.remove(id).map(|h| h.lease), model.remove(&object));
                 }
                 prop_assert_eq!(t.get(id), model.get(&object));
                 prop_assert_eq!(t.len(), model.len());

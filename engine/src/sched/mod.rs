@@ -68,7 +68,7 @@ pub use input::{Effect, Input, InputDecodeError};
 pub use lanes::{LaneRun, LaneSpan, LaneStop, Lanes};
 pub use snapshot::{SchedMigrateError, SchedSnapshotError, SCHED_FORMAT_VERSION, SCHED_MAGIC};
 
-use leases::Leases;
+use leases::{Held, Leases, PlanSlot};
 use queue::Ready;
 
 /// Identifies one dispatch (lease) for its delivery: a sequence number, handed out in
@@ -259,6 +259,8 @@ enum Slot {
 /// The current plan, inverted for completion-driven release.
 #[derive(Debug, Default)]
 struct Current {
+    /// Which plan this is (1, 2, ...: one more per replan; 0 before the first).
+    plan: u64,
     tasks: Vec<Task>,
     /// Dependents of each node of the plan (CSR): tasks, then barriers (R1, R7).
     rev_off: Vec<u32>,
@@ -561,11 +563,11 @@ impl Scheduler {
     /// (backoff counts from it, R5), and dependents it releases are queued at once.
     pub fn deliver(&mut self, lease: LeaseId, outcome: Outcome, now: Time) -> Delivery {
         let now = self.clock(now);
-        let Some(l) = self.take_lease_by_id(lease) else {
+        let Some(held) = self.take_lease_by_id(lease) else {
             self.stats.late += 1;
             return Delivery::Late;
         };
-        self.finish(l, outcome, now)
+        self.finish(held, outcome, now)
     }
 
     /// Handles the passing of time: overdue actuations fail (their model's timeout),
@@ -577,12 +579,16 @@ impl Scheduler {
             if d > now {
                 break;
             }
-            let l = self
+            let held = self
                 .take_lease(ObjectId(id))
                 .expect("a deadline belongs to a lease");
-            let ms = d.0.saturating_sub(l.started.0);
+            let ms = d.0.saturating_sub(held.lease.started.0);
             self.stats.timed_out += 1;
-            self.finish(l, Outcome::failed(format!("timed out after {ms} ms")), now);
+            self.finish(
+                held,
+                Outcome::failed(format!("timed out after {ms} ms")),
+                now,
+            );
         }
         // Re-sync timers.
         while let Some(&(t, id)) = self.timers.iter().next() {
@@ -638,7 +644,11 @@ impl Scheduler {
             deadline,
         };
         self.next_lease += 1;
-        self.put_lease(lease);
+        let from = PlanSlot {
+            plan: self.cur.plan,
+            node: t,
+        };
+        self.put_lease(lease, Some(from));
         self.stats.dispatched += 1;
         if attempt > 1 {
             self.stats.retries += 1;
@@ -665,26 +675,29 @@ impl Scheduler {
         self.last_now
     }
 
-    fn put_lease(&mut self, l: Lease) {
-        self.leases.insert(l, self.engine.id_capacity());
+    /// Records lease `l`, dispatched from plan task `from` (`None`: restored).
+    fn put_lease(&mut self, l: Lease, from: Option<PlanSlot>) {
+        self.leases
+            .insert(Held { lease: l, from }, self.engine.id_capacity());
         self.in_flight[l.task.model.index()] += 1;
         if let Some(d) = l.deadline {
             self.deadlines.insert((d, l.task.object.0));
         }
     }
 
-    fn take_lease(&mut self, id: ObjectId) -> Option<Lease> {
-        let l = self.leases.remove(id)?;
+    fn take_lease(&mut self, id: ObjectId) -> Option<Held> {
+        let held = self.leases.remove(id)?;
+        let l = held.lease;
         self.in_flight[l.task.model.index()] -= 1;
         if let Some(d) = l.deadline {
             self.deadlines.remove(&(d, id.0));
         }
         // A task of this model parked behind its limit may go now.
         self.ready.unpark(l.task.model.0);
-        Some(l)
+        Some(held)
     }
 
-    fn take_lease_by_id(&mut self, lease: LeaseId) -> Option<Lease> {
+    fn take_lease_by_id(&mut self, lease: LeaseId) -> Option<Held> {
         let held = self.lease(lease.object)?;
         if held.id != lease {
             return None;
@@ -703,6 +716,7 @@ impl Scheduler {
     fn replan(&mut self, now: Time) {
         self.dirty = false;
         let plan = self.engine.plan(now);
+        self.cur.plan += 1;
         self.stats.replans += 1;
         self.stats.plan_objects += plan.stats.objects;
         self.backoff_wake = plan.next_wake;
@@ -789,7 +803,8 @@ impl Scheduler {
     }
 
     /// Applies an ended lease's outcome.
-    fn finish(&mut self, l: Lease, outcome: Outcome, now: Time) -> Delivery {
+    fn finish(&mut self, held: Held, outcome: Outcome, now: Time) -> Delivery {
+        let l = held.lease;
         self.stats.delivered += 1;
         let m = l.task.model.index();
         let latency = now.0.saturating_sub(l.started.0);
@@ -805,7 +820,16 @@ impl Scheduler {
             // The object left the store meanwhile: as stale as it gets.
             Err(_) => Completion::Stale,
         };
-        let idx = self.cur.index_of(l.task.object).filter(|_| !self.dirty);
+        // The object's task in the current plan: the one it was dispatched from while that
+        // plan stands (a fold adds tasks only for objects with no lease), else a lookup.
+        let idx = match held.from {
+            _ if self.dirty => None,
+            Some(f) if f.plan == self.cur.plan => {
+                debug_assert_eq!(Some(f.node), self.cur.index_of(l.task.object));
+                Some(f.node)
+            }
+            _ => self.cur.index_of(l.task.object),
+        };
         let mut released = 0;
         match &completion {
             Completion::Synced | Completion::Deleted { .. } => {

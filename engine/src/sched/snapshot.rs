@@ -223,7 +223,7 @@ impl Scheduler {
     fn resume_with(bytes: &[u8], check_sum: bool) -> Result<Scheduler, SchedSnapshotError> {
         let mut s = Scheduler::decode(bytes, check_sum)?;
         for l in std::mem::take(&mut s.restored) {
-            s.put_lease(l);
+            s.put_lease(l, None);
         }
         Ok(s)
     }
