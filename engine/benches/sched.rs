@@ -36,6 +36,7 @@ impl Actuator for Noop {
 
 /// A scheduler over `engine` after its first input: the plan made, the first tasks
 /// dispatched.
+#[inline(never)]
 fn started(engine: Engine) -> (Scheduler, Vec<Dispatch>) {
     let mut s =
         Scheduler::new(engine, SchedConfig::default().concurrency(u32::MAX)).expect("scheduler");

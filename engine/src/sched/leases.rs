@@ -92,9 +92,14 @@ impl Leases {
         held
     }
 
+    /// The leases, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Lease> {
+        self.slab.iter().flatten().map(|h| &h.lease)
+    }
+
     /// The leases in object id order.
     pub(super) fn by_object(&self) -> Vec<&Lease> {
-        let mut v: Vec<&Lease> = self.slab.iter().flatten().map(|h| &h.lease).collect();
+        let mut v: Vec<&Lease> = self.iter().collect();
         v.sort_unstable_by_key(|l| l.task.object);
         v
     }

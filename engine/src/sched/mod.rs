@@ -715,7 +715,7 @@ impl Scheduler {
     /// Recomputes the plan and rebuilds the ready queue (O(plan)).
     fn replan(&mut self, now: Time) {
         self.dirty = false;
-        let plan = self.engine.plan(now);
+        let mut plan = self.engine.plan(now);
         self.cur.plan += 1;
         self.stats.replans += 1;
         self.stats.plan_objects += plan.stats.objects;
@@ -733,8 +733,6 @@ impl Scheduler {
         if cur.task_of.len() < cap {
             cur.task_of.resize(cap, u32::MAX);
         }
-        cur.tasks.clear();
-        cur.tasks.extend_from_slice(&plan.tasks);
         cur.late.clear();
         // Every node of the plan's DAG: its tasks, then its model-level barriers (R1, R7),
         // which count their members and release their waiters once all have completed.
@@ -768,18 +766,22 @@ impl Scheduler {
         for (i, t) in plan.tasks.iter().enumerate() {
             cur.task_of[t.object.index()] = i as u32;
         }
-        self.ready.clear();
-        for i in 0..n {
-            let t = self.cur.tasks[i];
-            if let Some(l) = self.leases.get(t.object) {
-                self.cur.slot[i] = if l.task == t {
+        // The plan's tasks are the scheduler's now (moved, not copied).
+        cur.tasks = std::mem::take(&mut plan.tasks);
+        // A task whose object is in flight is that actuation, or waits for it to end: found
+        // from the leases (as many as in flight), not by a lease lookup per task.
+        for l in self.leases.iter() {
+            if let Some(i) = cur.index_of(l.task.object) {
+                cur.slot[i as usize] = if cur.tasks[i as usize] == l.task {
                     Slot::Running
                 } else {
                     Slot::BehindLease
                 };
-                continue;
             }
-            if self.cur.pending[i] == 0 {
+        }
+        self.ready.clear();
+        for i in 0..n {
+            if self.cur.slot[i] == Slot::Waiting && self.cur.pending[i] == 0 {
                 self.queue(i as u32, now);
             }
         }
