@@ -14,7 +14,9 @@
 //! the slot as dirty; [`SlotHashes::flush`] adds the hash of each dirty part's new contents
 //! back. Reading the hash between a mark and a flush is still exact (the dirty parts are
 //! hashed on the fly), so a mutation path that forgets to flush costs time, never
-//! correctness; a path that forgets to mark is caught by the debug assertion in
+//! correctness. A completion's status write, the hot path, instead swaps the slot's status
+//! hash in place ([`SlotHashes::rewrite_status`]: the old one out, the new one in), with no
+//! dirty-list work. A path that forgets to mark is caught by the debug assertion in
 //! [`crate::Engine::state_hash`] and by the property test below, which compare with the
 //! full recomputation.
 
