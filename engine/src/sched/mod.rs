@@ -259,8 +259,6 @@ enum Slot {
 /// The current plan, inverted for completion-driven release.
 #[derive(Debug, Default)]
 struct Current {
-    /// Which plan this is (1, 2, ...: one more per replan; 0 before the first).
-    plan: u64,
     tasks: Vec<Task>,
     /// Dependents of each node of the plan (CSR): tasks, then barriers (R1, R7).
     rev_off: Vec<u32>,
@@ -311,6 +309,9 @@ pub struct Scheduler {
     models: Vec<ModelSched>,
     /// The actuations in flight.
     leases: Leases,
+    /// The number of the current plan (one more per replan; never reset, not even when a
+    /// checkpoint drops the plan, so that a lease's [`PlanSlot`] never names a later plan).
+    plan_seq: u64,
     in_flight: Vec<u32>,
     next_lease: u64,
     cur: Current,
@@ -381,6 +382,7 @@ impl Scheduler {
             config,
             models,
             leases: Leases::default(),
+            plan_seq: 0,
             in_flight: vec![0; n],
             next_lease: 1,
             cur: Current::default(),
@@ -645,7 +647,7 @@ impl Scheduler {
         };
         self.next_lease += 1;
         let from = PlanSlot {
-            plan: self.cur.plan,
+            plan: self.plan_seq,
             node: t,
         };
         self.put_lease(lease, Some(from));
@@ -716,7 +718,7 @@ impl Scheduler {
     fn replan(&mut self, now: Time) {
         self.dirty = false;
         let mut plan = self.engine.plan(now);
-        self.cur.plan += 1;
+        self.plan_seq += 1;
         self.stats.replans += 1;
         self.stats.plan_objects += plan.stats.objects;
         self.backoff_wake = plan.next_wake;
@@ -826,7 +828,7 @@ impl Scheduler {
         // plan stands (a fold adds tasks only for objects with no lease), else a lookup.
         let idx = match held.from {
             _ if self.dirty => None,
-            Some(f) if f.plan == self.cur.plan => {
+            Some(f) if f.plan == self.plan_seq => {
                 debug_assert_eq!(Some(f.node), self.cur.index_of(l.task.object));
                 Some(f.node)
             }

@@ -908,3 +908,39 @@ fn r15_a_change_set_applied_behind_a_backlog_costs_its_objects_not_the_backlog()
     let next = ok(&mut s, &first[0], 200);
     assert_eq!(keys(&s, &next), ["s0001"]);
 }
+
+/// A lease taken before a checkpoint is delivered after the plan that follows it, in which
+/// its task has another index: the delivery finds the task of the current plan (the lease's
+/// own plan task is of a dropped plan), releases nobody it should not, and the run settles.
+#[test]
+fn a_lease_from_before_a_checkpoint_is_matched_to_the_new_plan() {
+    let mut s = sched(SchedConfig::default());
+    let d = step(
+        &mut s,
+        Input::Apply {
+            changes: site("a", "a").upsert("b", "Site", [("name", "b")]),
+            now: t(0),
+        },
+    );
+    assert_eq!(keys(&s, &d), ["a", "b"]);
+    ok(&mut s, &d[0], 1);
+    s.checkpoint();
+    // The next plan holds b (in flight) and c: b is its task 0, where it was task 1.
+    let c = step(
+        &mut s,
+        Input::Apply {
+            changes: ChangeSet::new()
+                .upsert("c", "Site", [("name", "c")])
+                .upsert("d", "Slice", [("site", "b")]),
+            now: t(2),
+        },
+    );
+    assert_eq!(keys(&s, &c), ["c"]);
+    assert_eq!(s.stats().replans, 2);
+    // b's delivery releases its dependent d in the new plan.
+    let released = ok(&mut s, &d[1], 3);
+    assert_eq!(keys(&s, &released), ["d"]);
+    ok(&mut s, &c[0], 4);
+    ok(&mut s, &released[0], 5);
+    assert_eq!(s.engine().unsettled_count(), 0);
+}
