@@ -944,3 +944,88 @@ fn a_lease_from_before_a_checkpoint_is_matched_to_the_new_plan() {
     ok(&mut s, &released[0], 5);
     assert_eq!(s.engine().unsettled_count(), 0);
 }
+
+mod lease_plan_tasks {
+    //! A delivery finds its task through the plan task its lease remembers while that plan
+    //! stands; a debug assertion compares it with the lookup by object id on every
+    //! delivery. Any sequence of change sets, deliveries, checkpoints and ticks keeps the
+    //! two in agreement, and the lease table in agreement with the scheduler's counters.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Upsert a site (and a slice on it) with a new name.
+        Apply {
+            site: u8,
+            slice: bool,
+        },
+        /// Deliver the nth lease in flight: Ok, or a failure.
+        Deliver {
+            nth: u8,
+            ok: bool,
+        },
+        Checkpoint,
+        /// Let time pass (backoff expiries re-plan).
+        Tick {
+            ms: u16,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..6, any::<bool>()).prop_map(|(site, slice)| Op::Apply { site, slice }),
+            (any::<u8>(), prop::bool::weighted(0.8)).prop_map(|(nth, ok)| Op::Deliver { nth, ok }),
+            Just(Op::Checkpoint),
+            (1u16..3000).prop_map(|ms| Op::Tick { ms }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn deliveries_find_their_tasks(ops in prop::collection::vec(op(), 1..80)) {
+            let mut s = sched(SchedConfig::default().concurrency(3));
+            let mut now = 0u64;
+            let mut in_flight: Vec<Dispatch> = Vec::new();
+            for (k, op) in ops.into_iter().enumerate() {
+                now += 1;
+                let input = match op {
+                    Op::Apply { site, slice } => {
+                        let key = format!("s{site}");
+                        let mut cs = ChangeSet::new().upsert(&key, "Site", [("name", format!("n{k}"))]);
+                        if slice {
+                            cs = cs.upsert(format!("sl{site}"), "Slice", [("site", key.as_str())]);
+                        }
+                        Input::Apply { changes: cs, now: t(now) }
+                    }
+                    Op::Deliver { nth, ok } => {
+                        if in_flight.is_empty() {
+                            continue;
+                        }
+                        let d = in_flight.remove(nth as usize % in_flight.len());
+                        let outcome = if ok { Outcome::ok() } else { Outcome::failed("backend said no") };
+                        Input::Deliver { lease: d.lease, outcome, now: t(now) }
+                    }
+                    Op::Checkpoint => {
+                        s.checkpoint();
+                        continue;
+                    }
+                    Op::Tick { ms } => {
+                        now += u64::from(ms);
+                        Input::Tick { now: t(now) }
+                    }
+                };
+                in_flight.extend(step(&mut s, input));
+                // Every dispatch handed out and not delivered is a lease, and nothing else.
+                prop_assert_eq!(s.in_flight(), in_flight.len());
+                let mut held: Vec<LeaseId> = s.leases().map(|l| l.id).collect();
+                let mut want: Vec<LeaseId> = in_flight.iter().map(|d| d.lease).collect();
+                prop_assert!(held.windows(2).all(|w| w[0].object < w[1].object), "object id order");
+                held.sort();
+                want.sort();
+                prop_assert_eq!(held, want);
+            }
+        }
+    }
+}
