@@ -3,9 +3,9 @@
 //! Leases live in a slab as long as the number in flight (its entries stay in cache, and
 //! freed entries are reused), found by object id through a dense `u32` index: a lookup
 //! reads 4 bytes of an object-sized array instead of a whole lease per object id, and a
-//! replan that checks every task of a large plan for a running lease reads 4 bytes per
-//! task. Each lease also remembers the plan task it was dispatched from, so that its
-//! delivery finds that task again without a lookup by object id.
+//! replan finds the tasks in flight by walking the slab, not the plan. Each lease also
+//! remembers the plan task it was dispatched from, so that its delivery finds that task
+//! again without a lookup by object id.
 
 use crate::id::ObjectId;
 
