@@ -94,6 +94,10 @@ int main(int argc, char** argv) {
     }
     int threads = std::atoi(argv[2]);
     int runs = std::atoi(argv[3]);
+    if (threads < 1 || runs < 1) {
+        std::fprintf(stderr, "threads and runs must be at least 1 (got %s, %s)\n", argv[2], argv[3]);
+        return 2;
+    }
     oneapi::tbb::global_control limit(oneapi::tbb::global_control::max_allowed_parallelism,
                                       threads);
     std::vector<uint32_t> indegree(g.n, 0);
