@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod log;
 mod server;
 mod store;
 

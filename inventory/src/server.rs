@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::log::RequestLog;
 use crate::store::{Put, Records, COLLECTIONS};
 
 /// Most bytes of a request body the service reads (a PUT's fields).
@@ -55,11 +56,10 @@ pub struct Logged {
 }
 
 /// The state one server shares with its connections.
-#[derive(Default)]
 struct Shared {
     records: Mutex<Records>,
     faults: Mutex<Faults>,
-    log: Mutex<Vec<Logged>>,
+    log: Mutex<RequestLog>,
     /// TCP connections accepted so far.
     accepted: AtomicU64,
     /// The bearer token `/v1` requires ([`Inventory::require_token`]); `None`: none.
@@ -111,8 +111,11 @@ impl Inventory {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            records: Mutex::default(),
             faults: Mutex::new(faults),
-            ..Shared::default()
+            log: Mutex::new(RequestLog::new(REQUEST_LOG_MAX)),
+            accepted: AtomicU64::new(0),
+            token: Mutex::new(None),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -157,7 +160,7 @@ impl Inventory {
 
     /// The requests received under `/v1`, oldest first (at most [`REQUEST_LOG_MAX`]).
     pub fn requests(&self) -> Vec<Logged> {
-        self.shared.log.lock().clone()
+        self.shared.log.lock().to_vec()
     }
 
     /// TCP connections accepted so far (a client that keeps its connections alive opens
@@ -255,7 +258,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
                 .headers()
                 .get(AUTHORIZATION)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            let index = log(shared, &method, &path, authorization.clone());
+            let seq = shared.log.lock().push(Logged {
+                method,
+                path: path.clone(),
+                status: 0,
+                authorization: authorization.clone(),
+            });
             let required = shared.token.lock().clone();
             let response = match required {
                 Some(token)
@@ -280,9 +288,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
                 }
                 _ => v1(shared, req, rest).await,
             };
-            if let Some(entry) = shared.log.lock().get_mut(index) {
-                entry.status = response.status().as_u16();
-            }
+            shared
+                .log
+                .lock()
+                .set_status(seq, response.status().as_u16());
             response
         }
         ["admin", "health"] => answer(StatusCode::OK, json!({"ok": true})),
@@ -327,21 +336,6 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
         },
         _ => error(StatusCode::NOT_FOUND, format!("no route {path}")),
     }
-}
-
-/// Appends to the request log; the entry's index.
-fn log(shared: &Shared, method: &str, path: &str, authorization: Option<String>) -> usize {
-    let mut log = shared.log.lock();
-    if log.len() >= REQUEST_LOG_MAX {
-        log.remove(0);
-    }
-    log.push(Logged {
-        method: method.to_string(),
-        path: path.to_string(),
-        status: 0,
-        authorization,
-    });
-    log.len() - 1
 }
 
 /// `/v1/<collection>[/<key>]`, after the faults. The whole request body is read first, so
