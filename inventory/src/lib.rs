@@ -30,6 +30,7 @@
 
 #![deny(missing_docs)]
 
+mod alarm;
 mod client;
 mod log;
 mod server;

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::alarm::Alarms;
 use crate::log::RequestLog;
 use crate::store::{Put, Records, COLLECTIONS};
 
@@ -62,6 +63,8 @@ struct Shared {
     log: Mutex<RequestLog>,
     /// TCP connections accepted so far.
     accepted: AtomicU64,
+    /// The latency fault's delays (precise to tens of microseconds, not a millisecond).
+    alarms: Alarms,
     /// The bearer token `/v1` requires ([`Inventory::require_token`]); `None`: none.
     token: Mutex<Option<String>>,
 }
@@ -115,6 +118,7 @@ impl Inventory {
             faults: Mutex::new(faults),
             log: Mutex::new(RequestLog::new(REQUEST_LOG_MAX)),
             accepted: AtomicU64::new(0),
+            alarms: Alarms::start(addr.port())?,
             token: Mutex::new(None),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -358,7 +362,10 @@ async fn v1(shared: &Shared, req: Request<Incoming>, rest: &[&str]) -> Answer {
         now
     };
     if faults.latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+        shared
+            .alarms
+            .sleep(Duration::from_millis(faults.latency_ms))
+            .await;
     }
     if faults.hang {
         std::future::pending::<()>().await;
