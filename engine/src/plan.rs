@@ -513,6 +513,42 @@ impl Rest {
     };
 }
 
+/// One live object's walk through its dependencies (step 1 of [`plan`]).
+struct Walk<'a> {
+    store: &'a Store,
+    scratch: &'a mut Scratch,
+    epoch: u32,
+    /// The object's prerequisites found so far (slots).
+    pre: &'a mut Vec<u32>,
+    /// The object's root cause so far (R7: a deleting dependency blocks it).
+    root: &'a mut u32,
+    /// Settled objects to walk through (R1).
+    stack: &'a mut Vec<ObjectId>,
+    /// Objects visited (for [`PlanStats`]).
+    objects: &'a mut u64,
+}
+
+impl Walk<'_> {
+    /// Dependency `d` reached: each object is looked at once per walk (the visit marks), so
+    /// an unsettled prerequisite reached twice is listed once.
+    #[inline]
+    fn reach(&mut self, d: ObjectId) {
+        if !self.scratch.first_visit(d, self.epoch) {
+            return;
+        }
+        match self.scratch.slot_of(d) {
+            Some(s) if s & SLOT_DELETING != 0 => {
+                *self.root = min_key(self.store, *self.root, d.0);
+            }
+            Some(s) => self.pre.push(s),
+            None => {
+                *self.objects += 1;
+                self.stack.push(d);
+            }
+        }
+    }
+}
+
 /// The barrier node of (`model`, `deleting`), made on first use: node `n + b`.
 fn barrier_node(
     node_of: &mut [u32],
@@ -614,11 +650,13 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         })
         .collect();
     let mut stack: Vec<ObjectId> = Vec::new();
+    let has_extensions = store.has_extensions();
     pre_off.push(0);
     for (i, &u) in unsettled.iter().enumerate() {
         let id = ObjectId(u);
         let start = pre.len();
-        if store.deleting(id) {
+        let deleting = info[i].has(SlotInfo::DELETING);
+        if deleting {
             graph::for_each_effective_referrer(store, id, |r| {
                 stats.edges += 1;
                 if let Some(s) = scratch.slot_of(r) {
@@ -643,23 +681,30 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
             stack.push(id);
             let own = store.model(id);
             while let Some(x) = stack.pop() {
-                graph::for_each_effective_dep(store, x, |d| {
-                    stats.edges += 1;
-                    match scratch.slot_of(d) {
-                        Some(s) if s & SLOT_DELETING != 0 => {
-                            // R7: a live object waiting on a deleting one is blocked by it.
-                            let root = &mut rests[i].waits.root;
-                            *root = min_key(store, *root, d.0);
-                        }
-                        Some(s) => pre.push(s),
-                        None => {
-                            if scratch.first_visit(d, epoch) {
-                                stats.objects += 1;
-                                stack.push(d);
-                            }
-                        }
+                let mut walk = Walk {
+                    store,
+                    scratch: &mut *scratch,
+                    epoch,
+                    pre: &mut pre,
+                    root: &mut rests[i].waits.root,
+                    stack: &mut stack,
+                    objects: &mut stats.objects,
+                };
+                if has_extensions {
+                    let mut edges = 0;
+                    graph::for_each_effective_dep(store, x, |d| {
+                        edges += 1;
+                        walk.reach(d);
+                    });
+                    stats.edges += edges;
+                } else {
+                    // No extensions anywhere: the effective dependencies are the links.
+                    let deps = store.deps(x);
+                    stats.edges += deps.len() as u64;
+                    for &e in deps {
+                        walk.reach(graph::target(e));
                     }
-                });
+                }
                 // Model-level waits (R1) of this object and, transitively, of the settled
                 // objects it passes through: one barrier per model.
                 if any_model_deps {
@@ -669,6 +714,11 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
                     }
                 }
             }
+        }
+        if !(any_model_deps || deleting) {
+            // Listed once each already (the walk's marks).
+            pre_off.push(pre.len() as u32);
+            continue;
         }
         let list = &mut pre[start..];
         list.sort_unstable();

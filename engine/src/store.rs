@@ -325,6 +325,10 @@ impl Store {
     pub(crate) fn rdeps(&self, id: ObjectId) -> &[Edge] {
         self.rdeps.get(id.index())
     }
+    /// Whether any object extends another (has a proxy link).
+    pub(crate) fn has_extensions(&self) -> bool {
+        !self.exts.is_empty()
+    }
     /// Extensions of `id` (objects with a proxy link to it), in no particular order.
     #[inline]
     pub(crate) fn extensions(&self, id: ObjectId) -> &[u32] {
