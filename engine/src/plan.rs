@@ -607,8 +607,8 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         }
     }
 
-    // 1. Prerequisites, as node indices, in one flat array (sorted and deduplicated per
-    // object); the barriers' own prerequisites (their members) follow the objects'.
+    // 1. Prerequisites, as node indices, in one flat array (each listed once per object:
+    // by a walk's marks, or by a sort for deletes and model-level waits); the barriers' own prerequisites (their members) follow the objects'.
     // A wait of slot `me` (of model `own`) for every unsettled object (`members`) of model
     // `model`: one edge to that model's barrier, made on first use. The barrier is skipped
     // when it has no members; a waiter that is itself a member (R11 refuses such schemas)
@@ -747,22 +747,27 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     let total = n + nb;
 
     // 2. Resolution in topological order of prerequisites (Kahn), barriers included.
+    // Each node's dependents (`rev`, CSR by `rev_off`), ascending: counted, summed to
+    // each list's end, then filled from the last node down, each list's end moving back
+    // to its start.
     let mut rev_off: Vec<u32> = vec![0; total + 1];
     for &p in &pre {
-        rev_off[p as usize + 1] += 1;
+        rev_off[p as usize] += 1;
     }
-    for i in 0..total {
-        rev_off[i + 1] += rev_off[i];
+    let mut sum = 0;
+    for end in &mut rev_off[..total] {
+        sum += *end;
+        *end = sum;
     }
+    rev_off[total] = sum;
     let mut rev: Vec<u32> = vec![0; pre.len()];
-    let mut fill: Vec<u32> = rev_off[..total].to_vec();
-    for i in 0..total {
+    for i in (0..total).rev() {
         for &p in &pre[pre_off[i] as usize..pre_off[i + 1] as usize] {
-            rev[fill[p as usize] as usize] = i as u32;
-            fill[p as usize] += 1;
+            let at = &mut rev_off[p as usize];
+            *at -= 1;
+            rev[*at as usize] = i as u32;
         }
     }
-    drop(fill);
     let mut counts: Vec<Countdown> = (0..total)
         .map(|i| Countdown {
             left: pre_off[i + 1] - pre_off[i],
@@ -775,7 +780,8 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         .filter(|&i| counts[i as usize].left == 0)
         .collect();
     let mut head = 0;
-    let mut max_wave = 0u32;
+    // Tasks per wave, counted as they resolve.
+    let mut per_wave: Vec<u32> = Vec::new();
     while head < queue.len() {
         let i = queue[head] as usize;
         head += 1;
@@ -789,7 +795,11 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         } else {
             let r = resolve(store, ObjectId(unsettled[i]), fold, rest.flags, rest.kind);
             if let Res::Task { wave } = r {
-                max_wave = max_wave.max(wave);
+                let w = wave as usize;
+                if w >= per_wave.len() {
+                    per_wave.resize(w + 1, 0);
+                }
+                per_wave[w] += 1;
             }
             res[i] = r;
             Fold::of(r, unsettled[i])
@@ -817,21 +827,15 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
     drop((queue, rev, rev_off, counts, rests));
 
     // 3. Output: tasks by (wave, id), with edges; the barriers tasks wait for; holds by id.
-    let task_count = res.iter().filter(|r| matches!(r, Res::Task { .. })).count();
-    let waves = if task_count == 0 {
-        0
-    } else {
-        max_wave as usize + 1
-    };
-    let mut wave_offsets = vec![0u32; waves + 1];
-    for r in &res {
-        if let Res::Task { wave } = r {
-            wave_offsets[*wave as usize + 1] += 1;
-        }
+    let waves = per_wave.len();
+    let mut wave_offsets = Vec::with_capacity(waves + 1);
+    wave_offsets.push(0u32);
+    let mut task_count = 0;
+    for &tasks in &per_wave {
+        task_count += tasks;
+        wave_offsets.push(task_count);
     }
-    for w in 0..waves {
-        wave_offsets[w + 1] += wave_offsets[w];
-    }
+    let task_count = task_count as usize;
     let mut next_in_wave: Vec<u32> = wave_offsets[..waves].to_vec();
     let mut task_of_slot: Vec<u32> = vec![u32::MAX; n];
     let mut order: Vec<u32> = vec![0; task_count];
@@ -901,7 +905,7 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
             debug_assert!(target != u32::MAX, "a task's prerequisites are tasks");
             dep_targets.push(target);
         }
-        dep_targets[start..].sort_unstable();
+        sort_small(&mut dep_targets[start..]);
         dep_offsets.push(dep_targets.len() as u32);
     }
     for &node in &barrier_src {
@@ -972,6 +976,23 @@ pub(crate) fn plan(schema: &Schema, store: &Store, scratch: &mut Scratch, now: T
         holds,
         next_wake,
         stats,
+    }
+}
+
+/// Sorts a task's prerequisites: an insertion sort for the few most tasks have.
+fn sort_small(list: &mut [u32]) {
+    if list.len() > 16 {
+        list.sort_unstable();
+        return;
+    }
+    for i in 1..list.len() {
+        let v = list[i];
+        let mut j = i;
+        while j > 0 && list[j - 1] > v {
+            list[j] = list[j - 1];
+            j -= 1;
+        }
+        list[j] = v;
     }
 }
 
